@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Each creates .venv under the repo and installs the pinned dependencies itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit serve bench clean
+
+$(BIN)/.installed-runtime: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . || $(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+$(BIN)/.installed-dev: $(BIN)/.installed-runtime requirements-dev.txt
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+demo: $(BIN)/.installed-runtime
+	$(BIN)/python -m postback.demo
+
+test: $(BIN)/.installed-dev lint typecheck
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed-dev
+	$(BIN)/ruff check postback tests bench
+	$(BIN)/ruff format --check postback tests bench
+
+typecheck: $(BIN)/.installed-dev
+	$(BIN)/mypy
+
+serve: $(BIN)/.installed-runtime
+	$(BIN)/postback serve
+
+bench: $(BIN)/.installed-runtime
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

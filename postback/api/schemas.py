@@ -1,0 +1,270 @@
+"""Request and response bodies of the HTTP API (also the Python client's return types).
+
+Responses never carry credentials: ``auth`` comes back as its type (and Basic username) only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+from postback.core.model import Attempt, Auth, Delivery, Endpoint
+from postback.core.policy import RetryPolicy
+
+_UNSET = msgspec.UNSET
+UnsetType = msgspec.UnsetType
+
+
+def iso(ms: int | None) -> str | None:
+    """Milliseconds since the epoch as RFC 3339 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def to_ms(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+class Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class AccountCreate(Request):
+    name: str
+
+
+class AccountCreated(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    api_key: str
+    """Shown once: only its hash is stored."""
+    created_at: str
+
+
+class EndpointCreate(Request):
+    url: str
+    description: str = ""
+    event_types: list[str] | None = None
+    """Event types to receive; omitted or null means all."""
+    retry_policy: RetryPolicy | None = None
+    timeout_ms: int | None = None
+    rate_limit_per_s: float | None = None
+    headers: dict[str, str] = {}
+    auth: Auth | None = None
+    """Write-only credentials: {"type": "basic", ...} or {"type": "bearer", "token": ...}."""
+    signing_secret: str | None = None
+    disabled: bool = False
+
+
+class EndpointUpdate(Request):
+    url: str | UnsetType = _UNSET
+    description: str | UnsetType = _UNSET
+    event_types: list[str] | UnsetType | None = _UNSET
+    retry_policy: RetryPolicy | UnsetType | None = _UNSET
+    timeout_ms: int | UnsetType | None = _UNSET
+    rate_limit_per_s: float | UnsetType | None = _UNSET
+    headers: dict[str, str] | UnsetType = _UNSET
+    auth: Auth | UnsetType | None = _UNSET
+    disabled: bool | UnsetType = _UNSET
+
+
+class AuthSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
+    type: str
+    username: str | None = None
+
+
+class EndpointOut(msgspec.Struct, kw_only=True):
+    id: str
+    url: str
+    description: str
+    event_types: list[str] | None
+    retry_policy: RetryPolicy | None
+    timeout_ms: int | None
+    rate_limit_per_s: float | None
+    headers: dict[str, str]
+    auth: AuthSummary | None
+    disabled: bool
+    kind: Literal["endpoint", "callback_url"]
+    created_at: str
+    updated_at: str
+    signing_secret: str | UnsetType = _UNSET
+    """Only in the answer to the create call."""
+
+    @classmethod
+    def of(cls, endpoint: Endpoint, signing_secret: str | None = None) -> EndpointOut:
+        auth = None
+        if endpoint.auth is not None:
+            tag = type(endpoint.auth).__struct_config__.tag
+            auth = AuthSummary(type=str(tag), username=getattr(endpoint.auth, "username", None))
+        return cls(
+            id=endpoint.id,
+            url=endpoint.url,
+            description=endpoint.description,
+            event_types=None if endpoint.event_types is None else list(endpoint.event_types),
+            retry_policy=endpoint.retry_policy,
+            timeout_ms=endpoint.timeout_ms,
+            rate_limit_per_s=endpoint.rate_limit_per_s,
+            headers=endpoint.headers,
+            auth=auth,
+            disabled=endpoint.disabled,
+            kind="callback_url" if endpoint.is_callback_url else "endpoint",
+            created_at=iso(endpoint.created_at) or "",
+            updated_at=iso(endpoint.updated_at) or "",
+            signing_secret=_UNSET if signing_secret is None else signing_secret,
+        )
+
+
+class SecretOut(msgspec.Struct, kw_only=True):
+    key: str
+    """The newest secret (the one a receiver should switch to)."""
+    active: list[SecretInfo]
+
+
+class SecretInfo(msgspec.Struct, kw_only=True):
+    key: str
+    created_at: str
+    expires_at: str | None
+
+
+class SecretRotate(Request):
+    key: str | None = None
+    """The new secret (``whsec_…``); generated when omitted."""
+
+
+class MessageCreate(Request):
+    event_type: str
+    payload: msgspec.Raw
+    """Any JSON object; stored and sent byte for byte as submitted."""
+    idempotency_key: str | None = None
+    callback_url: str | None = None
+
+
+class DeliveryBrief(msgspec.Struct, kw_only=True):
+    id: str
+    endpoint_id: str
+    state: str
+
+
+class MessageAccepted(msgspec.Struct, kw_only=True):
+    id: str
+    deliveries: list[DeliveryBrief]
+    duplicate: bool = False
+    """True when the idempotency key matched an earlier message; nothing new was created."""
+
+
+class BatchAccepted(msgspec.Struct, kw_only=True):
+    data: list[MessageAccepted]
+
+
+class DeliveryOut(msgspec.Struct, kw_only=True):
+    id: str
+    message_id: str
+    endpoint_id: str
+    event_type: str
+    state: str
+    attempt_count: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    dead_reason: str | None
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, d: Delivery) -> DeliveryOut:
+        return cls(
+            id=d.id,
+            message_id=d.message_id,
+            endpoint_id=d.endpoint_id,
+            event_type=d.event_type,
+            state=d.state.value,
+            attempt_count=d.attempt_count,
+            next_attempt_at=iso(d.next_attempt_at) if d.state == "pending" else None,
+            last_status_code=d.last_status_code,
+            last_error=d.last_error,
+            dead_reason=d.dead_reason,
+            created_at=iso(d.created_at) or "",
+            updated_at=iso(d.updated_at) or "",
+        )
+
+
+class MessageOut(msgspec.Struct, kw_only=True):
+    id: str
+    event_type: str
+    payload: msgspec.Raw
+    created_at: str
+    deliveries: list[DeliveryOut]
+
+
+class AttemptOut(msgspec.Struct, kw_only=True):
+    id: str
+    delivery_id: str
+    attempt_number: int
+    started_at: str
+    duration_ms: float
+    outcome: str
+    status_code: int | None
+    error: str | None
+    response_body: str | None
+
+    @classmethod
+    def of(cls, a: Attempt) -> AttemptOut:
+        return cls(
+            id=a.id,
+            delivery_id=a.delivery_id,
+            attempt_number=a.attempt_number,
+            started_at=iso(a.started_at) or "",
+            duration_ms=a.duration_ms,
+            outcome=a.outcome,
+            status_code=a.status_code,
+            error=a.error,
+            response_body=a.response_body,
+        )
+
+
+class ReplayRequest(Request):
+    endpoint_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class ReplayResult(msgspec.Struct, kw_only=True):
+    replayed: int
+    delivery_ids: list[str]
+
+
+class EndpointPage(msgspec.Struct, kw_only=True):
+    data: list[EndpointOut]
+    next_cursor: str | None
+
+
+class DeliveryPage(msgspec.Struct, kw_only=True):
+    data: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class AttemptPage(msgspec.Struct, kw_only=True):
+    data: list[AttemptOut]
+    next_cursor: str | None
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    error: ErrorDetail
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: str
+    version: str

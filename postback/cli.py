@@ -1,0 +1,384 @@
+"""The ``postback`` command line.
+
+Service commands (serve, worker, migrate, accounts create) open the database named by
+POSTBACK_DATABASE_URL; the others talk to a running Postback through ``postback.Client``
+(POSTBACK_URL, POSTBACK_API_KEY). Errors print one line and exit non-zero, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from postback import __version__
+from postback.client import Client, PostbackError
+from postback.config import ConfigError, Settings
+from postback.core.policy import PRESETS, PolicyError, RetryPolicy, resolve_policy, validate_policy
+from postback.storage.base import StorageError, StorageUnavailable
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(msgspec.to_builtins(value), indent=2))
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "database_url", None):
+        settings = dataclasses.replace(settings, database_url=args.database_url)
+    return settings
+
+
+def _client(args: argparse.Namespace) -> Client:
+    api_key = args.api_key or os.environ.get("POSTBACK_API_KEY")
+    if not api_key:
+        raise CLIError("no API key: pass --api-key or set POSTBACK_API_KEY")
+    return Client(args.url, api_key)
+
+
+def parse_policy(text: str) -> RetryPolicy:
+    """A preset name or a JSON policy object, validated."""
+    if text in PRESETS:
+        return RetryPolicy(preset=text)
+    try:
+        policy = msgspec.json.decode(text.encode(), type=RetryPolicy)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        names = ", ".join(PRESETS)
+        raise CLIError(f"policy must be one of {names} or a JSON object: {exc}") from None
+    try:
+        return validate_policy(policy)
+    except PolicyError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return " ".join(
+        part
+        for part in (
+            f"{hours}h" if hours else "",
+            f"{minutes}m" if minutes else "",
+            f"{secs}s" if secs or not seconds else "",
+        )
+        if part
+    )
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_policies_show(args: argparse.Namespace) -> None:
+    policy = resolve_policy(parse_policy(args.policy))
+    statuses = ", ".join(policy.retry_statuses or ("429", "5xx", "timeout", "network"))
+    print(f"policy: {args.policy if args.policy in PRESETS else 'custom'}")
+    print(f"retried failures: {statuses}; every other failure is permanent")
+    if policy.timeout_ms:
+        print(f"attempt timeout: {policy.timeout_ms} ms")
+    total = 0.0
+    rows = [["1", "0s", "0s", "first attempt"]]
+    for i, delay in enumerate(policy.schedule(), start=2):
+        total += delay
+        rows.append([str(i), _duration(delay), _duration(total), f"retry {i - 1}"])
+    print(_table(rows, ["attempt", "delay", "after first", ""]))
+    print(f"then dead-lettered: {policy.retry_count} retries over {_duration(total)}")
+
+
+async def cmd_serve(args: argparse.Namespace, *, api: bool, dispatch: bool) -> None:
+    from postback.logs import configure_logging
+    from postback.server import run_service
+
+    settings = _settings(args)
+    configure_logging(settings.log_format)
+    await run_service(
+        settings,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", 0),
+        api=api,
+        dispatch=dispatch,
+    )
+
+
+async def cmd_migrate(args: argparse.Namespace) -> None:
+    from postback.storage import open_storage
+
+    storage = open_storage(_settings(args).database_url)
+    await storage.open(migrate=True)
+    await storage.close()
+    print("database is up to date")
+
+
+async def cmd_accounts_create(args: argparse.Namespace) -> None:
+    from postback.service import InvalidInput, Postback
+    from postback.storage import open_storage
+
+    storage = open_storage(_settings(args).database_url)
+    await storage.open(migrate=True)
+    try:
+        account, api_key = await Postback(storage).create_account(args.name)
+    except InvalidInput as exc:
+        raise CLIError(exc.message) from None
+    finally:
+        await storage.close()
+    print(json.dumps({"id": account.id, "name": account.name, "api_key": api_key}, indent=2))
+
+
+def _header_pairs(values: list[str]) -> dict[str, str]:
+    headers = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise CLIError(f"--header must be NAME=VALUE, got {item!r}")
+        headers[name.strip()] = value
+    return headers
+
+
+async def cmd_endpoints_add(args: argparse.Namespace) -> None:
+    fields: dict[str, Any] = {}
+    if args.event_type:
+        fields["event_types"] = args.event_type
+    if args.policy:
+        fields["retry_policy"] = parse_policy(args.policy)
+    if args.timeout_ms is not None:
+        fields["timeout_ms"] = args.timeout_ms
+    if args.rate_limit is not None:
+        fields["rate_limit_per_s"] = args.rate_limit
+    if args.header:
+        fields["headers"] = _header_pairs(args.header)
+    if args.basic:
+        username, sep, password = args.basic.partition(":")
+        if not sep:
+            raise CLIError("--basic must be USERNAME:PASSWORD")
+        fields["auth"] = {"type": "basic", "username": username, "password": password}
+    if args.bearer:
+        fields["auth"] = {"type": "bearer", "token": args.bearer}
+    async with _client(args) as client:
+        _print_json(await client.create_endpoint(args.endpoint_url, **fields))
+
+
+async def cmd_endpoints_list(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        page = await client.list_endpoints(limit=args.limit)
+    rows = [
+        [
+            e.id,
+            e.url,
+            ",".join(e.event_types) if e.event_types is not None else "*",
+            "disabled" if e.disabled else "enabled",
+        ]
+        for e in page.data
+    ]
+    print(_table(rows, ["id", "url", "event types", "status"]))
+
+
+async def cmd_endpoints_show(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        _print_json(await client.get_endpoint(args.endpoint_id))
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror}") from None
+
+
+async def cmd_send(args: argparse.Namespace) -> None:
+    raw = await asyncio.to_thread(_read_input, args.file)
+    try:
+        msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise CLIError(f"{args.file} is not valid JSON: {exc}") from None
+    async with _client(args) as client:
+        _print_json(
+            await client.send(
+                args.event_type,
+                raw,
+                idempotency_key=args.idempotency_key,
+                callback_url=args.callback_url,
+            )
+        )
+
+
+async def cmd_deliveries_list(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        page = await client.list_deliveries(
+            state=args.state, endpoint_id=args.endpoint, limit=args.limit
+        )
+    rows = [
+        [
+            d.id,
+            d.message_id,
+            d.endpoint_id,
+            d.state,
+            str(d.attempt_count),
+            str(d.last_status_code or ""),
+            d.dead_reason or d.last_error or "",
+        ]
+        for d in page.data
+    ]
+    print(_table(rows, ["id", "message", "endpoint", "state", "attempts", "last status", "reason"]))
+
+
+async def cmd_replay(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        if args.delivery_id:
+            result = await client.replay_delivery(args.delivery_id)
+        else:
+            result = await client.replay(endpoint_id=args.endpoint)
+    print(f"replayed {result.replayed} deliveries")
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="postback", description="Durable callback delivery.")
+    parser.add_argument("--version", action="version", version=f"postback {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--database-url", help="default: $POSTBACK_DATABASE_URL or sqlite:///./postback.db"
+        )
+        return p
+
+    def with_api(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--url", default=os.environ.get("POSTBACK_URL", "http://127.0.0.1:8000"))
+        p.add_argument("--api-key", help="default: $POSTBACK_API_KEY")
+        return p
+
+    serve = with_db(sub.add_parser("serve", help="run the API and the dispatcher"))
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    with_db(sub.add_parser("worker", help="run the dispatcher only"))
+    with_db(sub.add_parser("migrate", help="create or upgrade the database schema"))
+
+    accounts = sub.add_parser("accounts", help="manage accounts").add_subparsers(
+        dest="action", required=True
+    )
+    create = with_db(accounts.add_parser("create", help="create an account; prints its API key"))
+    create.add_argument("name")
+
+    endpoints = sub.add_parser("endpoints", help="manage endpoints").add_subparsers(
+        dest="action", required=True
+    )
+    add = with_api(endpoints.add_parser("add", help="register a callback URL"))
+    add.add_argument("endpoint_url", metavar="URL")
+    add.add_argument("--event-type", action="append", help="repeat for several; default: all")
+    add.add_argument("--policy", help="sinch, notify, vibes or a JSON retry policy")
+    add.add_argument("--timeout-ms", type=int)
+    add.add_argument("--rate-limit", type=float, help="deliveries per second")
+    add.add_argument("--header", action="append", help="NAME=VALUE, repeatable")
+    add.add_argument("--basic", help="USERNAME:PASSWORD for HTTP Basic auth")
+    add.add_argument("--bearer", help="static bearer token")
+    listing = with_api(endpoints.add_parser("list", help="list endpoints"))
+    listing.add_argument("--limit", type=int, default=100)
+    show = with_api(endpoints.add_parser("show", help="show one endpoint"))
+    show.add_argument("endpoint_id")
+
+    send = with_api(sub.add_parser("send", help="submit an event from a JSON file or stdin"))
+    send.add_argument("event_type")
+    send.add_argument("file", nargs="?", default="-", help="JSON file; '-' or omitted: stdin")
+    send.add_argument("--idempotency-key")
+    send.add_argument("--callback-url")
+
+    deliveries = sub.add_parser("deliveries", help="inspect deliveries").add_subparsers(
+        dest="action", required=True
+    )
+    dl = with_api(deliveries.add_parser("list", help="list deliveries, newest first"))
+    dl.add_argument("--state", choices=["pending", "delivering", "delivered", "dead"])
+    dl.add_argument("--endpoint")
+    dl.add_argument("--limit", type=int, default=50)
+
+    replay = with_api(sub.add_parser("replay", help="replay one dead delivery, or all of them"))
+    replay.add_argument("delivery_id", nargs="?")
+    replay.add_argument("--endpoint", help="only this endpoint's dead deliveries")
+
+    policies = sub.add_parser("policies", help="retry policies").add_subparsers(
+        dest="action", required=True
+    )
+    pshow = policies.add_parser("show", help="print a policy's full schedule")
+    pshow.add_argument("policy", help="sinch, notify, vibes or a JSON retry policy")
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> None:
+    command = (args.command, getattr(args, "action", None))
+    if command == ("policies", "show"):
+        cmd_policies_show(args)
+        return
+    coroutine: Any
+    match command:
+        case ("serve", _):
+            coroutine = cmd_serve(args, api=True, dispatch=True)
+        case ("worker", _):
+            coroutine = cmd_serve(args, api=False, dispatch=True)
+        case ("migrate", _):
+            coroutine = cmd_migrate(args)
+        case ("accounts", "create"):
+            coroutine = cmd_accounts_create(args)
+        case ("endpoints", "add"):
+            coroutine = cmd_endpoints_add(args)
+        case ("endpoints", "list"):
+            coroutine = cmd_endpoints_list(args)
+        case ("endpoints", "show"):
+            coroutine = cmd_endpoints_show(args)
+        case ("send", _):
+            coroutine = cmd_send(args)
+        case ("deliveries", "list"):
+            coroutine = cmd_deliveries_list(args)
+        case ("replay", _):
+            coroutine = cmd_replay(args)
+        case _:
+            raise CLIError(f"unknown command {' '.join(filter(None, command))}")
+    if args.command in ("serve", "worker"):
+        try:
+            import uvloop
+
+            uvloop.run(coroutine)
+            return
+        except ImportError:
+            pass
+    asyncio.run(coroutine)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        dispatch(args)
+    except (CLIError, ConfigError, StorageError, StorageUnavailable, PostbackError) as exc:
+        print(f"postback: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

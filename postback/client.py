@@ -1,0 +1,274 @@
+"""``postback.Client``: the typed Python client for Postback's HTTP API.
+
+    async with Client("http://127.0.0.1:8000", api_key) as pb:
+        endpoint = await pb.create_endpoint("https://example.com/hook", event_types=["mo_text"])
+        accepted = await pb.send("mo_text", {"type": "mo_text", "body": "hi", ...})
+
+Every failure raises ``PostbackError`` carrying the API's status, code, message and field.
+``SyncClient`` offers the same methods for code that is not async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from postback.api import schemas as s
+
+T = TypeVar("T")
+JSONPayload = Mapping[str, Any] | bytes | str
+
+
+class PostbackError(Exception):
+    """An API call failed: ``status`` 0 means the server could not be reached."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        where = f" (field: {field})" if field else ""
+        super().__init__(
+            f"{message}{where}" if status == 0 else f"{status} {code}: {message}{where}"
+        )
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def _raw_json(payload: JSONPayload) -> msgspec.Raw:
+    if isinstance(payload, bytes):
+        return msgspec.Raw(payload)
+    if isinstance(payload, str):
+        return msgspec.Raw(payload.encode())
+    return msgspec.Raw(msgspec.json.encode(payload))
+
+
+def _message(
+    event_type: str,
+    payload: JSONPayload,
+    idempotency_key: str | None = None,
+    callback_url: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"event_type": event_type, "payload": _raw_json(payload)}
+    if idempotency_key is not None:
+        body["idempotency_key"] = idempotency_key
+    if callback_url is not None:
+        body["callback_url"] = callback_url
+    return body
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class Client:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        *,
+        admin_token: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.admin_token = admin_token
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        type_: type[T] | None,
+        body: Any = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        token: str | None = None,
+    ) -> T:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        token = token or self.api_key
+        headers = {"content-type": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        data = None if body is None else msgspec.json.encode(body)
+        query = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        try:
+            async with self._session.request(
+                method, self.base_url + path, data=data, headers=headers, params=query
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise self._error(response.status, raw)
+        except aiohttp.ClientError as exc:
+            raise PostbackError(
+                0, "unreachable", f"cannot reach Postback at {self.base_url}: {exc}"
+            ) from None
+        except TimeoutError:
+            raise PostbackError(0, "timeout", f"no answer from {self.base_url}{path}") from None
+        if type_ is None:
+            return None  # type: ignore[return-value]
+        return msgspec.json.decode(raw, type=type_)
+
+    @staticmethod
+    def _error(status: int, raw: bytes) -> PostbackError:
+        try:
+            detail = msgspec.json.decode(raw, type=s.ErrorBody).error
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return PostbackError(status, "http_error", raw[:200].decode("utf-8", "replace"))
+        return PostbackError(status, detail.code, detail.message, detail.field)
+
+    # -- accounts and health ------------------------------------------------------------------
+
+    async def health(self) -> s.Health:
+        return await self._call("GET", "/healthz", s.Health)
+
+    async def create_account(self, name: str) -> s.AccountCreated:
+        """Needs ``admin_token`` (the server's POSTBACK_ADMIN_TOKEN)."""
+        return await self._call(
+            "POST", "/v1/accounts", s.AccountCreated, {"name": name}, token=self.admin_token
+        )
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    async def create_endpoint(self, url: str, **fields: Any) -> s.EndpointOut:
+        """Fields as in ``POST /v1/endpoints``: event_types, retry_policy, timeout_ms, auth, ..."""
+        return await self._call("POST", "/v1/endpoints", s.EndpointOut, {"url": url, **fields})
+
+    async def list_endpoints(self, *, limit: int = 50, cursor: str | None = None) -> s.EndpointPage:
+        params = {"limit": limit, "cursor": cursor}
+        return await self._call("GET", "/v1/endpoints", s.EndpointPage, params=params)
+
+    async def get_endpoint(self, endpoint_id: str) -> s.EndpointOut:
+        return await self._call("GET", f"/v1/endpoints/{endpoint_id}", s.EndpointOut)
+
+    async def update_endpoint(self, endpoint_id: str, **changes: Any) -> s.EndpointOut:
+        return await self._call("PATCH", f"/v1/endpoints/{endpoint_id}", s.EndpointOut, changes)
+
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        await self._call("DELETE", f"/v1/endpoints/{endpoint_id}", None)
+
+    async def get_secret(self, endpoint_id: str) -> s.SecretOut:
+        return await self._call("GET", f"/v1/endpoints/{endpoint_id}/secret", s.SecretOut)
+
+    async def rotate_secret(self, endpoint_id: str, key: str | None = None) -> s.SecretOut:
+        path = f"/v1/endpoints/{endpoint_id}/secret/rotate"
+        return await self._call("POST", path, s.SecretOut, _drop_none({"key": key}))
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        event_type: str,
+        payload: JSONPayload,
+        *,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+    ) -> s.MessageAccepted:
+        """Submit one event; ``payload`` is a dict or ready JSON bytes (sent unchanged)."""
+        body = _message(event_type, payload, idempotency_key, callback_url)
+        return await self._call("POST", "/v1/messages", s.MessageAccepted, body)
+
+    async def send_batch(self, messages: list[Mapping[str, Any]]) -> s.BatchAccepted:
+        """Each item: {"event_type", "payload", "idempotency_key"?, "callback_url"?}."""
+        body = [
+            _message(m["event_type"], m["payload"], m.get("idempotency_key"), m.get("callback_url"))
+            for m in messages
+        ]
+        return await self._call("POST", "/v1/messages/batch", s.BatchAccepted, body)
+
+    async def get_message(self, message_id: str) -> s.MessageOut:
+        return await self._call("GET", f"/v1/messages/{message_id}", s.MessageOut)
+
+    # -- deliveries ---------------------------------------------------------------------------
+
+    async def list_deliveries(
+        self,
+        *,
+        state: str | None = None,
+        endpoint_id: str | None = None,
+        message_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> s.DeliveryPage:
+        params = {
+            "state": state,
+            "endpoint_id": endpoint_id,
+            "message_id": message_id,
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return await self._call("GET", "/v1/deliveries", s.DeliveryPage, params=params)
+
+    async def get_delivery(self, delivery_id: str) -> s.DeliveryOut:
+        return await self._call("GET", f"/v1/deliveries/{delivery_id}", s.DeliveryOut)
+
+    async def list_attempts(
+        self, delivery_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> s.AttemptPage:
+        path = f"/v1/deliveries/{delivery_id}/attempts"
+        return await self._call(
+            "GET", path, s.AttemptPage, params={"limit": limit, "cursor": cursor}
+        )
+
+    async def replay_delivery(self, delivery_id: str) -> s.ReplayResult:
+        return await self._call("POST", f"/v1/deliveries/{delivery_id}/replay", s.ReplayResult)
+
+    async def replay(
+        self,
+        *,
+        endpoint_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> s.ReplayResult:
+        """Replay every dead delivery matching the filters (all of the account's by default)."""
+        body = _drop_none({"endpoint_id": endpoint_id, "since": since, "until": until})
+        return await self._call("POST", "/v1/replay", s.ReplayResult, body)
+
+
+class SyncClient:
+    """The same methods as ``Client``, blocking; runs a private event loop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = Client(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._client, name)
+        if not asyncio.iscoroutinefunction(method):
+            return method  # type: ignore[no-any-return]
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._loop.run_until_complete(method(*args, **kwargs))
+
+        return call
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._client.close())
+            self._loop.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,47 @@
+"""Settings from environment variables (and CLI flags that override them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "sqlite:///./postback.db"
+
+
+class ConfigError(ValueError):
+    """A setting with a value that cannot be used; the message names the variable."""
+
+
+def _int(name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be from {minimum} to {maximum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_token: str = field(default="", repr=False)
+    max_in_flight: int = 512
+    per_endpoint_concurrency: int = 32
+    log_format: str = "text"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        log_format = os.environ.get("POSTBACK_LOG_FORMAT", "text")
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"POSTBACK_LOG_FORMAT must be text or json, got {log_format!r}")
+        return cls(
+            database_url=os.environ.get("POSTBACK_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            admin_token=os.environ.get("POSTBACK_ADMIN_TOKEN", ""),
+            max_in_flight=_int("POSTBACK_MAX_IN_FLIGHT", 512, 1, 100_000),
+            per_endpoint_concurrency=_int("POSTBACK_ENDPOINT_CONCURRENCY", 32, 1, 10_000),
+            log_format=log_format,
+        )

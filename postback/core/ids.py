@@ -1,0 +1,24 @@
+"""Identifiers: a type prefix plus a time-ordered, URL-safe random id (ULID layout).
+
+Time order lets lists paginate by id alone and keeps B-tree inserts at the right edge.
+"""
+
+from __future__ import annotations
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def encode_ulid(timestamp_ms: int, randomness: bytes) -> str:
+    """26 characters: 48 bits of milliseconds then 80 bits of ``randomness`` (10 bytes)."""
+    if len(randomness) != 10:
+        raise ValueError("randomness must be 10 bytes")
+    value = (timestamp_ms & ((1 << 48) - 1)) << 80 | int.from_bytes(randomness, "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def make_id(prefix: str, timestamp_ms: int, randomness: bytes) -> str:
+    return f"{prefix}_{encode_ulid(timestamp_ms, randomness)}"

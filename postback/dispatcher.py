@@ -1,0 +1,450 @@
+"""The dispatcher: claim due deliveries, send them, record what happened.
+
+    claim (batch, leased) -> pace per endpoint -> sign -> send -> settle -> record (batch)
+
+Isolation: every endpoint gets a bounded share of the in-flight slots (``per_endpoint``), and
+the claim query skips endpoints at their share or paused by a 429, so an endpoint that hangs
+until its timeout, or fails everything, holds at most its own share and never the rest.
+All decisions (classification, next retry time, pacing) come from ``postback.core``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from postback import __version__
+from postback.core import signing
+from postback.core.ids import make_id
+from postback.core.lifecycle import settle
+from postback.core.model import (
+    Attempt,
+    AttemptRecord,
+    BasicAuth,
+    BearerAuth,
+    ClaimedDelivery,
+    DeliveryState,
+    Endpoint,
+    SigningSecret,
+)
+from postback.core.outcome import AttemptResult, Outcome
+from postback.core.policy import RetryPolicy, resolve_policy
+from postback.core.throttle import Throttle
+from postback.metrics import Metrics
+from postback.storage.base import Storage, StorageUnavailable
+from postback.transport.base import OutboundRequest, Transport
+
+log = logging.getLogger("postback.dispatcher")
+alerts = logging.getLogger("postback.alerts")
+
+DEFAULT_TIMEOUT_MS = 5000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatcherSettings:
+    max_in_flight: int = 512
+    per_endpoint: int = 32
+    """In-flight share of one endpoint: the bound on what a hanging endpoint can hold."""
+    claim_batch: int = 256
+    lease_ms: int = 120_000
+    """Longer than the longest attempt (60 s timeout) plus pacing, so only dead workers lose it."""
+    idle_poll_s: float = 0.5
+    lease_check_interval_s: float = 5.0
+    release_wait_over_s: float = 2.0
+    """A delivery that would wait longer than this for its endpoint's pace is handed back."""
+    shutdown_timeout_s: float = 10.0
+
+
+@dataclass(slots=True)
+class EndpointRuntime:
+    """What the dispatcher keeps per endpoint: config snapshot, pacing, in-flight count."""
+
+    endpoint: Endpoint
+    secrets: list[SigningSecret]
+    policy: RetryPolicy
+    timeout_s: float
+    headers: dict[str, str]
+    throttle: Throttle
+    in_flight: int = 0
+    keys: dict[str, bytes] = field(default_factory=dict)
+
+    def signing_keys(self, now_ms: int) -> list[bytes]:
+        active = []
+        for secret in self.secrets:
+            if secret.expires_at is None or secret.expires_at > now_ms:
+                key = self.keys.get(secret.secret)
+                if key is None:
+                    key = self.keys[secret.secret] = signing.secret_key(secret.secret)
+                active.append(key)
+        return active
+
+
+def static_headers(endpoint: Endpoint, user_agent: str) -> dict[str, str]:
+    """Headers that are the same on every attempt to this endpoint.
+
+    The endpoint's custom headers go first so that ours (content-type, user-agent,
+    authorization, and the webhook-* headers added per attempt) always win.
+    """
+    headers = dict(endpoint.headers)
+    headers["content-type"] = "application/json"
+    headers["user-agent"] = user_agent
+    auth = endpoint.auth
+    if isinstance(auth, BasicAuth):
+        pair = f"{auth.username}:{auth.password}".encode()
+        headers["authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    elif isinstance(auth, BearerAuth):
+        headers["authorization"] = f"Bearer {auth.token}"
+    return headers
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        storage: Storage,
+        transport: Transport,
+        settings: DispatcherSettings | None = None,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.storage = storage
+        self.transport = transport
+        self.settings = settings or DispatcherSettings()
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.user_agent = f"Postback/{__version__}"
+        self._runtimes: dict[str, EndpointRuntime] = {}
+        self._loading: dict[str, asyncio.Future[EndpointRuntime | None]] = {}
+        self._held: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._records: list[AttemptRecord] = []
+        self._records_ready = asyncio.Event()
+        self._releases: list[tuple[str, int]] = []
+        self._stopping = False
+        self._random = random.Random()
+
+    # -- public -------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New work was stored (or a slot freed): claim now instead of at the next poll."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._held)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Dispatch until ``stop`` is set, then shut down gracefully."""
+        flusher = asyncio.create_task(self._flush_loop(), name="postback-record-flusher")
+        stop_waiter = asyncio.create_task(stop.wait())
+        try:
+            await self._claim_loop(stop)
+        finally:
+            stop_waiter.cancel()
+            self._stopping = True
+            await self._drain()
+            self._records_ready.set()
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await self._flush_all()
+
+    # -- claim loop ---------------------------------------------------------------------------
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        next_lease_check = 0.0
+        backoff = 0.1
+        while not stop.is_set():
+            now = self.clock()
+            now_ms = int(now * 1000)
+            try:
+                if now >= next_lease_check:
+                    expired = await self.storage.expire_leases(now_ms)
+                    if expired:
+                        log.warning("reclaimed %d deliveries whose lease expired", expired)
+                    next_lease_check = now + self.settings.lease_check_interval_s
+                capacity = self.settings.max_in_flight - len(self._held)
+                claimed = []
+                limit = min(capacity, self.settings.claim_batch)
+                if limit > 0:
+                    exclude, allowance = self._endpoint_limits(now)
+                    claimed = await self.storage.claim(
+                        now_ms,
+                        limit,
+                        self.settings.lease_ms,
+                        exclude_endpoints=exclude,
+                        allowance=allowance,
+                        per_endpoint=self.settings.per_endpoint,
+                    )
+                backoff = 0.1
+            except StorageUnavailable as exc:
+                log.warning("storage unavailable, retrying in %.1f s: %s", backoff, exc)
+                await self._sleep_or_stop(stop, backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for item in claimed:
+                self._start(item)
+            if claimed and len(claimed) >= limit:
+                await asyncio.sleep(0)  # full batch: more is probably due; let tasks start
+                continue
+            await self._idle_wait(stop)
+
+    async def _idle_wait(self, stop: asyncio.Event) -> None:
+        timeout = self.settings.idle_poll_s
+        with contextlib.suppress(StorageUnavailable):
+            due = await self.storage.next_due_at()
+            if due is not None:
+                timeout = min(timeout, max(due / 1000 - self.clock(), 0.0))
+        if timeout <= 0 and len(self._held) >= self.settings.max_in_flight:
+            timeout = 0.05
+        self._wake.clear()
+        if timeout > 0:
+            waiter = asyncio.create_task(self._wake.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=timeout, return_when="FIRST_COMPLETED")
+            waiter.cancel()
+            stopper.cancel()
+        # Coalesce wake-ups: completions and ingests arriving together share one claim.
+        await asyncio.sleep(0.002)
+
+    async def _sleep_or_stop(self, stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+    def _endpoint_limits(self, now: float) -> tuple[list[str], dict[str, int]]:
+        exclude: list[str] = []
+        allowance: dict[str, int] = {}
+        share = self.settings.per_endpoint
+        for endpoint_id, runtime in self._runtimes.items():
+            throttle = runtime.throttle
+            room = share - runtime.in_flight
+            if throttle.current_rate is not None:
+                # Claim no more than about a second of this endpoint's pace at a time.
+                room = min(room, max(1, math.ceil(throttle.current_rate)) - runtime.in_flight)
+            if room <= 0 or throttle.is_paused(now):
+                exclude.append(endpoint_id)
+            elif room < share:
+                allowance[endpoint_id] = room
+        return exclude, allowance
+
+    def _start(self, item: ClaimedDelivery) -> None:
+        task = asyncio.create_task(self._deliver(item))
+        self._held[item.delivery_id] = task
+        delivery_id = item.delivery_id
+
+        def finished(_task: asyncio.Task[None]) -> None:
+            self._held.pop(delivery_id, None)
+            self._wake.set()
+
+        task.add_done_callback(finished)
+
+    # -- one delivery -------------------------------------------------------------------------
+
+    async def _runtime(self, item: ClaimedDelivery) -> EndpointRuntime | None:
+        runtime = self._runtimes.get(item.endpoint_id)
+        if runtime is not None and runtime.endpoint.updated_at >= item.endpoint_updated_at:
+            return runtime
+        pending = self._loading.get(item.endpoint_id)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._loading[item.endpoint_id] = pending
+            try:
+                loaded = await self._load_runtime(item.endpoint_id, runtime)
+                pending.set_result(loaded)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                pending.exception()  # mark retrieved; the waiters below re-raise it
+                raise
+            finally:
+                del self._loading[item.endpoint_id]
+        return await asyncio.shield(pending)
+
+    async def _load_runtime(
+        self, endpoint_id: str, previous: EndpointRuntime | None
+    ) -> EndpointRuntime | None:
+        endpoint = await self.storage.get_endpoint(None, endpoint_id)
+        if endpoint is None:
+            self._runtimes.pop(endpoint_id, None)
+            return None
+        secrets = await self.storage.signing_secrets(endpoint_id, int(self.clock() * 1000))
+        policy = resolve_policy(endpoint.retry_policy)
+        timeout_ms = endpoint.timeout_ms or policy.timeout_ms or DEFAULT_TIMEOUT_MS
+        if previous is not None:
+            throttle = previous.throttle
+            throttle.reconfigure(endpoint.rate_limit_per_s)
+        else:
+            throttle = Throttle(endpoint.rate_limit_per_s)
+        runtime = EndpointRuntime(
+            endpoint=endpoint,
+            secrets=secrets,
+            policy=policy,
+            timeout_s=timeout_ms / 1000,
+            headers=static_headers(endpoint, self.user_agent),
+            throttle=throttle,
+            in_flight=previous.in_flight if previous is not None else 0,
+            keys=previous.keys if previous is not None else {},
+        )
+        self._runtimes[endpoint_id] = runtime
+        return runtime
+
+    async def _deliver(self, item: ClaimedDelivery) -> None:
+        try:
+            runtime = await self._runtime(item)
+        except StorageUnavailable:
+            self._releases.append((item.delivery_id, int(self.clock() * 1000) + 1000))
+            self._records_ready.set()
+            return
+        if runtime is None:
+            return  # endpoint deleted: its deliveries were dead-lettered with it
+        runtime.in_flight += 1
+        try:
+            wait = runtime.throttle.reserve(self.clock())
+            if wait > self.settings.release_wait_over_s:
+                due = int((self.clock() + wait) * 1000)
+                self._releases.append((item.delivery_id, due))
+                self._records_ready.set()
+                return
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self._attempt(item, runtime)
+        finally:
+            runtime.in_flight -= 1
+
+    async def _attempt(self, item: ClaimedDelivery, runtime: EndpointRuntime) -> None:
+        now = self.clock()
+        now_ms = int(now * 1000)
+        timestamp = int(now)
+        headers = dict(runtime.headers)
+        headers["webhook-id"] = item.message_id
+        headers["webhook-timestamp"] = str(timestamp)
+        keys = runtime.signing_keys(now_ms)
+        if keys:
+            headers["webhook-signature"] = signing.signature_header(
+                keys, item.message_id, timestamp, item.payload
+            )
+        request = OutboundRequest(
+            url=runtime.endpoint.url,
+            headers=headers,
+            body=item.payload,
+            timeout_s=runtime.timeout_s,
+            endpoint_id=item.endpoint_id,
+        )
+        result = await self.transport.send(request)
+        finished = self.clock()
+        finished_ms = int(finished * 1000)
+        attempt_number = item.attempt_count + 1
+        settlement = settle(
+            result,
+            runtime.policy,
+            attempt_number - item.schedule_base,
+            finished_ms,
+            self._random.random(),
+        )
+        if settlement.outcome is Outcome.THROTTLED:
+            runtime.throttle.on_throttled(finished, result.retry_after_s)
+        elif settlement.outcome is Outcome.DELIVERED:
+            runtime.throttle.on_success(finished)
+        self.metrics.attempt(settlement.outcome.value)
+        self._records.append(
+            AttemptRecord(
+                attempt=Attempt(
+                    id=make_id("att", now_ms, self._random.randbytes(10)),
+                    delivery_id=item.delivery_id,
+                    attempt_number=attempt_number,
+                    started_at=now_ms,
+                    duration_ms=round(result.duration_ms, 3),
+                    outcome=settlement.outcome.value,
+                    status_code=result.status_code,
+                    error=result.error,
+                    response_body=result.response_body,
+                ),
+                delivery_id=item.delivery_id,
+                state=settlement.state,
+                next_attempt_at=settlement.next_attempt_at,
+                dead_reason=settlement.dead_reason,
+                now=finished_ms,
+            )
+        )
+        self._records_ready.set()
+        if settlement.state is DeliveryState.DELIVERED:
+            self.metrics.delivered(item.message_created_at, finished_ms)
+        elif settlement.state is DeliveryState.DEAD:
+            self._alert_dead(item, settlement.dead_reason or "", result)
+
+    def _alert_dead(self, item: ClaimedDelivery, reason: str, result: AttemptResult) -> None:
+        self.metrics.dead()
+        alerts.error(
+            "delivery dead: %s",
+            reason,
+            extra={
+                "event": "delivery_dead",
+                "account_id": item.account_id,
+                "endpoint_id": item.endpoint_id,
+                "message_id": item.message_id,
+                "delivery_id": item.delivery_id,
+                "reason": reason,
+                "status_code": result.status_code,
+            },
+        )
+
+    # -- recording ----------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._records_ready.wait()
+            self._records_ready.clear()
+            try:
+                await self._flush_once()
+            except StorageUnavailable as exc:
+                log.warning("could not record attempts yet (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                self._records_ready.set()
+
+    async def _flush_once(self) -> None:
+        records, self._records = self._records, []
+        releases, self._releases = self._releases, []
+        try:
+            if records:
+                await self.storage.record(records)
+            for due_at in sorted({due for _, due in releases}):
+                await self.storage.release([d for d, due in releases if due == due_at], due_at)
+        except BaseException:
+            self._records = records + self._records
+            self._releases = releases + self._releases
+            raise
+
+    async def _flush_all(self) -> None:
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        while (self._records or self._releases) and time.monotonic() < deadline:
+            try:
+                await self._flush_once()
+            except StorageUnavailable:
+                await asyncio.sleep(0.5)
+        if self._records or self._releases:
+            log.error(
+                "shutdown with %d attempt records unsaved; their leases will expire and the "
+                "deliveries will be retried",
+                len(self._records),
+            )
+
+    async def _drain(self) -> None:
+        """Let in-flight attempts finish; hand back whatever has not finished in time."""
+        if not self._held:
+            return
+        tasks = list(self._held.values())
+        ids = list(self._held)
+        _done, not_done = await asyncio.wait(tasks, timeout=self.settings.shutdown_timeout_s)
+        if not_done:
+            for task in not_done:
+                task.cancel()
+            await asyncio.wait(not_done)
+            unfinished = [d for d, t in zip(ids, tasks, strict=True) if t in not_done]
+            now_ms = int(self.clock() * 1000)
+            self._releases.extend((d, now_ms) for d in unfinished)

@@ -1,0 +1,81 @@
+"""Running Postback: the API and the dispatcher in one process (``serve``) or alone (``worker``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from postback.api.app import create_app
+from postback.config import Settings
+from postback.dispatcher import Dispatcher, DispatcherSettings
+from postback.metrics import Metrics
+from postback.service import Postback
+from postback.storage import open_storage
+from postback.transport.http import HTTPTransport
+
+log = logging.getLogger("postback.server")
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def run_service(
+    settings: Settings,
+    *,
+    host: str | None = "127.0.0.1",
+    port: int = 8000,
+    api: bool = True,
+    dispatch: bool = True,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT): stop claiming, finish, exit."""
+    stop = stop or asyncio.Event()
+    _stop_on_signals(stop)
+    storage = open_storage(settings.database_url)
+    await storage.open(migrate=True)
+    metrics = Metrics()
+    transport = HTTPTransport(max_connections=settings.max_in_flight)
+    dispatcher = Dispatcher(
+        storage,
+        transport,
+        DispatcherSettings(
+            max_in_flight=settings.max_in_flight,
+            per_endpoint=settings.per_endpoint_concurrency,
+        ),
+        metrics=metrics,
+    )
+    service = Postback(storage, on_ingest=dispatcher.wake if dispatch else None, metrics=metrics)
+    runner: web.AppRunner | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        if api:
+            app = create_app(service, admin_token=settings.admin_token)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, host, port, backlog=1024)
+            await site.start()
+            log.info("API listening on http://%s:%d (docs at /docs)", host, port)
+        if dispatch:
+            tasks.append(asyncio.create_task(dispatcher.run(stop), name="postback-dispatcher"))
+            log.info("dispatcher started (database %s)", settings.database_url.split("://")[0])
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        stop.set()
+        if runner is not None:
+            await runner.cleanup()
+        for task in tasks:
+            await task
+        await transport.close()
+        await storage.close()

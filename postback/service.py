@@ -1,0 +1,456 @@
+"""Domain operations behind the HTTP API and the CLI: validate, then call storage.
+
+The API adapter decodes JSON into the Structs of ``postback.api.schemas`` and calls these;
+they raise ``InvalidInput`` (naming the field) or ``NotFound``, never an HTTP type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import msgspec
+
+from postback.core import signing
+from postback.core.ids import make_id
+from postback.core.model import (
+    Account,
+    Auth,
+    BasicAuth,
+    BearerAuth,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    IngestResult,
+    Message,
+    NewMessage,
+    NoAuth,
+    SigningSecret,
+)
+from postback.core.policy import PolicyError, RetryPolicy, validate_policy
+from postback.metrics import Metrics
+from postback.storage.base import Storage
+
+IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
+SECRET_OVERLAP_MS = 24 * 3600 * 1000
+"""After a rotation the old secret keeps signing beside the new one for this long."""
+MAX_BATCH = 1000
+MAX_PAYLOAD_BYTES = 1024 * 1024
+API_KEY_PREFIX = "pbk_"
+
+_EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]{0,127}$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+# Headers Postback sets itself: a customer's custom header may not replace them.
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "host",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "authorization",
+    }
+)
+
+
+class InvalidInput(ValueError):
+    """Input that cannot be accepted; ``field`` is the JSON path of the offending value."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class NotFound(LookupError):
+    """No such object in this account (another account's ids are not found either)."""
+
+
+class Conflict(Exception):
+    """The request is valid but the object's state forbids it."""
+
+
+def hash_api_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_signing_secret() -> str:
+    return signing.secret_from_key(secrets.token_bytes(24))
+
+
+def check_url(url: str, field: str = "url") -> str:
+    if len(url) > 2048:
+        raise InvalidInput(field, "URL is longer than 2048 characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(field, f"not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise InvalidInput(field, "URL must start with http:// or https://")
+    if not parts.hostname:
+        raise InvalidInput(field, "URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput(field, "put credentials in `auth`, not in the URL")
+    if port == 0:
+        raise InvalidInput(field, "URL port must be from 1 to 65535")
+    if parts.fragment:
+        raise InvalidInput(field, "URL must not have a #fragment")
+    return url
+
+
+def check_event_type(name: str, field: str = "event_type") -> str:
+    if not _EVENT_TYPE.match(name):
+        raise InvalidInput(
+            field,
+            "event type must be 1-128 characters of letters, digits and _ . : - / "
+            f"starting with a letter or digit, got {name!r}",
+        )
+    return name
+
+
+def check_headers(headers: dict[str, str], field: str = "headers") -> dict[str, str]:
+    if len(headers) > 50:
+        raise InvalidInput(field, "at most 50 custom headers")
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise InvalidInput(f"{field}.{name}", "not a valid HTTP header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise InvalidInput(
+                f"{field}.{name}", f"{name} is set by Postback and cannot be overridden"
+            )
+        if any(c in value for c in "\r\n\0") or len(value) > 4096:
+            raise InvalidInput(f"{field}.{name}", "header value must be one line, ≤ 4096 chars")
+    return headers
+
+
+def check_auth(auth: Auth | None) -> Auth | None:
+    if isinstance(auth, NoAuth):
+        return None
+    if isinstance(auth, BasicAuth):
+        if not auth.username or ":" in auth.username:
+            raise InvalidInput("auth.username", "username must be non-empty and contain no ':'")
+        if any(c in auth.username + auth.password for c in "\r\n"):
+            raise InvalidInput("auth", "credentials must not contain line breaks")
+    if isinstance(auth, BearerAuth) and (not auth.token or any(c in auth.token for c in " \r\n\t")):
+        raise InvalidInput("auth.token", "token must be non-empty with no whitespace")
+    return auth
+
+
+def check_policy(policy: RetryPolicy | None) -> RetryPolicy | None:
+    if policy is None:
+        return None
+    try:
+        return validate_policy(policy)
+    except PolicyError as exc:
+        message = str(exc)
+        field = message.split(" ", 1)[0].rstrip(":")
+        field = field if field.startswith("retry_policy") else "retry_policy"
+        raise InvalidInput(field, message) from None
+
+
+def check_timeout(timeout_ms: int | None) -> int | None:
+    if timeout_ms is not None and not 100 <= timeout_ms <= 60_000:
+        raise InvalidInput("timeout_ms", "timeout_ms must be from 100 to 60000")
+    return timeout_ms
+
+
+def check_rate(rate: float | None) -> float | None:
+    if rate is not None and not 0.1 <= rate <= 100_000:
+        raise InvalidInput("rate_limit_per_s", "rate_limit_per_s must be from 0.1 to 100000")
+    return rate
+
+
+def check_secret(secret: str | None) -> str:
+    if secret is None:
+        return new_signing_secret()
+    try:
+        signing.secret_key(secret)
+    except signing.SignatureError as exc:
+        raise InvalidInput("signing_secret", f"{exc} (expected whsec_<base64>)") from exc
+    if not secret.startswith(signing.SECRET_PREFIX):
+        raise InvalidInput("signing_secret", "signing secret must start with whsec_")
+    return secret
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointChanges:
+    """Fields to change on an endpoint; ``msgspec.UNSET`` leaves a field as it is."""
+
+    url: str | msgspec.UnsetType = msgspec.UNSET
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    event_types: list[str] | msgspec.UnsetType | None = msgspec.UNSET
+    retry_policy: RetryPolicy | msgspec.UnsetType | None = msgspec.UNSET
+    timeout_ms: int | msgspec.UnsetType | None = msgspec.UNSET
+    rate_limit_per_s: float | msgspec.UnsetType | None = msgspec.UNSET
+    headers: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+    auth: Auth | msgspec.UnsetType | None = msgspec.UNSET
+    disabled: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageSubmission:
+    event_type: str
+    payload: bytes
+    idempotency_key: str | None = None
+    callback_url: str | None = None
+
+
+class Postback:
+    """The service's operations, over one Storage."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        on_ingest: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.storage = storage
+        self.on_ingest = on_ingest
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self._accounts_by_key: dict[str, Account] = {}
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _id(self, prefix: str) -> str:
+        return make_id(prefix, self._now_ms(), os.urandom(10))
+
+    # -- accounts -----------------------------------------------------------------------------
+
+    async def create_account(self, name: str) -> tuple[Account, str]:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise InvalidInput("name", "account name must be 1-200 characters")
+        account = Account(id=self._id("acc"), name=name, created_at=self._now_ms())
+        api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        await self.storage.create_account(account, hash_api_key(api_key))
+        return account, api_key
+
+    async def authenticate(self, api_key: str) -> Account | None:
+        key_hash = hash_api_key(api_key)
+        account = self._accounts_by_key.get(key_hash)
+        if account is None:
+            account = await self.storage.account_for_key(key_hash)
+            if account is not None:
+                self._accounts_by_key[key_hash] = account
+        return account
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    async def create_endpoint(
+        self,
+        account_id: str,
+        *,
+        url: str,
+        description: str = "",
+        event_types: list[str] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timeout_ms: int | None = None,
+        rate_limit_per_s: float | None = None,
+        headers: dict[str, str] | None = None,
+        auth: Auth | None = None,
+        signing_secret: str | None = None,
+        disabled: bool = False,
+    ) -> tuple[Endpoint, str]:
+        now = self._now_ms()
+        endpoint = Endpoint(
+            id=self._id("ep"),
+            account_id=account_id,
+            url=check_url(url),
+            description=description[:500],
+            event_types=self._check_event_types(event_types),
+            retry_policy=check_policy(retry_policy),
+            timeout_ms=check_timeout(timeout_ms),
+            rate_limit_per_s=check_rate(rate_limit_per_s),
+            headers=check_headers(headers or {}),
+            auth=check_auth(auth),
+            disabled=disabled,
+            created_at=now,
+            updated_at=now,
+        )
+        secret = check_secret(signing_secret)
+        await self.storage.create_endpoint(endpoint, SigningSecret(secret=secret, created_at=now))
+        return endpoint, secret
+
+    @staticmethod
+    def _check_event_types(event_types: list[str] | None) -> tuple[str, ...] | None:
+        if event_types is None:
+            return None
+        if len(event_types) > 100:
+            raise InvalidInput("event_types", "at most 100 event types per endpoint")
+        for i, name in enumerate(event_types):
+            check_event_type(name, f"event_types[{i}]")
+        return tuple(sorted(set(event_types)))
+
+    async def get_endpoint(self, account_id: str, endpoint_id: str) -> Endpoint:
+        endpoint = await self.storage.get_endpoint(account_id, endpoint_id)
+        if endpoint is None:
+            raise NotFound(f"no endpoint {endpoint_id}")
+        return endpoint
+
+    async def update_endpoint(
+        self, account_id: str, endpoint_id: str, changes: EndpointChanges
+    ) -> Endpoint:
+        current = await self.get_endpoint(account_id, endpoint_id)
+        updates: dict[str, object] = {}
+        if changes.url is not msgspec.UNSET:
+            updates["url"] = check_url(changes.url)
+        if changes.description is not msgspec.UNSET:
+            updates["description"] = changes.description[:500]
+        if changes.event_types is not msgspec.UNSET:
+            updates["event_types"] = self._check_event_types(changes.event_types)
+        if changes.retry_policy is not msgspec.UNSET:
+            updates["retry_policy"] = check_policy(changes.retry_policy)
+        if changes.timeout_ms is not msgspec.UNSET:
+            updates["timeout_ms"] = check_timeout(changes.timeout_ms)
+        if changes.rate_limit_per_s is not msgspec.UNSET:
+            updates["rate_limit_per_s"] = check_rate(changes.rate_limit_per_s)
+        if changes.headers is not msgspec.UNSET:
+            updates["headers"] = check_headers(changes.headers)
+        if changes.auth is not msgspec.UNSET:
+            updates["auth"] = check_auth(changes.auth)
+        if changes.disabled is not msgspec.UNSET:
+            updates["disabled"] = changes.disabled
+        # updated_at doubles as the config version the dispatcher caches by: it must grow.
+        updates["updated_at"] = max(self._now_ms(), current.updated_at + 1)
+        endpoint = msgspec.structs.replace(current, **updates)
+        if not await self.storage.update_endpoint(endpoint):
+            raise NotFound(f"no endpoint {endpoint_id}")
+        return endpoint
+
+    async def delete_endpoint(self, account_id: str, endpoint_id: str) -> None:
+        if not await self.storage.delete_endpoint(account_id, endpoint_id, self._now_ms()):
+            raise NotFound(f"no endpoint {endpoint_id}")
+
+    async def list_endpoints(
+        self, account_id: str, after: str | None, limit: int
+    ) -> list[Endpoint]:
+        return await self.storage.list_endpoints(account_id, after=after, limit=limit)
+
+    async def signing_secrets(self, account_id: str, endpoint_id: str) -> list[SigningSecret]:
+        await self.get_endpoint(account_id, endpoint_id)
+        return await self.storage.signing_secrets(endpoint_id, self._now_ms())
+
+    async def rotate_secret(
+        self, account_id: str, endpoint_id: str, new_secret: str | None = None
+    ) -> list[SigningSecret]:
+        now = self._now_ms()
+        secret = SigningSecret(secret=check_secret(new_secret), created_at=now)
+        if not await self.storage.rotate_secret(
+            account_id, endpoint_id, secret, now + SECRET_OVERLAP_MS
+        ):
+            raise NotFound(f"no endpoint {endpoint_id}")
+        return await self.storage.signing_secrets(endpoint_id, now)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def submit(
+        self, account_id: str, submissions: list[MessageSubmission], *, field_prefix: str = ""
+    ) -> list[IngestResult]:
+        """Validate every message first (all or nothing), then store them in one transaction."""
+        if len(submissions) > MAX_BATCH:
+            raise InvalidInput(field_prefix or "$", f"at most {MAX_BATCH} messages per batch")
+        callback_endpoints: dict[str, str] = {}
+        messages = []
+        for i, sub in enumerate(submissions):
+            at = f"{field_prefix}[{i}]." if field_prefix else ""
+            check_event_type(sub.event_type, f"{at}event_type")
+            if len(sub.payload) > MAX_PAYLOAD_BYTES:
+                raise InvalidInput(f"{at}payload", f"payload exceeds {MAX_PAYLOAD_BYTES} bytes")
+            if not sub.payload.lstrip()[:1] == b"{":
+                raise InvalidInput(f"{at}payload", "payload must be a JSON object")
+            if sub.idempotency_key is not None and not 1 <= len(sub.idempotency_key) <= 255:
+                raise InvalidInput(f"{at}idempotency_key", "idempotency_key must be 1-255 chars")
+            if sub.callback_url is not None:
+                check_url(sub.callback_url, f"{at}callback_url")
+        for sub in submissions:
+            if sub.callback_url is not None and sub.callback_url not in callback_endpoints:
+                endpoint = await self._callback_endpoint(account_id, sub.callback_url)
+                callback_endpoints[sub.callback_url] = endpoint.id
+        for sub in submissions:
+            messages.append(
+                NewMessage(
+                    id=self._id("msg"),
+                    event_type=sub.event_type,
+                    payload=sub.payload,
+                    idempotency_key=sub.idempotency_key,
+                    callback_endpoint_id=callback_endpoints.get(sub.callback_url or ""),
+                )
+            )
+        results = await self.storage.ingest(
+            account_id, messages, self._now_ms(), IDEMPOTENCY_WINDOW_MS
+        )
+        self.metrics.ingested(sum(not r.duplicate for r in results))
+        if self.on_ingest is not None:
+            self.on_ingest()
+        return results
+
+    async def _callback_endpoint(self, account_id: str, url: str) -> Endpoint:
+        """A per-message callback URL gets an endpoint of its own with the account defaults."""
+        now = self._now_ms()
+        template = Endpoint(
+            id=self._id("ep"),
+            account_id=account_id,
+            url=url,
+            description="created for a message's callback_url",
+            event_types=(),
+            is_callback_url=True,
+            created_at=now,
+            updated_at=now,
+        )
+        secret = SigningSecret(secret=new_signing_secret(), created_at=now)
+        return await self.storage.callback_endpoint(account_id, url, template, secret)
+
+    async def get_message(self, account_id: str, message_id: str) -> tuple[Message, list[Delivery]]:
+        message = await self.storage.get_message(account_id, message_id)
+        if message is None:
+            raise NotFound(f"no message {message_id}")
+        deliveries = await self.storage.list_deliveries(
+            account_id, message_id=message_id, limit=1000
+        )
+        return message, deliveries
+
+    async def replay_delivery(self, account_id: str, delivery_id: str) -> str:
+        delivery = await self.storage.get_delivery(account_id, delivery_id)
+        if delivery is None:
+            raise NotFound(f"no delivery {delivery_id}")
+        if delivery.state is not DeliveryState.DEAD:
+            raise Conflict(f"delivery {delivery_id} is {delivery.state}; only dead ones replay")
+        replayed = await self.storage.replay(account_id, self._now_ms(), delivery_id=delivery_id)
+        if not replayed:
+            raise Conflict(f"delivery {delivery_id} cannot be replayed: its endpoint was deleted")
+        if self.on_ingest is not None:
+            self.on_ingest()
+        return replayed[0]
+
+    async def replay(
+        self,
+        account_id: str,
+        *,
+        endpoint_id: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> list[str]:
+        if endpoint_id is not None:
+            await self.get_endpoint(account_id, endpoint_id)
+        replayed = await self.storage.replay(
+            account_id, self._now_ms(), endpoint_id=endpoint_id, since=since, until=until
+        )
+        if replayed and self.on_ingest is not None:
+            self.on_ingest()
+        return replayed

@@ -1,0 +1,145 @@
+"""The storage interface: every durable operation Postback performs, and nothing else.
+
+Adapters translate these calls into SQL for one engine; they make no policy decisions
+(retry timing, classification and fan-out rules come in from the caller or are plain SQL
+filters). Driver exceptions are translated into the types below at the seam.
+
+    StorageError            any storage failure the caller cannot fix by retrying
+    +-- SchemaMismatch      the database was not migrated, or was migrated by a newer Postback
+    StorageUnavailable      the database cannot be reached right now; try again later
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Protocol
+
+from postback.core.model import (
+    Account,
+    Attempt,
+    AttemptRecord,
+    ClaimedDelivery,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    IngestResult,
+    Message,
+    NewMessage,
+    SigningSecret,
+)
+
+
+class StorageError(Exception):
+    """A storage operation failed in a way retrying will not fix."""
+
+
+class SchemaMismatch(StorageError):
+    """The schema version is not the one this Postback expects."""
+
+
+class StorageUnavailable(Exception):
+    """The database is unreachable or busy; the operation may succeed later."""
+
+
+class Storage(Protocol):
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect; apply pending migrations when ``migrate`` (else refuse an old schema)."""
+
+    async def close(self) -> None: ...
+
+    # Accounts and API keys
+    async def create_account(self, account: Account, api_key_hash: str) -> None: ...
+    async def account_for_key(self, api_key_hash: str) -> Account | None: ...
+
+    # Endpoints
+    async def create_endpoint(self, endpoint: Endpoint, secret: SigningSecret) -> None: ...
+    async def get_endpoint(self, account_id: str | None, endpoint_id: str) -> Endpoint | None:
+        """One live endpoint; ``account_id`` None only for the dispatcher."""
+
+    async def list_endpoints(
+        self, account_id: str, *, after: str | None, limit: int
+    ) -> list[Endpoint]: ...
+    async def update_endpoint(self, endpoint: Endpoint) -> bool: ...
+    async def delete_endpoint(self, account_id: str, endpoint_id: str, now: int) -> bool:
+        """Remove an endpoint; its undelivered deliveries become dead ("endpoint deleted")."""
+
+    async def callback_endpoint(
+        self, account_id: str, url: str, template: Endpoint, secret: SigningSecret
+    ) -> Endpoint:
+        """The account's endpoint for a per-message ``callback_url``, created on first use."""
+
+    async def signing_secrets(self, endpoint_id: str, now: int) -> list[SigningSecret]:
+        """Secrets that sign right now, newest first."""
+
+    async def rotate_secret(
+        self, account_id: str, endpoint_id: str, new: SigningSecret, old_expires_at: int
+    ) -> bool: ...
+
+    # Messages and deliveries
+    async def ingest(
+        self, account_id: str, messages: list[NewMessage], now: int, idempotency_window_ms: int
+    ) -> list[IngestResult]:
+        """Store messages and their deliveries in one transaction, committed on return."""
+
+    async def get_message(self, account_id: str, message_id: str) -> Message | None: ...
+    async def get_delivery(self, account_id: str, delivery_id: str) -> Delivery | None: ...
+    async def list_deliveries(
+        self,
+        account_id: str,
+        *,
+        message_id: str | None = None,
+        state: DeliveryState | None = None,
+        endpoint_id: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """Newest first; ``after`` is the last id of the previous page."""
+
+    async def list_attempts(
+        self, account_id: str, delivery_id: str, *, after: str | None, limit: int
+    ) -> list[Attempt]: ...
+
+    # Dispatch
+    async def claim(
+        self,
+        now: int,
+        limit: int,
+        lease_ms: int,
+        *,
+        exclude_endpoints: Collection[str] = (),
+        allowance: Mapping[str, int] | None = None,
+        per_endpoint: int = 1_000_000,
+    ) -> list[ClaimedDelivery]:
+        """Move up to ``limit`` due deliveries to ``delivering`` under a lease.
+
+        At most ``allowance[endpoint]`` (else ``per_endpoint``) per endpoint, none for
+        ``exclude_endpoints``: the dispatcher's per-endpoint share and pacing.
+        """
+
+    async def record(self, records: list[AttemptRecord]) -> None:
+        """Store finished attempts and their deliveries' new states, in one transaction."""
+
+    async def release(self, delivery_ids: Collection[str], due_at: int) -> None:
+        """Hand claimed deliveries back unattempted, due at ``due_at`` (shutdown, a pause)."""
+
+    async def expire_leases(self, now: int) -> int:
+        """Deliveries whose worker vanished become claimable again; returns how many."""
+
+    async def next_due_at(self) -> int | None:
+        """When the earliest pending delivery is due (to sleep exactly until then)."""
+
+    async def replay(
+        self,
+        account_id: str,
+        now: int,
+        *,
+        delivery_id: str | None = None,
+        endpoint_id: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> list[str]:
+        """Dead deliveries back to pending, due now; returns their ids."""
+
+    async def count_by_state(self, account_id: str | None) -> dict[str, int]: ...

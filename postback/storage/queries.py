@@ -1,0 +1,35 @@
+"""Loading named SQL queries and numbered migration files shipped with the package."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+@cache
+def load_queries(dialect: str) -> dict[str, str]:
+    """``{name: sql}`` from ``<dialect>_queries.sql``, split at ``-- name:`` lines."""
+    text = resources.files("postback.storage").joinpath(f"{dialect}_queries.sql").read_text()
+    parts = _NAME.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        sql = "\n".join(
+            line for line in body.strip().splitlines() if not line.lstrip().startswith("--")
+        )
+        queries[name] = sql.strip().rstrip(";")
+    return queries
+
+
+@cache
+def migration_files(dialect: str) -> dict[int, str]:
+    """``{version: sql}`` from ``<dialect>_migrations/NNNN_name.sql``."""
+    folder = resources.files("postback.storage").joinpath(f"{dialect}_migrations")
+    migrations: dict[int, str] = {}
+    for entry in folder.iterdir():
+        match = re.match(r"^(\d{4})_\w+\.sql$", entry.name)
+        if match:
+            migrations[int(match.group(1))] = entry.read_text()
+    return migrations

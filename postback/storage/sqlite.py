@@ -1,0 +1,810 @@
+"""SQLite adapter: the embedded default, one file, no server.
+
+All writes run on one dedicated writer thread that groups whatever is queued into a single
+transaction (group commit): one fsync covers many API requests and dispatcher batches, and
+no two transactions ever interleave. Each queued write runs inside its own SAVEPOINT, so a
+failing one is rolled back alone. Reads run on a small pool of reader connections, which WAL
+mode lets proceed while the writer writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+
+from postback.core.ids import make_id
+from postback.core.model import (
+    Account,
+    Attempt,
+    AttemptRecord,
+    Auth,
+    ClaimedDelivery,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    IngestResult,
+    Message,
+    NewMessage,
+    SigningSecret,
+)
+from postback.core.policy import RetryPolicy
+from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailable
+from postback.storage.queries import load_queries, migration_files
+
+T = TypeVar("T")
+Write = Callable[[sqlite3.Connection], Any]
+
+MAX_WRITES_PER_COMMIT = 512
+
+
+class EndpointConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The endpoint settings kept as one JSON column (they are read and written together)."""
+
+    retry_policy: RetryPolicy | None = None
+    timeout_ms: int | None = None
+    rate_limit_per_s: float | None = None
+    headers: dict[str, str] = {}
+    auth: Auth | None = None
+
+
+_encode_config = msgspec.json.Encoder().encode
+_decode_config = msgspec.json.Decoder(EndpointConfig).decode
+
+
+def _translate(exc: sqlite3.Error) -> Exception:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StorageUnavailable(f"SQLite database is busy: {text}")
+    return StorageError(f"SQLite error: {text}")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a transaction is on disk when COMMIT returns, so a 202 means "stored".
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+@dataclass(slots=True)
+class _PendingWrite:
+    fn: Write
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+class _WriterThread(threading.Thread):
+    """Runs queued writes in group-committed transactions."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(name="postback-sqlite-writer", daemon=True)
+        self.path = path
+        self.jobs: queue.SimpleQueue[_PendingWrite | None] = queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.open_error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self.path)
+        except sqlite3.Error as exc:
+            self.open_error = _translate(exc)
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            while True:
+                first = self.jobs.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < MAX_WRITES_PER_COMMIT:
+                    try:
+                        nxt = self.jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._commit(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_PendingWrite]) -> None:
+        outcomes: list[tuple[_PendingWrite, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = job.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    err = _translate(exc) if isinstance(exc, sqlite3.Error) else exc
+                    outcomes.append((job, None, err))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, value, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            err = _translate(exc)
+            outcomes = [(job, None, err) for job in batch]
+        for job, value, error in outcomes:
+            job.loop.call_soon_threadsafe(_settle_future, job.future, value, error)
+
+
+def _settle_future(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+_Q = load_queries("sqlite")
+
+
+def _endpoint_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Endpoint:
+    (
+        id_,
+        account_id,
+        url,
+        description,
+        all_types,
+        config,
+        disabled,
+        is_cb,
+        created,
+        updated,
+        types,
+    ) = row
+    cfg = _decode_config(config)
+    return Endpoint(
+        id=id_,
+        account_id=account_id,
+        url=url,
+        description=description,
+        event_types=None if all_types else tuple(sorted(json.loads(types))),
+        retry_policy=cfg.retry_policy,
+        timeout_ms=cfg.timeout_ms,
+        rate_limit_per_s=cfg.rate_limit_per_s,
+        headers=cfg.headers,
+        auth=cfg.auth,
+        disabled=bool(disabled),
+        is_callback_url=bool(is_cb),
+        created_at=created,
+        updated_at=updated,
+    )
+
+
+def _delivery_from_row(row: tuple[Any, ...]) -> Delivery:
+    (id_, msg, acct, ep, state, count, nxt, code, err, dead, created, updated, etype) = row
+    return Delivery(
+        id=id_,
+        message_id=msg,
+        account_id=acct,
+        endpoint_id=ep,
+        state=DeliveryState(state),
+        attempt_count=count,
+        next_attempt_at=nxt,
+        last_status_code=code,
+        last_error=err,
+        dead_reason=dead,
+        created_at=created,
+        updated_at=updated,
+        event_type=etype,
+    )
+
+
+def _endpoint_params(endpoint: Endpoint) -> dict[str, Any]:
+    config = EndpointConfig(
+        retry_policy=endpoint.retry_policy,
+        timeout_ms=endpoint.timeout_ms,
+        rate_limit_per_s=endpoint.rate_limit_per_s,
+        headers=endpoint.headers,
+        auth=endpoint.auth,
+    )
+    return {
+        "id": endpoint.id,
+        "account_id": endpoint.account_id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "all_event_types": 1 if endpoint.event_types is None else 0,
+        "config": _encode_config(config).decode(),
+        "disabled": int(endpoint.disabled),
+        "is_callback_url": int(endpoint.is_callback_url),
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+    }
+
+
+def _insert_event_types(conn: sqlite3.Connection, endpoint: Endpoint) -> None:
+    conn.execute(_Q["delete_event_types"], {"endpoint_id": endpoint.id})
+    for event_type in endpoint.event_types or ():
+        conn.execute(
+            _Q["insert_event_type"], {"endpoint_id": endpoint.id, "event_type": event_type}
+        )
+
+
+class SQLiteStorage:
+    """``Storage`` on one SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer: _WriterThread | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStorage:
+        path = url.removeprefix("sqlite://")
+        # sqlite:///relative.db -> "relative.db"; sqlite:////abs/x.db -> "/abs/x.db"
+        path = path[1:] if path.startswith("/") else path
+        if not path or path == ":memory:":
+            raise StorageError("SQLite needs a file path: sqlite:///path/to/postback.db")
+        return cls(path)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def open(self, *, migrate: bool = True) -> None:
+        await asyncio.to_thread(self._migrate, migrate)
+        self._writer = _WriterThread(self.path)
+        self._writer.start()
+        await asyncio.to_thread(self._writer.ready.wait)
+        if self._writer.open_error is not None:
+            raise self._writer.open_error
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="postback-sqlite-r")
+
+    def _migrate(self, migrate: bool) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StorageError(f"directory for the SQLite database does not exist: {directory}")
+        try:
+            conn = _connect(self.path)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+            )
+            applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            known = migration_files("sqlite")
+            newest_known = max(known) if known else 0
+            if applied and max(applied) > newest_known:
+                raise SchemaMismatch(
+                    f"database {self.path} has schema version {max(applied)}, newer than this "
+                    f"Postback knows ({newest_known}): upgrade Postback"
+                )
+            pending = sorted(v for v in known if v not in applied)
+            if pending and not migrate:
+                raise SchemaMismatch(
+                    f"database {self.path} needs migrations {pending}: run `postback migrate`"
+                )
+            for version in pending:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _split_sql(known[version]):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                        (version, int(time.time() * 1000)),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            conn.close()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.jobs.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StorageError("storage is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writer.jobs.put(_PendingWrite(fn, future, loop))
+        return await future
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise StorageError("storage is not open")
+
+        def run() -> T:
+            try:
+                return fn(self._reader())
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    # -- accounts -----------------------------------------------------------------------------
+
+    async def create_account(self, account: Account, api_key_hash: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(_Q["insert_account"], msgspec.structs.asdict(account))
+            conn.execute(
+                _Q["insert_api_key"],
+                {
+                    "key_hash": api_key_hash,
+                    "account_id": account.id,
+                    "created_at": account.created_at,
+                },
+            )
+
+        await self._write(write)
+
+    async def account_for_key(self, api_key_hash: str) -> Account | None:
+        def read(conn: sqlite3.Connection) -> Account | None:
+            row = conn.execute(_Q["account_for_key"], {"key_hash": api_key_hash}).fetchone()
+            return None if row is None else Account(id=row[0], name=row[1], created_at=row[2])
+
+        return await self._read(read)
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    async def create_endpoint(self, endpoint: Endpoint, secret: SigningSecret) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(_Q["insert_endpoint"], _endpoint_params(endpoint))
+            _insert_event_types(conn, endpoint)
+            conn.execute(
+                _Q["insert_secret"], {"endpoint_id": endpoint.id, **msgspec.structs.asdict(secret)}
+            )
+
+        await self._write(write)
+
+    async def get_endpoint(self, account_id: str | None, endpoint_id: str) -> Endpoint | None:
+        sql = _Q["endpoint_columns"] + " WHERE id = :id AND deleted = 0"
+        params: dict[str, Any] = {"id": endpoint_id}
+        if account_id is not None:
+            sql += " AND account_id = :account_id"
+            params["account_id"] = account_id
+
+        def read(conn: sqlite3.Connection) -> Endpoint | None:
+            row = conn.execute(sql, params).fetchone()
+            return None if row is None else _endpoint_from_row(row)
+
+        return await self._read(read)
+
+    async def list_endpoints(
+        self, account_id: str, *, after: str | None, limit: int
+    ) -> list[Endpoint]:
+        sql = (
+            _Q["endpoint_columns"]
+            + " WHERE account_id = :account_id AND deleted = 0 AND id > :after"
+            " ORDER BY id LIMIT :limit"
+        )
+        params = {"account_id": account_id, "after": after or "", "limit": limit}
+
+        def read(conn: sqlite3.Connection) -> list[Endpoint]:
+            return [_endpoint_from_row(r) for r in conn.execute(sql, params)]
+
+        return await self._read(read)
+
+    async def update_endpoint(self, endpoint: Endpoint) -> bool:
+        params = _endpoint_params(endpoint)
+        for key in ("is_callback_url", "created_at"):
+            del params[key]
+
+        def write(conn: sqlite3.Connection) -> bool:
+            changed = conn.execute(_Q["update_endpoint"], params).rowcount == 1
+            if changed:
+                _insert_event_types(conn, endpoint)
+            return changed
+
+        return await self._write(write)
+
+    async def delete_endpoint(self, account_id: str, endpoint_id: str, now: int) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            params = {"id": endpoint_id, "account_id": account_id, "now": now}
+            if conn.execute(_Q["delete_endpoint"], params).rowcount != 1:
+                return False
+            conn.execute(_Q["kill_endpoint_deliveries"], {"endpoint_id": endpoint_id, "now": now})
+            return True
+
+        return await self._write(write)
+
+    async def callback_endpoint(
+        self, account_id: str, url: str, template: Endpoint, secret: SigningSecret
+    ) -> Endpoint:
+        def write(conn: sqlite3.Connection) -> str:
+            row = conn.execute(
+                _Q["callback_endpoint"], {"account_id": account_id, "url": url}
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+            conn.execute(_Q["insert_endpoint"], _endpoint_params(template))
+            conn.execute(
+                _Q["insert_secret"], {"endpoint_id": template.id, **msgspec.structs.asdict(secret)}
+            )
+            return template.id
+
+        endpoint_id = await self._write(write)
+        endpoint = await self.get_endpoint(account_id, endpoint_id)
+        if endpoint is None:  # deleted between the two statements
+            raise StorageError(f"callback endpoint for {url} vanished")
+        return endpoint
+
+    async def signing_secrets(self, endpoint_id: str, now: int) -> list[SigningSecret]:
+        def read(conn: sqlite3.Connection) -> list[SigningSecret]:
+            rows = conn.execute(_Q["active_secrets"], {"endpoint_id": endpoint_id, "now": now})
+            return [SigningSecret(secret=s, created_at=c, expires_at=e) for s, c, e in rows]
+
+        return await self._read(read)
+
+    async def rotate_secret(
+        self, account_id: str, endpoint_id: str, new: SigningSecret, old_expires_at: int
+    ) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            owner = conn.execute(
+                "SELECT 1 FROM endpoints WHERE id = ? AND account_id = ? AND deleted = 0",
+                (endpoint_id, account_id),
+            ).fetchone()
+            if owner is None:
+                return False
+            conn.execute(
+                _Q["expire_current_secret"],
+                {"endpoint_id": endpoint_id, "expires_at": old_expires_at},
+            )
+            conn.execute(
+                _Q["insert_secret"], {"endpoint_id": endpoint_id, **msgspec.structs.asdict(new)}
+            )
+            conn.execute(
+                "UPDATE endpoints SET updated_at = max(updated_at + 1, ?) WHERE id = ?",
+                (new.created_at, endpoint_id),
+            )
+            return True
+
+        return await self._write(write)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def ingest(
+        self, account_id: str, messages: list[NewMessage], now: int, idempotency_window_ms: int
+    ) -> list[IngestResult]:
+        delivery_ids = [[make_id("dlv", now, os.urandom(10)) for _ in range(4)] for _ in messages]
+
+        def write(conn: sqlite3.Connection) -> list[IngestResult]:
+            results: list[IngestResult] = []
+            subscribed: dict[str, list[str]] = {}
+            for message, spare_ids in zip(messages, delivery_ids, strict=True):
+                if message.idempotency_key is not None:
+                    found = conn.execute(
+                        _Q["find_idempotency_key"],
+                        {"account_id": account_id, "key": message.idempotency_key},
+                    ).fetchone()
+                    if found is not None and found[1] > now - idempotency_window_ms:
+                        deliveries = [
+                            _delivery_from_row(r)
+                            for r in conn.execute(
+                                _Q["delivery_columns"] + " WHERE message_id = ? ORDER BY id",
+                                (found[0],),
+                            )
+                        ]
+                        results.append(
+                            IngestResult(message_id=found[0], deliveries=deliveries, duplicate=True)
+                        )
+                        continue
+                    conn.execute(
+                        _Q["upsert_idempotency_key"],
+                        {
+                            "account_id": account_id,
+                            "key": message.idempotency_key,
+                            "message_id": message.id,
+                            "created_at": now,
+                        },
+                    )
+                conn.execute(
+                    _Q["insert_message"],
+                    {
+                        "id": message.id,
+                        "account_id": account_id,
+                        "event_type": message.event_type,
+                        "payload": message.payload,
+                        "idempotency_key": message.idempotency_key,
+                        "created_at": now,
+                    },
+                )
+                targets = subscribed.get(message.event_type)
+                if targets is None:
+                    rows = conn.execute(
+                        _Q["subscribed_endpoints"],
+                        {"account_id": account_id, "event_type": message.event_type},
+                    )
+                    targets = subscribed[message.event_type] = [r[0] for r in rows]
+                endpoint_ids = list(targets)
+                if (
+                    message.callback_endpoint_id
+                    and message.callback_endpoint_id not in endpoint_ids
+                ):
+                    endpoint_ids.append(message.callback_endpoint_id)
+                while len(spare_ids) < len(endpoint_ids):
+                    spare_ids.append(make_id("dlv", now, os.urandom(10)))
+                deliveries = []
+                for endpoint_id, delivery_id in zip(endpoint_ids, spare_ids, strict=False):
+                    conn.execute(
+                        _Q["insert_delivery"],
+                        {
+                            "id": delivery_id,
+                            "message_id": message.id,
+                            "account_id": account_id,
+                            "endpoint_id": endpoint_id,
+                            "event_type": message.event_type,
+                            "created_at": now,
+                        },
+                    )
+                    deliveries.append(
+                        Delivery(
+                            id=delivery_id,
+                            message_id=message.id,
+                            account_id=account_id,
+                            endpoint_id=endpoint_id,
+                            state=DeliveryState.PENDING,
+                            next_attempt_at=now,
+                            created_at=now,
+                            updated_at=now,
+                            event_type=message.event_type,
+                        )
+                    )
+                results.append(IngestResult(message_id=message.id, deliveries=deliveries))
+            return results
+
+        return await self._write(write)
+
+    async def get_message(self, account_id: str, message_id: str) -> Message | None:
+        def read(conn: sqlite3.Connection) -> Message | None:
+            row = conn.execute(
+                _Q["get_message"], {"id": message_id, "account_id": account_id}
+            ).fetchone()
+            if row is None:
+                return None
+            return Message(
+                id=row[0],
+                account_id=row[1],
+                event_type=row[2],
+                payload=bytes(row[3]),
+                idempotency_key=row[4],
+                created_at=row[5],
+            )
+
+        return await self._read(read)
+
+    async def get_delivery(self, account_id: str, delivery_id: str) -> Delivery | None:
+        sql = _Q["delivery_columns"] + " WHERE id = ? AND account_id = ?"
+
+        def read(conn: sqlite3.Connection) -> Delivery | None:
+            row = conn.execute(sql, (delivery_id, account_id)).fetchone()
+            return None if row is None else _delivery_from_row(row)
+
+        return await self._read(read)
+
+    async def list_deliveries(
+        self,
+        account_id: str,
+        *,
+        message_id: str | None = None,
+        state: DeliveryState | None = None,
+        endpoint_id: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        where = ["account_id = :account_id"]
+        params: dict[str, Any] = {"account_id": account_id, "limit": limit}
+        for column, value, op in (
+            ("message_id", message_id, "="),
+            ("state", state.value if state else None, "="),
+            ("endpoint_id", endpoint_id, "="),
+            ("created_at", since, ">="),
+            ("created_at", until, "<"),
+            ("id", after, "<"),
+        ):
+            if value is not None:
+                name = f"p{len(params)}"
+                where.append(f"{column} {op} :{name}")
+                params[name] = value
+        sql = (
+            _Q["delivery_columns"]
+            + " WHERE "
+            + " AND ".join(where)
+            + " ORDER BY id DESC LIMIT :limit"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[Delivery]:
+            return [_delivery_from_row(r) for r in conn.execute(sql, params)]
+
+        return await self._read(read)
+
+    async def list_attempts(
+        self, account_id: str, delivery_id: str, *, after: str | None, limit: int
+    ) -> list[Attempt]:
+        params = {
+            "account_id": account_id,
+            "delivery_id": delivery_id,
+            "after": after or "",
+            "limit": limit,
+        }
+
+        def read(conn: sqlite3.Connection) -> list[Attempt]:
+            return [
+                Attempt(
+                    id=r[0],
+                    delivery_id=r[1],
+                    attempt_number=r[2],
+                    started_at=r[3],
+                    duration_ms=r[4],
+                    outcome=r[5],
+                    status_code=r[6],
+                    error=r[7],
+                    response_body=r[8],
+                )
+                for r in conn.execute(_Q["attempts_for_delivery"], params)
+            ]
+
+        return await self._read(read)
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        now: int,
+        limit: int,
+        lease_ms: int,
+        *,
+        exclude_endpoints: Collection[str] = (),
+        allowance: Mapping[str, int] | None = None,
+        per_endpoint: int = 1_000_000,
+    ) -> list[ClaimedDelivery]:
+        params = {
+            "now": now,
+            "limit": limit,
+            "lease_until": now + lease_ms,
+            "exclude": json.dumps(list(exclude_endpoints)),
+            "allowance": json.dumps(dict(allowance or {})),
+            "per_endpoint": per_endpoint,
+            "scan": max(limit * 8, 1024),
+        }
+
+        def write(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
+            rows = conn.execute(_Q["claim"], params).fetchall()
+            if not rows:
+                return []
+            message_ids = json.dumps(sorted({r[1] for r in rows}))
+            payloads = {m[0]: m for m in conn.execute(_Q["claimed_payloads"], {"ids": message_ids})}
+            versions = dict(
+                conn.execute(
+                    _Q["endpoint_versions"], {"ids": json.dumps(sorted({r[3] for r in rows}))}
+                )
+            )
+            return [
+                ClaimedDelivery(
+                    delivery_id=r[0],
+                    message_id=r[1],
+                    account_id=r[2],
+                    endpoint_id=r[3],
+                    endpoint_updated_at=versions.get(r[3], 0),
+                    attempt_count=r[4],
+                    schedule_base=r[5],
+                    event_type=payloads[r[1]][1],
+                    payload=bytes(payloads[r[1]][2]),
+                    message_created_at=payloads[r[1]][3],
+                )
+                for r in rows
+            ]
+
+        return await self._write(write)
+
+    async def record(self, records: list[AttemptRecord]) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            for rec in records:
+                a = rec.attempt
+                conn.execute(_Q["insert_attempt"], msgspec.structs.asdict(a))
+                conn.execute(
+                    _Q["settle_delivery"],
+                    {
+                        "state": rec.state.value,
+                        "attempt_number": a.attempt_number,
+                        "next_attempt_at": rec.next_attempt_at,
+                        "status_code": a.status_code,
+                        "error": a.error,
+                        "dead_reason": rec.dead_reason,
+                        "now": rec.now,
+                        "delivery_id": rec.delivery_id,
+                    },
+                )
+
+        await self._write(write)
+
+    async def release(self, delivery_ids: Collection[str], due_at: int) -> None:
+        ids = json.dumps(list(delivery_ids))
+        await self._write(lambda conn: conn.execute(_Q["release"], {"ids": ids, "due_at": due_at}))
+
+    async def expire_leases(self, now: int) -> int:
+        return await self._write(
+            lambda conn: conn.execute(_Q["expire_leases"], {"now": now}).rowcount
+        )
+
+    async def next_due_at(self) -> int | None:
+        def read(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(_Q["next_due_at"]).fetchone()
+            return None if row is None else row[0]
+
+        return await self._read(read)
+
+    async def replay(
+        self,
+        account_id: str,
+        now: int,
+        *,
+        delivery_id: str | None = None,
+        endpoint_id: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> list[str]:
+        params = {
+            "account_id": account_id,
+            "now": now,
+            "delivery_id": delivery_id,
+            "endpoint_id": endpoint_id,
+            "since": since,
+            "until": until,
+        }
+        return await self._write(lambda conn: [r[0] for r in conn.execute(_Q["replay"], params)])
+
+    async def count_by_state(self, account_id: str | None) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            return dict(conn.execute(_Q["count_by_state"], {"account_id": account_id}).fetchall())
+
+        return await self._read(read)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of a migration file (no semicolons inside our string literals)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,175 @@
+-- Named queries for the SQLite adapter. Each starts with a "-- name: NAME" line.
+
+-- name: insert_account
+INSERT INTO accounts (id, name, created_at) VALUES (:id, :name, :created_at);
+
+-- name: insert_api_key
+INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (:key_hash, :account_id, :created_at);
+
+-- name: account_for_key
+SELECT a.id, a.name, a.created_at FROM api_keys k JOIN accounts a ON a.id = k.account_id
+WHERE k.key_hash = :key_hash;
+
+-- name: insert_endpoint
+INSERT INTO endpoints (id, account_id, url, description, all_event_types, config, disabled,
+                       is_callback_url, created_at, updated_at)
+VALUES (:id, :account_id, :url, :description, :all_event_types, :config, :disabled,
+        :is_callback_url, :created_at, :updated_at);
+
+-- name: insert_event_type
+INSERT INTO endpoint_event_types (endpoint_id, event_type) VALUES (:endpoint_id, :event_type);
+
+-- name: delete_event_types
+DELETE FROM endpoint_event_types WHERE endpoint_id = :endpoint_id;
+
+-- name: insert_secret
+INSERT INTO signing_secrets (endpoint_id, secret, created_at, expires_at)
+VALUES (:endpoint_id, :secret, :created_at, :expires_at);
+
+-- name: expire_current_secret
+UPDATE signing_secrets SET expires_at = :expires_at
+WHERE endpoint_id = :endpoint_id AND expires_at IS NULL;
+
+-- name: active_secrets
+SELECT secret, created_at, expires_at FROM signing_secrets
+WHERE endpoint_id = :endpoint_id AND (expires_at IS NULL OR expires_at > :now)
+ORDER BY created_at DESC, rowid DESC;
+
+-- name: endpoint_columns
+SELECT id, account_id, url, description, all_event_types, config, disabled, is_callback_url,
+       created_at, updated_at,
+       (SELECT json_group_array(event_type) FROM endpoint_event_types t
+        WHERE t.endpoint_id = endpoints.id) AS event_types
+FROM endpoints;
+
+-- name: update_endpoint
+UPDATE endpoints SET url = :url, description = :description,
+       all_event_types = :all_event_types, config = :config, disabled = :disabled,
+       updated_at = :updated_at
+WHERE id = :id AND account_id = :account_id AND deleted = 0;
+
+-- name: delete_endpoint
+UPDATE endpoints SET deleted = 1, updated_at = :now
+WHERE id = :id AND account_id = :account_id AND deleted = 0;
+
+-- name: kill_endpoint_deliveries
+UPDATE deliveries SET state = 'dead', dead_reason = 'endpoint deleted', next_attempt_at = NULL,
+       lease_until = NULL, updated_at = :now
+WHERE endpoint_id = :endpoint_id AND state IN ('pending', 'delivering');
+
+-- name: callback_endpoint
+SELECT id FROM endpoints
+WHERE account_id = :account_id AND url = :url AND is_callback_url = 1 AND deleted = 0;
+
+-- name: subscribed_endpoints
+SELECT e.id FROM endpoints e
+WHERE e.account_id = :account_id AND e.disabled = 0 AND e.deleted = 0 AND e.is_callback_url = 0
+  AND (e.all_event_types = 1 OR EXISTS (
+        SELECT 1 FROM endpoint_event_types t
+        WHERE t.event_type = :event_type AND t.endpoint_id = e.id));
+
+-- name: find_idempotency_key
+SELECT message_id, created_at FROM idempotency_keys WHERE account_id = :account_id AND key = :key;
+
+-- name: upsert_idempotency_key
+INSERT INTO idempotency_keys (account_id, key, message_id, created_at)
+VALUES (:account_id, :key, :message_id, :created_at)
+ON CONFLICT (account_id, key) DO UPDATE SET message_id = excluded.message_id,
+                                            created_at = excluded.created_at;
+
+-- name: insert_message
+INSERT INTO messages (id, account_id, event_type, payload, idempotency_key, created_at)
+VALUES (:id, :account_id, :event_type, :payload, :idempotency_key, :created_at);
+
+-- name: insert_delivery
+INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
+                        next_attempt_at, created_at, updated_at)
+VALUES (:id, :message_id, :account_id, :endpoint_id, :event_type, 'pending',
+        :created_at, :created_at, :created_at);
+
+-- name: get_message
+SELECT id, account_id, event_type, payload, idempotency_key, created_at FROM messages
+WHERE id = :id AND account_id = :account_id;
+
+-- name: delivery_columns
+SELECT id, message_id, account_id, endpoint_id, state, attempt_count, next_attempt_at,
+       last_status_code, last_error, dead_reason, created_at, updated_at, event_type
+FROM deliveries;
+
+-- name: attempts_for_delivery
+SELECT a.id, a.delivery_id, a.attempt_number, a.started_at, a.duration_ms, a.outcome,
+       a.status_code, a.error, a.response_body
+FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+WHERE a.delivery_id = :delivery_id AND d.account_id = :account_id AND a.id > :after
+ORDER BY a.id LIMIT :limit;
+
+-- name: claim
+-- Due deliveries in due order, skipping endpoints the dispatcher cannot take more work for
+-- (at their concurrency share, rate-paced or paused by a 429) and disabled endpoints.
+-- Among the first :scan due rows, at most :allowance[endpoint] (default :per_endpoint) are
+-- taken per endpoint, so one endpoint with a deep backlog cannot fill a whole batch.
+UPDATE deliveries SET state = 'delivering', lease_until = :lease_until, updated_at = :now
+WHERE id IN (
+    SELECT id FROM (
+        SELECT d.id, d.endpoint_id, d.next_attempt_at,
+               row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at) AS rank
+        FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries
+              WHERE state = 'pending' AND next_attempt_at <= :now
+                AND endpoint_id NOT IN (SELECT value FROM json_each(:exclude))
+                AND endpoint_id NOT IN (SELECT id FROM endpoints WHERE disabled = 1)
+              ORDER BY next_attempt_at
+              LIMIT :scan) AS d
+    ) AS ranked
+    WHERE rank <= coalesce((SELECT value FROM json_each(:allowance) WHERE key = ranked.endpoint_id),
+                           :per_endpoint)
+    ORDER BY next_attempt_at
+    LIMIT :limit)
+RETURNING id, message_id, account_id, endpoint_id, attempt_count, schedule_base;
+
+-- name: claimed_payloads
+SELECT m.id, m.event_type, m.payload, m.created_at FROM messages m
+WHERE m.id IN (SELECT value FROM json_each(:ids));
+
+-- name: endpoint_versions
+SELECT id, updated_at FROM endpoints WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: insert_attempt
+INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, outcome,
+                      status_code, error, response_body)
+VALUES (:id, :delivery_id, :attempt_number, :started_at, :duration_ms, :outcome,
+        :status_code, :error, :response_body);
+
+-- name: settle_delivery
+-- Only a delivery still in flight is settled: one deleted or replayed meanwhile keeps its state.
+UPDATE deliveries SET state = :state, attempt_count = :attempt_number,
+       next_attempt_at = :next_attempt_at, lease_until = NULL,
+       last_status_code = :status_code, last_error = :error, dead_reason = :dead_reason,
+       updated_at = :now
+WHERE id = :delivery_id AND state = 'delivering';
+
+-- name: release
+UPDATE deliveries SET state = 'pending', lease_until = NULL, next_attempt_at = :due_at,
+       updated_at = :due_at
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'delivering';
+
+-- name: expire_leases
+UPDATE deliveries SET state = 'pending', lease_until = NULL, updated_at = :now
+WHERE state = 'delivering' AND lease_until <= :now;
+
+-- name: next_due_at
+SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending';
+
+-- name: replay
+UPDATE deliveries SET state = 'pending', next_attempt_at = :now, dead_reason = NULL,
+       schedule_base = attempt_count, updated_at = :now
+WHERE account_id = :account_id AND state = 'dead'
+  AND (:delivery_id IS NULL OR id = :delivery_id)
+  AND (:endpoint_id IS NULL OR endpoint_id = :endpoint_id)
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:until IS NULL OR created_at < :until)
+  AND endpoint_id IN (SELECT id FROM endpoints WHERE account_id = :account_id AND deleted = 0)
+RETURNING id;
+
+-- name: count_by_state
+SELECT state, count(*) FROM deliveries
+WHERE (:account_id IS NULL OR account_id = :account_id) GROUP BY state;
