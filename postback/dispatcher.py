@@ -142,6 +142,7 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until ``stop`` is set, then shut down gracefully."""
+        self.storage.watch(self.wake)
         flusher = asyncio.create_task(self._flush_loop(), name="postback-record-flusher")
         stop_waiter = asyncio.create_task(stop.wait())
         try:

@@ -11,7 +11,7 @@ filters). Driver exceptions are translated into the types below at the seam.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from postback.core.model import (
@@ -46,6 +46,9 @@ class Storage(Protocol):
         """Connect; apply pending migrations when ``migrate`` (else refuse an old schema)."""
 
     async def close(self) -> None: ...
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when another process stores due work (a no-op where polling suffices)."""
 
     # Accounts and API keys
     async def create_account(self, account: Account, api_key_hash: str) -> None: ...

@@ -33,3 +33,20 @@ def migration_files(dialect: str) -> dict[int, str]:
         if match:
             migrations[int(match.group(1))] = entry.read_text()
     return migrations
+
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@cache
+def to_positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """Rewrite ``:name`` parameters as ``$1, $2 …`` (asyncpg's style); ``::type`` casts stay."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _PARAM.sub(number, sql), tuple(names)

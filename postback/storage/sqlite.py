@@ -28,7 +28,6 @@ from postback.core.model import (
     Account,
     Attempt,
     AttemptRecord,
-    Auth,
     ClaimedDelivery,
     Delivery,
     DeliveryState,
@@ -38,28 +37,19 @@ from postback.core.model import (
     NewMessage,
     SigningSecret,
 )
-from postback.core.policy import RetryPolicy
 from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailable
 from postback.storage.queries import load_queries, migration_files
+from postback.storage.rows import (
+    attempt_from_row,
+    delivery_from_row,
+    endpoint_from_row,
+    endpoint_params,
+)
 
 T = TypeVar("T")
 Write = Callable[[sqlite3.Connection], Any]
 
 MAX_WRITES_PER_COMMIT = 512
-
-
-class EndpointConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """The endpoint settings kept as one JSON column (they are read and written together)."""
-
-    retry_policy: RetryPolicy | None = None
-    timeout_ms: int | None = None
-    rate_limit_per_s: float | None = None
-    headers: dict[str, str] = {}
-    auth: Auth | None = None
-
-
-_encode_config = msgspec.json.Encoder().encode
-_decode_config = msgspec.json.Decoder(EndpointConfig).decode
 
 
 def _translate(exc: sqlite3.Error) -> Exception:
@@ -164,80 +154,6 @@ def _settle_future(future: asyncio.Future[Any], value: Any, error: BaseException
 _Q = load_queries("sqlite")
 
 
-def _endpoint_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Endpoint:
-    (
-        id_,
-        account_id,
-        url,
-        description,
-        all_types,
-        config,
-        disabled,
-        is_cb,
-        created,
-        updated,
-        types,
-    ) = row
-    cfg = _decode_config(config)
-    return Endpoint(
-        id=id_,
-        account_id=account_id,
-        url=url,
-        description=description,
-        event_types=None if all_types else tuple(sorted(json.loads(types))),
-        retry_policy=cfg.retry_policy,
-        timeout_ms=cfg.timeout_ms,
-        rate_limit_per_s=cfg.rate_limit_per_s,
-        headers=cfg.headers,
-        auth=cfg.auth,
-        disabled=bool(disabled),
-        is_callback_url=bool(is_cb),
-        created_at=created,
-        updated_at=updated,
-    )
-
-
-def _delivery_from_row(row: tuple[Any, ...]) -> Delivery:
-    (id_, msg, acct, ep, state, count, nxt, code, err, dead, created, updated, etype) = row
-    return Delivery(
-        id=id_,
-        message_id=msg,
-        account_id=acct,
-        endpoint_id=ep,
-        state=DeliveryState(state),
-        attempt_count=count,
-        next_attempt_at=nxt,
-        last_status_code=code,
-        last_error=err,
-        dead_reason=dead,
-        created_at=created,
-        updated_at=updated,
-        event_type=etype,
-    )
-
-
-def _endpoint_params(endpoint: Endpoint) -> dict[str, Any]:
-    config = EndpointConfig(
-        retry_policy=endpoint.retry_policy,
-        timeout_ms=endpoint.timeout_ms,
-        rate_limit_per_s=endpoint.rate_limit_per_s,
-        headers=endpoint.headers,
-        auth=endpoint.auth,
-    )
-    return {
-        "id": endpoint.id,
-        "account_id": endpoint.account_id,
-        "url": endpoint.url,
-        "description": endpoint.description,
-        "all_event_types": 1 if endpoint.event_types is None else 0,
-        "config": _encode_config(config).decode(),
-        "disabled": int(endpoint.disabled),
-        "is_callback_url": int(endpoint.is_callback_url),
-        "created_at": endpoint.created_at,
-        "updated_at": endpoint.updated_at,
-    }
-
-
 def _insert_event_types(conn: sqlite3.Connection, endpoint: Endpoint) -> None:
     conn.execute(_Q["delete_event_types"], {"endpoint_id": endpoint.id})
     for event_type in endpoint.event_types or ():
@@ -321,6 +237,9 @@ class SQLiteStorage:
         finally:
             conn.close()
 
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Other processes on this file are noticed by polling; nothing to subscribe to."""
+
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.jobs.put(None)
@@ -390,7 +309,7 @@ class SQLiteStorage:
 
     async def create_endpoint(self, endpoint: Endpoint, secret: SigningSecret) -> None:
         def write(conn: sqlite3.Connection) -> None:
-            conn.execute(_Q["insert_endpoint"], _endpoint_params(endpoint))
+            conn.execute(_Q["insert_endpoint"], endpoint_params(endpoint))
             _insert_event_types(conn, endpoint)
             conn.execute(
                 _Q["insert_secret"], {"endpoint_id": endpoint.id, **msgspec.structs.asdict(secret)}
@@ -407,7 +326,7 @@ class SQLiteStorage:
 
         def read(conn: sqlite3.Connection) -> Endpoint | None:
             row = conn.execute(sql, params).fetchone()
-            return None if row is None else _endpoint_from_row(row)
+            return None if row is None else endpoint_from_row(row)
 
         return await self._read(read)
 
@@ -422,12 +341,12 @@ class SQLiteStorage:
         params = {"account_id": account_id, "after": after or "", "limit": limit}
 
         def read(conn: sqlite3.Connection) -> list[Endpoint]:
-            return [_endpoint_from_row(r) for r in conn.execute(sql, params)]
+            return [endpoint_from_row(r) for r in conn.execute(sql, params)]
 
         return await self._read(read)
 
     async def update_endpoint(self, endpoint: Endpoint) -> bool:
-        params = _endpoint_params(endpoint)
+        params = endpoint_params(endpoint)
         for key in ("is_callback_url", "created_at"):
             del params[key]
 
@@ -458,7 +377,7 @@ class SQLiteStorage:
             ).fetchone()
             if row is not None:
                 return str(row[0])
-            conn.execute(_Q["insert_endpoint"], _endpoint_params(template))
+            conn.execute(_Q["insert_endpoint"], endpoint_params(template))
             conn.execute(
                 _Q["insert_secret"], {"endpoint_id": template.id, **msgspec.structs.asdict(secret)}
             )
@@ -520,7 +439,7 @@ class SQLiteStorage:
                     ).fetchone()
                     if found is not None and found[1] > now - idempotency_window_ms:
                         deliveries = [
-                            _delivery_from_row(r)
+                            delivery_from_row(r)
                             for r in conn.execute(
                                 _Q["delivery_columns"] + " WHERE message_id = ? ORDER BY id",
                                 (found[0],),
@@ -619,7 +538,7 @@ class SQLiteStorage:
 
         def read(conn: sqlite3.Connection) -> Delivery | None:
             row = conn.execute(sql, (delivery_id, account_id)).fetchone()
-            return None if row is None else _delivery_from_row(row)
+            return None if row is None else delivery_from_row(row)
 
         return await self._read(read)
 
@@ -657,7 +576,7 @@ class SQLiteStorage:
         )
 
         def read(conn: sqlite3.Connection) -> list[Delivery]:
-            return [_delivery_from_row(r) for r in conn.execute(sql, params)]
+            return [delivery_from_row(r) for r in conn.execute(sql, params)]
 
         return await self._read(read)
 
@@ -672,20 +591,7 @@ class SQLiteStorage:
         }
 
         def read(conn: sqlite3.Connection) -> list[Attempt]:
-            return [
-                Attempt(
-                    id=r[0],
-                    delivery_id=r[1],
-                    attempt_number=r[2],
-                    started_at=r[3],
-                    duration_ms=r[4],
-                    outcome=r[5],
-                    status_code=r[6],
-                    error=r[7],
-                    response_body=r[8],
-                )
-                for r in conn.execute(_Q["attempts_for_delivery"], params)
-            ]
+            return [attempt_from_row(r) for r in conn.execute(_Q["attempts_for_delivery"], params)]
 
         return await self._read(read)
 

@@ -1,0 +1,656 @@
+"""PostgreSQL adapter (asyncpg): many API nodes and workers on many machines share one database.
+
+Work is claimed with ``FOR UPDATE SKIP LOCKED`` under a lease, so concurrent workers take
+disjoint batches without blocking each other, and a worker that dies loses its lease. New
+work is announced with ``NOTIFY postback_work`` inside the storing transaction, so idle
+workers wake as soon as it commits. Connection failures surface as StorageUnavailable, which
+callers treat as "wait and retry" (the API answers 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from postback.core.ids import make_id
+from postback.core.model import (
+    Account,
+    Attempt,
+    AttemptRecord,
+    ClaimedDelivery,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    IngestResult,
+    Message,
+    NewMessage,
+    SigningSecret,
+)
+from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailable
+from postback.storage.queries import load_queries, migration_files, to_positional
+from postback.storage.rows import (
+    attempt_from_row,
+    delivery_from_row,
+    endpoint_from_row,
+    endpoint_params,
+)
+
+log = logging.getLogger("postback.storage.postgres")
+
+_Q = load_queries("postgres")
+NOTIFY_CHANNEL = "postback_work"
+_MIGRATION_LOCK = 0x706F73746261636B  # "postback": one migrator at a time across the fleet
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+    TimeoutError,
+)
+
+
+@contextlib.contextmanager
+def _translated() -> Any:
+    """Driver exceptions become the project's own at this seam."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StorageUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}") from exc
+    except asyncpg.PostgresError as exc:
+        raise StorageError(f"PostgreSQL error: {exc}") from exc
+
+
+def _bind(name: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    sql, names = to_positional(_Q[name])
+    return sql, [params[n] for n in names]
+
+
+def _bind_sql(sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    positional, names = to_positional(sql)
+    return positional, [params[n] for n in names]
+
+
+class PostgresStorage:
+    """``Storage`` on PostgreSQL. ``schema`` isolates one Postback (or one test) per schema."""
+
+    def __init__(self, dsn: str, *, schema: str = "public", pool_size: int = 10) -> None:
+        if not _SCHEMA_NAME.match(schema):
+            raise StorageError(f"schema name must match {_SCHEMA_NAME.pattern}, got {schema!r}")
+        self.dsn = dsn
+        self.schema = schema
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStorage:
+        """``postgresql://user@host:5432/db?schema=name&pool_size=10`` (other params to libpq)."""
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        schema = query.pop("schema", "public")
+        pool_raw = query.pop("pool_size", "10")
+        if not pool_raw.isdigit() or not 1 <= int(pool_raw) <= 1000:
+            raise StorageError(f"pool_size must be from 1 to 1000, got {pool_raw!r}")
+        scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+        dsn = urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), ""))
+        return cls(dsn, schema=schema, pool_size=int(pool_raw))
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def open(self, *, migrate: bool = True) -> None:
+        with _translated():
+            conn = await asyncpg.connect(self.dsn, timeout=10)
+            try:
+                await self._migrate(conn, migrate)
+            finally:
+                await conn.close()
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                # A startup setting, not SET: the pool's RESET ALL on release keeps it.
+                server_settings={"search_path": self.schema},
+                timeout=10,
+                command_timeout=60,
+            )
+
+    async def _migrate(self, conn: asyncpg.Connection, migrate: bool) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            await conn.execute(f"SET LOCAL search_path TO {self.schema}")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            known = migration_files("postgres")
+            newest_known = max(known) if known else 0
+            if applied and max(applied) > newest_known:
+                raise SchemaMismatch(
+                    f"database schema {self.schema} has version {max(applied)}, newer than this "
+                    f"Postback knows ({newest_known}): upgrade Postback"
+                )
+            pending = sorted(v for v in known if v not in applied)
+            if pending and not migrate:
+                raise SchemaMismatch(
+                    f"database schema {self.schema} needs migrations {pending}: "
+                    "run `postback migrate`"
+                )
+            for version in pending:
+                await conn.execute(known[version])
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+
+    async def close(self) -> None:
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listen_task
+            self._listen_task = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise StorageError("storage is not open")
+        with _translated():
+            async with self._pool.acquire() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._conn() as conn, conn.transaction():
+            yield conn
+
+    async def _fetch(self, name: str, params: Mapping[str, Any]) -> list[asyncpg.Record]:
+        sql, args = _bind(name, params)
+        async with self._conn() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return rows
+
+    async def _execute(self, name: str, params: Mapping[str, Any]) -> str:
+        sql, args = _bind(name, params)
+        async with self._conn() as conn:
+            status: str = await conn.execute(sql, *args)
+            return status
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever another process commits new due work (LISTEN/NOTIFY)."""
+        if self._listen_task is None:
+            self._listen_task = asyncio.create_task(self._listen(wake), name="postback-listen")
+
+    async def _listen(self, wake: Callable[[], None]) -> None:
+        backoff = 0.2
+        while True:
+            closed = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=10)
+            except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("LISTEN connection failed (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.2
+            try:
+                conn.add_termination_listener(lambda _c, done=closed: done.set())
+                await conn.add_listener(NOTIFY_CHANNEL, lambda *_args: wake())
+                wake()  # anything committed while we were not listening
+                await closed.wait()
+            except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("LISTEN connection lost (%s)", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    # -- accounts -----------------------------------------------------------------------------
+
+    async def create_account(self, account: Account, api_key_hash: str) -> None:
+        async with self._tx() as conn:
+            sql, args = _bind(
+                "insert_account",
+                {"id": account.id, "name": account.name, "created_at": account.created_at},
+            )
+            await conn.execute(sql, *args)
+            sql, args = _bind(
+                "insert_api_key",
+                {
+                    "key_hash": api_key_hash,
+                    "account_id": account.id,
+                    "created_at": account.created_at,
+                },
+            )
+            await conn.execute(sql, *args)
+
+    async def account_for_key(self, api_key_hash: str) -> Account | None:
+        rows = await self._fetch("account_for_key", {"key_hash": api_key_hash})
+        return Account(id=rows[0][0], name=rows[0][1], created_at=rows[0][2]) if rows else None
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _replace_event_types(conn: asyncpg.Connection, endpoint: Endpoint) -> None:
+        sql, args = _bind(
+            "replace_event_types",
+            {"endpoint_id": endpoint.id, "event_types": list(endpoint.event_types or ())},
+        )
+        await conn.execute(sql, *args)
+
+    @staticmethod
+    async def _insert_secret(
+        conn: asyncpg.Connection, endpoint_id: str, secret: SigningSecret
+    ) -> None:
+        sql, args = _bind(
+            "insert_secret",
+            {
+                "endpoint_id": endpoint_id,
+                "secret": secret.secret,
+                "created_at": secret.created_at,
+                "expires_at": secret.expires_at,
+            },
+        )
+        await conn.execute(sql, *args)
+
+    async def create_endpoint(self, endpoint: Endpoint, secret: SigningSecret) -> None:
+        async with self._tx() as conn:
+            sql, args = _bind("insert_endpoint", endpoint_params(endpoint))
+            await conn.execute(sql, *args)
+            await self._replace_event_types(conn, endpoint)
+            await self._insert_secret(conn, endpoint.id, secret)
+
+    async def get_endpoint(self, account_id: str | None, endpoint_id: str) -> Endpoint | None:
+        sql = _Q["endpoint_columns"] + " WHERE id = :id AND NOT deleted"
+        params: dict[str, Any] = {"id": endpoint_id}
+        if account_id is not None:
+            sql += " AND account_id = :account_id"
+            params["account_id"] = account_id
+        positional, args = _bind_sql(sql, params)
+        async with self._conn() as conn:
+            row = await conn.fetchrow(positional, *args)
+        return None if row is None else endpoint_from_row(row)
+
+    async def list_endpoints(
+        self, account_id: str, *, after: str | None, limit: int
+    ) -> list[Endpoint]:
+        sql = (
+            _Q["endpoint_columns"]
+            + " WHERE account_id = :account_id AND NOT deleted AND id > :after"
+            " ORDER BY id LIMIT :limit"
+        )
+        positional, args = _bind_sql(
+            sql, {"account_id": account_id, "after": after or "", "limit": limit}
+        )
+        async with self._conn() as conn:
+            return [endpoint_from_row(r) for r in await conn.fetch(positional, *args)]
+
+    async def update_endpoint(self, endpoint: Endpoint) -> bool:
+        params = endpoint_params(endpoint)
+        async with self._tx() as conn:
+            sql, args = _bind("update_endpoint", params)
+            changed: bool = await conn.execute(sql, *args) == "UPDATE 1"
+            if changed:
+                await self._replace_event_types(conn, endpoint)
+            return changed
+
+    async def delete_endpoint(self, account_id: str, endpoint_id: str, now: int) -> bool:
+        async with self._tx() as conn:
+            sql, args = _bind(
+                "delete_endpoint", {"id": endpoint_id, "account_id": account_id, "now": now}
+            )
+            if await conn.execute(sql, *args) != "UPDATE 1":
+                return False
+            sql, args = _bind("kill_endpoint_deliveries", {"endpoint_id": endpoint_id, "now": now})
+            await conn.execute(sql, *args)
+            return True
+
+    async def callback_endpoint(
+        self, account_id: str, url: str, template: Endpoint, secret: SigningSecret
+    ) -> Endpoint:
+        async with self._tx() as conn:
+            sql, args = _bind("insert_callback_endpoint", endpoint_params(template))
+            created = await conn.fetchval(sql, *args)
+            if created is not None:
+                await self._insert_secret(conn, template.id, secret)
+        endpoint_id = created
+        if endpoint_id is None:
+            rows = await self._fetch("callback_endpoint", {"account_id": account_id, "url": url})
+            if not rows:
+                raise StorageError(f"callback endpoint for {url} vanished")
+            endpoint_id = rows[0][0]
+        endpoint = await self.get_endpoint(account_id, endpoint_id)
+        if endpoint is None:
+            raise StorageError(f"callback endpoint for {url} vanished")
+        return endpoint
+
+    async def signing_secrets(self, endpoint_id: str, now: int) -> list[SigningSecret]:
+        rows = await self._fetch("active_secrets", {"endpoint_id": endpoint_id, "now": now})
+        return [SigningSecret(secret=r[0], created_at=r[1], expires_at=r[2]) for r in rows]
+
+    async def rotate_secret(
+        self, account_id: str, endpoint_id: str, new: SigningSecret, old_expires_at: int
+    ) -> bool:
+        async with self._tx() as conn:
+            sql, args = _bind("endpoint_owner", {"id": endpoint_id, "account_id": account_id})
+            if await conn.fetchrow(sql, *args) is None:
+                return False
+            sql, args = _bind(
+                "expire_current_secret", {"endpoint_id": endpoint_id, "expires_at": old_expires_at}
+            )
+            await conn.execute(sql, *args)
+            await self._insert_secret(conn, endpoint_id, new)
+            sql, args = _bind("bump_endpoint_version", {"id": endpoint_id, "now": new.created_at})
+            await conn.execute(sql, *args)
+            return True
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def ingest(
+        self, account_id: str, messages: list[NewMessage], now: int, idempotency_window_ms: int
+    ) -> list[IngestResult]:
+        async with self._tx() as conn:
+            results: list[IngestResult | None] = []
+            fresh: list[NewMessage] = []
+            for message in messages:
+                if message.idempotency_key is None:
+                    fresh.append(message)
+                    results.append(None)
+                    continue
+                sql, args = _bind(
+                    "claim_idempotency_key",
+                    {
+                        "account_id": account_id,
+                        "key": message.idempotency_key,
+                        "message_id": message.id,
+                        "now": now,
+                        "expired_before": now - idempotency_window_ms,
+                    },
+                )
+                if await conn.fetchval(sql, *args) is not None:
+                    fresh.append(message)
+                    results.append(None)
+                    continue
+                sql, args = _bind(
+                    "find_idempotency_key",
+                    {"account_id": account_id, "key": message.idempotency_key},
+                )
+                original = await conn.fetchval(sql, *args)
+                sql, args = _bind_sql(
+                    _Q["delivery_columns"] + " WHERE message_id = :id ORDER BY id", {"id": original}
+                )
+                deliveries = [delivery_from_row(r) for r in await conn.fetch(sql, *args)]
+                results.append(
+                    IngestResult(message_id=original, deliveries=deliveries, duplicate=True)
+                )
+            created = await self._insert_fresh(conn, account_id, fresh, now)
+            if fresh:
+                await conn.execute(_Q["notify_work"])
+        created_iter = iter(created)
+        return [r if r is not None else next(created_iter) for r in results]
+
+    async def _insert_fresh(
+        self, conn: asyncpg.Connection, account_id: str, messages: list[NewMessage], now: int
+    ) -> list[IngestResult]:
+        if not messages:
+            return []
+        sql, args = _bind(
+            "insert_messages",
+            {
+                "account_id": account_id,
+                "now": now,
+                "ids": [m.id for m in messages],
+                "event_types": [m.event_type for m in messages],
+                "payloads": [m.payload for m in messages],
+                "keys": [m.idempotency_key for m in messages],
+            },
+        )
+        await conn.execute(sql, *args)
+        subscribed: dict[str, list[str]] = {}
+        for event_type in {m.event_type for m in messages}:
+            sql, args = _bind(
+                "subscribed_endpoints", {"account_id": account_id, "event_type": event_type}
+            )
+            subscribed[event_type] = [r[0] for r in await conn.fetch(sql, *args)]
+        columns: dict[str, list[str]] = {
+            "ids": [],
+            "message_ids": [],
+            "endpoint_ids": [],
+            "event_types": [],
+        }
+        results = []
+        for message in messages:
+            targets = list(subscribed[message.event_type])
+            if message.callback_endpoint_id and message.callback_endpoint_id not in targets:
+                targets.append(message.callback_endpoint_id)
+            deliveries = []
+            for endpoint_id in targets:
+                delivery_id = make_id("dlv", now, os.urandom(10))
+                columns["ids"].append(delivery_id)
+                columns["message_ids"].append(message.id)
+                columns["endpoint_ids"].append(endpoint_id)
+                columns["event_types"].append(message.event_type)
+                deliveries.append(
+                    Delivery(
+                        id=delivery_id,
+                        message_id=message.id,
+                        account_id=account_id,
+                        endpoint_id=endpoint_id,
+                        state=DeliveryState.PENDING,
+                        next_attempt_at=now,
+                        created_at=now,
+                        updated_at=now,
+                        event_type=message.event_type,
+                    )
+                )
+            results.append(IngestResult(message_id=message.id, deliveries=deliveries))
+        if columns["ids"]:
+            sql, args = _bind(
+                "insert_deliveries", {"account_id": account_id, "now": now, **columns}
+            )
+            await conn.execute(sql, *args)
+        return results
+
+    async def get_message(self, account_id: str, message_id: str) -> Message | None:
+        rows = await self._fetch("get_message", {"id": message_id, "account_id": account_id})
+        if not rows:
+            return None
+        row = rows[0]
+        return Message(
+            id=row[0],
+            account_id=row[1],
+            event_type=row[2],
+            payload=bytes(row[3]),
+            idempotency_key=row[4],
+            created_at=row[5],
+        )
+
+    async def get_delivery(self, account_id: str, delivery_id: str) -> Delivery | None:
+        sql, args = _bind_sql(
+            _Q["delivery_columns"] + " WHERE id = :id AND account_id = :account_id",
+            {"id": delivery_id, "account_id": account_id},
+        )
+        async with self._conn() as conn:
+            row = await conn.fetchrow(sql, *args)
+        return None if row is None else delivery_from_row(row)
+
+    async def list_deliveries(
+        self,
+        account_id: str,
+        *,
+        message_id: str | None = None,
+        state: DeliveryState | None = None,
+        endpoint_id: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        where = ["account_id = :account_id"]
+        params: dict[str, Any] = {"account_id": account_id, "limit": limit}
+        for column, value, op in (
+            ("message_id", message_id, "="),
+            ("state", state.value if state else None, "="),
+            ("endpoint_id", endpoint_id, "="),
+            ("created_at", since, ">="),
+            ("created_at", until, "<"),
+            ("id", after, "<"),
+        ):
+            if value is not None:
+                name = f"p{len(params)}"
+                where.append(f"{column} {op} :{name}")
+                params[name] = value
+        sql = (
+            _Q["delivery_columns"]
+            + " WHERE "
+            + " AND ".join(where)
+            + " ORDER BY id DESC LIMIT :limit"
+        )
+        positional, args = _bind_sql(sql, params)
+        async with self._conn() as conn:
+            return [delivery_from_row(r) for r in await conn.fetch(positional, *args)]
+
+    async def list_attempts(
+        self, account_id: str, delivery_id: str, *, after: str | None, limit: int
+    ) -> list[Attempt]:
+        rows = await self._fetch(
+            "attempts_for_delivery",
+            {
+                "account_id": account_id,
+                "delivery_id": delivery_id,
+                "after": after or "",
+                "limit": limit,
+            },
+        )
+        return [attempt_from_row(r) for r in rows]
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        now: int,
+        limit: int,
+        lease_ms: int,
+        *,
+        exclude_endpoints: Collection[str] = (),
+        allowance: Mapping[str, int] | None = None,
+        per_endpoint: int = 1_000_000,
+    ) -> list[ClaimedDelivery]:
+        rows = await self._fetch(
+            "claim",
+            {
+                "now": now,
+                "limit": limit,
+                "lease_until": now + lease_ms,
+                "exclude": list(exclude_endpoints),
+                "allowance": json.dumps(dict(allowance or {})),
+                "per_endpoint": per_endpoint,
+                "scan": max(limit * 8, 1024),
+            },
+        )
+        return [
+            ClaimedDelivery(
+                delivery_id=r[0],
+                message_id=r[1],
+                account_id=r[2],
+                endpoint_id=r[3],
+                attempt_count=r[4],
+                schedule_base=r[5],
+                event_type=r[6],
+                payload=bytes(r[7]),
+                message_created_at=r[8],
+                endpoint_updated_at=r[9],
+            )
+            for r in rows
+        ]
+
+    async def record(self, records: list[AttemptRecord]) -> None:
+        if not records:
+            return
+        attempts = [r.attempt for r in records]
+        async with self._tx() as conn:
+            sql, args = _bind(
+                "insert_attempts",
+                {
+                    "ids": [a.id for a in attempts],
+                    "delivery_ids": [a.delivery_id for a in attempts],
+                    "attempt_numbers": [a.attempt_number for a in attempts],
+                    "started_ats": [a.started_at for a in attempts],
+                    "durations": [a.duration_ms for a in attempts],
+                    "outcomes": [a.outcome for a in attempts],
+                    "status_codes": [a.status_code for a in attempts],
+                    "errors": [a.error for a in attempts],
+                    "bodies": [a.response_body for a in attempts],
+                },
+            )
+            await conn.execute(sql, *args)
+            sql, args = _bind(
+                "settle_deliveries",
+                {
+                    "delivery_ids": [r.delivery_id for r in records],
+                    "states": [r.state.value for r in records],
+                    "attempt_numbers": [r.attempt.attempt_number for r in records],
+                    "next_attempt_ats": [r.next_attempt_at for r in records],
+                    "status_codes": [r.attempt.status_code for r in records],
+                    "errors": [r.attempt.error for r in records],
+                    "dead_reasons": [r.dead_reason for r in records],
+                    "nows": [r.now for r in records],
+                },
+            )
+            await conn.execute(sql, *args)
+
+    async def release(self, delivery_ids: Collection[str], due_at: int) -> None:
+        async with self._tx() as conn:
+            sql, args = _bind("release", {"ids": list(delivery_ids), "due_at": due_at})
+            await conn.execute(sql, *args)
+            await conn.execute(_Q["notify_work"])
+
+    async def expire_leases(self, now: int) -> int:
+        status = await self._execute("expire_leases", {"now": now})
+        return int(status.split()[-1])
+
+    async def next_due_at(self) -> int | None:
+        rows = await self._fetch("next_due_at", {})
+        return None if not rows else rows[0][0]
+
+    async def replay(
+        self,
+        account_id: str,
+        now: int,
+        *,
+        delivery_id: str | None = None,
+        endpoint_id: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> list[str]:
+        params = {
+            "account_id": account_id,
+            "now": now,
+            "delivery_id": delivery_id,
+            "endpoint_id": endpoint_id,
+            "since": since,
+            "until": until,
+        }
+        async with self._tx() as conn:
+            sql, args = _bind("replay", params)
+            ids = [r[0] for r in await conn.fetch(sql, *args)]
+            if ids:
+                await conn.execute(_Q["notify_work"])
+        return ids
+
+    async def count_by_state(self, account_id: str | None) -> dict[str, int]:
+        rows = await self._fetch("count_by_state", {"account_id": account_id})
+        return {r[0]: r[1] for r in rows}

@@ -1,0 +1,203 @@
+-- Named queries for the PostgreSQL adapter. Each starts with a "-- name: NAME" line.
+-- Parameters are written :name and bound positionally by the adapter.
+
+-- name: insert_account
+INSERT INTO accounts (id, name, created_at) VALUES (:id, :name, :created_at);
+
+-- name: insert_api_key
+INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (:key_hash, :account_id, :created_at);
+
+-- name: account_for_key
+SELECT a.id, a.name, a.created_at FROM api_keys k JOIN accounts a ON a.id = k.account_id
+WHERE k.key_hash = :key_hash;
+
+-- name: insert_endpoint
+INSERT INTO endpoints (id, account_id, url, description, all_event_types, config, disabled,
+                       is_callback_url, created_at, updated_at)
+VALUES (:id, :account_id, :url, :description, :all_event_types, :config, :disabled,
+        :is_callback_url, :created_at, :updated_at);
+
+-- name: replace_event_types
+WITH gone AS (DELETE FROM endpoint_event_types WHERE endpoint_id = :endpoint_id)
+INSERT INTO endpoint_event_types (endpoint_id, event_type)
+SELECT :endpoint_id, t FROM unnest(:event_types::text[]) AS t;
+
+-- name: insert_secret
+INSERT INTO signing_secrets (endpoint_id, secret, created_at, expires_at)
+VALUES (:endpoint_id, :secret, :created_at, :expires_at);
+
+-- name: expire_current_secret
+UPDATE signing_secrets SET expires_at = :expires_at
+WHERE endpoint_id = :endpoint_id AND expires_at IS NULL;
+
+-- name: active_secrets
+SELECT secret, created_at, expires_at FROM signing_secrets
+WHERE endpoint_id = :endpoint_id AND (expires_at IS NULL OR expires_at > :now)
+ORDER BY created_at DESC, id DESC;
+
+-- name: endpoint_columns
+SELECT id, account_id, url, description, all_event_types, config, disabled, is_callback_url,
+       created_at, updated_at,
+       (SELECT coalesce(json_agg(event_type), '[]')::text FROM endpoint_event_types t
+        WHERE t.endpoint_id = endpoints.id) AS event_types
+FROM endpoints;
+
+-- name: update_endpoint
+UPDATE endpoints SET url = :url, description = :description,
+       all_event_types = :all_event_types, config = :config, disabled = :disabled,
+       updated_at = :updated_at
+WHERE id = :id AND account_id = :account_id AND NOT deleted;
+
+-- name: delete_endpoint
+UPDATE endpoints SET deleted = true, updated_at = :now
+WHERE id = :id AND account_id = :account_id AND NOT deleted;
+
+-- name: kill_endpoint_deliveries
+UPDATE deliveries SET state = 'dead', dead_reason = 'endpoint deleted', next_attempt_at = NULL,
+       lease_until = NULL, updated_at = :now
+WHERE endpoint_id = :endpoint_id AND state IN ('pending', 'delivering');
+
+-- name: callback_endpoint
+SELECT id FROM endpoints
+WHERE account_id = :account_id AND url = :url AND is_callback_url AND NOT deleted;
+
+-- name: insert_callback_endpoint
+INSERT INTO endpoints (id, account_id, url, description, all_event_types, config, disabled,
+                       is_callback_url, created_at, updated_at)
+VALUES (:id, :account_id, :url, :description, :all_event_types, :config, :disabled,
+        :is_callback_url, :created_at, :updated_at)
+ON CONFLICT (account_id, url) WHERE is_callback_url AND NOT deleted DO NOTHING
+RETURNING id;
+
+-- name: endpoint_owner
+SELECT 1 FROM endpoints WHERE id = :id AND account_id = :account_id AND NOT deleted
+FOR UPDATE;
+
+-- name: bump_endpoint_version
+UPDATE endpoints SET updated_at = greatest(updated_at + 1, :now) WHERE id = :id;
+
+-- name: subscribed_endpoints
+SELECT e.id FROM endpoints e
+WHERE e.account_id = :account_id AND NOT e.disabled AND NOT e.deleted AND NOT e.is_callback_url
+  AND (e.all_event_types OR EXISTS (
+        SELECT 1 FROM endpoint_event_types t
+        WHERE t.event_type = :event_type AND t.endpoint_id = e.id));
+
+-- name: claim_idempotency_key
+-- Insert the key, or take over one older than the window; no row back means a live duplicate.
+-- Concurrent submitters of one key serialize on the primary key, so exactly one wins.
+INSERT INTO idempotency_keys (account_id, key, message_id, created_at)
+VALUES (:account_id, :key, :message_id, :now)
+ON CONFLICT (account_id, key) DO UPDATE
+    SET message_id = excluded.message_id, created_at = excluded.created_at
+    WHERE idempotency_keys.created_at <= :expired_before
+RETURNING message_id;
+
+-- name: find_idempotency_key
+SELECT message_id FROM idempotency_keys WHERE account_id = :account_id AND key = :key;
+
+-- name: insert_messages
+INSERT INTO messages (id, account_id, event_type, payload, idempotency_key, created_at)
+SELECT id, :account_id, event_type, payload, key, :now
+FROM unnest(:ids::text[], :event_types::text[], :payloads::bytea[], :keys::text[])
+     AS m(id, event_type, payload, key);
+
+-- name: insert_deliveries
+INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
+                        next_attempt_at, created_at, updated_at)
+SELECT id, message_id, :account_id, endpoint_id, event_type, 'pending', :now, :now, :now
+FROM unnest(:ids::text[], :message_ids::text[], :endpoint_ids::text[], :event_types::text[])
+     AS d(id, message_id, endpoint_id, event_type);
+
+-- name: notify_work
+SELECT pg_notify('postback_work', '');
+
+-- name: get_message
+SELECT id, account_id, event_type, payload, idempotency_key, created_at FROM messages
+WHERE id = :id AND account_id = :account_id;
+
+-- name: delivery_columns
+SELECT id, message_id, account_id, endpoint_id, state, attempt_count, next_attempt_at,
+       last_status_code, last_error, dead_reason, created_at, updated_at, event_type
+FROM deliveries;
+
+-- name: attempts_for_delivery
+SELECT a.id, a.delivery_id, a.attempt_number, a.started_at, a.duration_ms, a.outcome,
+       a.status_code, a.error, a.response_body
+FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+WHERE a.delivery_id = :delivery_id AND d.account_id = :account_id AND a.id > :after
+ORDER BY a.id LIMIT :limit;
+
+-- name: claim
+-- The first :scan due rows are locked with SKIP LOCKED, so concurrent workers take disjoint
+-- sets without waiting on each other; among them at most :allowance[endpoint] (default
+-- :per_endpoint) per endpoint are taken, so one deep backlog cannot fill a whole batch.
+WITH due AS (
+    SELECT id, endpoint_id, next_attempt_at FROM deliveries
+    WHERE state = 'pending' AND next_attempt_at <= :now
+      AND NOT (endpoint_id = ANY(:exclude::text[]))
+      AND endpoint_id NOT IN (SELECT id FROM endpoints WHERE disabled)
+    ORDER BY next_attempt_at
+    LIMIT :scan
+    FOR UPDATE SKIP LOCKED
+), ranked AS (
+    SELECT id, endpoint_id, next_attempt_at,
+           row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank
+    FROM due
+), chosen AS (
+    SELECT id FROM ranked
+    WHERE rank <= coalesce((:allowance::jsonb ->> endpoint_id)::int, :per_endpoint)
+    ORDER BY next_attempt_at
+    LIMIT :limit
+)
+UPDATE deliveries d SET state = 'delivering', lease_until = :lease_until, updated_at = :now
+FROM chosen, messages m, endpoints e
+WHERE d.id = chosen.id AND m.id = d.message_id AND e.id = d.endpoint_id
+RETURNING d.id, d.message_id, d.account_id, d.endpoint_id, d.attempt_count, d.schedule_base,
+          m.event_type, m.payload, m.created_at, e.updated_at;
+
+-- name: insert_attempts
+INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, outcome,
+                      status_code, error, response_body)
+SELECT * FROM unnest(:ids::text[], :delivery_ids::text[], :attempt_numbers::int[],
+                     :started_ats::bigint[], :durations::float8[], :outcomes::text[],
+                     :status_codes::int[], :errors::text[], :bodies::text[]);
+
+-- name: settle_deliveries
+-- Only deliveries still in flight are settled: one deleted or replayed meanwhile keeps its state.
+UPDATE deliveries d SET state = s.state, attempt_count = s.attempt_number,
+       next_attempt_at = s.next_attempt_at, lease_until = NULL,
+       last_status_code = s.status_code, last_error = s.error, dead_reason = s.dead_reason,
+       updated_at = s.now
+FROM unnest(:delivery_ids::text[], :states::text[], :attempt_numbers::int[],
+            :next_attempt_ats::bigint[], :status_codes::int[], :errors::text[],
+            :dead_reasons::text[], :nows::bigint[])
+     AS s(delivery_id, state, attempt_number, next_attempt_at, status_code, error, dead_reason, now)
+WHERE d.id = s.delivery_id AND d.state = 'delivering';
+
+-- name: release
+UPDATE deliveries SET state = 'pending', lease_until = NULL, next_attempt_at = :due_at,
+       updated_at = :due_at
+WHERE id = ANY(:ids::text[]) AND state = 'delivering';
+
+-- name: expire_leases
+UPDATE deliveries SET state = 'pending', lease_until = NULL, updated_at = :now
+WHERE state = 'delivering' AND lease_until <= :now;
+
+-- name: next_due_at
+SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending';
+
+-- name: replay
+UPDATE deliveries SET state = 'pending', next_attempt_at = :now, dead_reason = NULL,
+       schedule_base = attempt_count, updated_at = :now
+WHERE account_id = :account_id AND state = 'dead'
+  AND (:delivery_id::text IS NULL OR id = :delivery_id::text)
+  AND (:endpoint_id::text IS NULL OR endpoint_id = :endpoint_id::text)
+  AND (:since::bigint IS NULL OR created_at >= :since::bigint)
+  AND (:until::bigint IS NULL OR created_at < :until::bigint)
+  AND endpoint_id IN (SELECT id FROM endpoints WHERE account_id = :account_id AND NOT deleted)
+RETURNING id;
+
+-- name: count_by_state
+SELECT state, count(*) FROM deliveries
+WHERE (:account_id::text IS NULL OR account_id = :account_id::text) GROUP BY state;

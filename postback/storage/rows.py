@@ -1,0 +1,113 @@
+"""Row <-> record conversion shared by the SQL adapters (same columns in every dialect)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from postback.core.model import Attempt, Auth, Delivery, DeliveryState, Endpoint
+from postback.core.policy import RetryPolicy
+
+
+class EndpointConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The endpoint settings kept as one JSON column (they are read and written together)."""
+
+    retry_policy: RetryPolicy | None = None
+    timeout_ms: int | None = None
+    rate_limit_per_s: float | None = None
+    headers: dict[str, str] = {}
+    auth: Auth | None = None
+
+
+encode_config = msgspec.json.Encoder().encode
+decode_config = msgspec.json.Decoder(EndpointConfig).decode
+
+
+def endpoint_from_row(row: Any) -> Endpoint:
+    (
+        id_,
+        account_id,
+        url,
+        description,
+        all_types,
+        config,
+        disabled,
+        is_cb,
+        created,
+        updated,
+        types,
+    ) = row
+    cfg = decode_config(config)
+    return Endpoint(
+        id=id_,
+        account_id=account_id,
+        url=url,
+        description=description,
+        event_types=None if all_types else tuple(sorted(json.loads(types))),
+        retry_policy=cfg.retry_policy,
+        timeout_ms=cfg.timeout_ms,
+        rate_limit_per_s=cfg.rate_limit_per_s,
+        headers=cfg.headers,
+        auth=cfg.auth,
+        disabled=bool(disabled),
+        is_callback_url=bool(is_cb),
+        created_at=created,
+        updated_at=updated,
+    )
+
+
+def delivery_from_row(row: Any) -> Delivery:
+    (id_, msg, acct, ep, state, count, nxt, code, err, dead, created, updated, etype) = row
+    return Delivery(
+        id=id_,
+        message_id=msg,
+        account_id=acct,
+        endpoint_id=ep,
+        state=DeliveryState(state),
+        attempt_count=count,
+        next_attempt_at=nxt,
+        last_status_code=code,
+        last_error=err,
+        dead_reason=dead,
+        created_at=created,
+        updated_at=updated,
+        event_type=etype,
+    )
+
+
+def endpoint_params(endpoint: Endpoint) -> dict[str, Any]:
+    config = EndpointConfig(
+        retry_policy=endpoint.retry_policy,
+        timeout_ms=endpoint.timeout_ms,
+        rate_limit_per_s=endpoint.rate_limit_per_s,
+        headers=endpoint.headers,
+        auth=endpoint.auth,
+    )
+    return {
+        "id": endpoint.id,
+        "account_id": endpoint.account_id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "all_event_types": endpoint.event_types is None,
+        "config": encode_config(config).decode(),
+        "disabled": endpoint.disabled,
+        "is_callback_url": endpoint.is_callback_url,
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+    }
+
+
+def attempt_from_row(r: Any) -> Attempt:
+    return Attempt(
+        id=r[0],
+        delivery_id=r[1],
+        attempt_number=r[2],
+        started_at=r[3],
+        duration_ms=r[4],
+        outcome=r[5],
+        status_code=r[6],
+        error=r[7],
+        response_body=r[8],
+    )
