@@ -36,7 +36,7 @@ from postback.core.model import (
 )
 from postback.core.outcome import AttemptResult, Outcome
 from postback.core.policy import RetryPolicy, resolve_policy
-from postback.core.throttle import Throttle
+from postback.core.throttle import Pacing, SendRateMeter, recovered, reserve, throttled
 from postback.metrics import Metrics
 from postback.storage.base import Storage, StorageUnavailable
 from postback.transport.base import OutboundRequest, Transport
@@ -71,9 +71,15 @@ class EndpointRuntime:
     policy: RetryPolicy
     timeout_s: float
     headers: dict[str, str]
-    throttle: Throttle
+    pacing: Pacing = field(default_factory=Pacing)
+    """The last shared pacing state this worker saw (the database holds the truth)."""
+    meter: SendRateMeter = field(default_factory=SendRateMeter)
     in_flight: int = 0
     keys: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def configured_rate(self) -> float | None:
+        return self.endpoint.rate_limit_per_s
 
     def signing_keys(self, now_ms: int) -> list[bytes]:
         active = []
@@ -144,18 +150,22 @@ class Dispatcher:
         """Dispatch until ``stop`` is set, then shut down gracefully."""
         self.storage.watch(self.wake)
         flusher = asyncio.create_task(self._flush_loop(), name="postback-record-flusher")
-        stop_waiter = asyncio.create_task(stop.wait())
         try:
             await self._claim_loop(stop)
         finally:
-            stop_waiter.cancel()
             self._stopping = True
             await self._drain()
+            # Let the flusher finish what it is writing: cancelling it mid-write would leave
+            # us unsure whether that batch committed.
             self._records_ready.set()
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-            await self._flush_all()
+            try:
+                await asyncio.wait_for(flusher, self.settings.shutdown_timeout_s)
+            except TimeoutError:
+                log.error(
+                    "shutdown with %d attempt records unsaved; their leases will expire and "
+                    "the deliveries will be retried",
+                    len(self._records),
+                )
 
     # -- claim loop ---------------------------------------------------------------------------
 
@@ -190,8 +200,14 @@ class Dispatcher:
                 await self._sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            for item in claimed:
-                self._start(item)
+            except Exception:
+                # Never let one bad batch stop delivery: log it, back off, go on.
+                log.exception("claiming deliveries failed; retrying in %.1f s", backoff)
+                await self._sleep_or_stop(stop, backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if claimed:
+                await self._start_batch(claimed)
             if claimed and len(claimed) >= limit:
                 await asyncio.sleep(0)  # full batch: more is probably due; let tasks start
                 continue
@@ -223,20 +239,52 @@ class Dispatcher:
         exclude: list[str] = []
         allowance: dict[str, int] = {}
         share = self.settings.per_endpoint
+        now_ms = int(now * 1000)
         for endpoint_id, runtime in self._runtimes.items():
-            throttle = runtime.throttle
             room = share - runtime.in_flight
-            if throttle.current_rate is not None:
+            rate = runtime.pacing.rate(runtime.configured_rate)
+            if rate is not None:
                 # Claim no more than about a second of this endpoint's pace at a time.
-                room = min(room, max(1, math.ceil(throttle.current_rate)) - runtime.in_flight)
-            if room <= 0 or throttle.is_paused(now):
+                room = min(room, max(1, math.ceil(rate)) - runtime.in_flight)
+            if room <= 0 or runtime.pacing.paused_until_ms > now_ms:
                 exclude.append(endpoint_id)
             elif room < share:
                 allowance[endpoint_id] = room
         return exclude, allowance
 
-    def _start(self, item: ClaimedDelivery) -> None:
-        task = asyncio.create_task(self._deliver(item))
+    async def _start_batch(self, claimed: list[ClaimedDelivery]) -> None:
+        """Start attempts; paced endpoints first get send slots from the shared pacing state."""
+        by_endpoint: dict[str, list[ClaimedDelivery]] = {}
+        for item in claimed:
+            by_endpoint.setdefault(item.endpoint_id, []).append(item)
+        slots: dict[str, list[int]] = {}
+
+        async def prepare(endpoint_id: str, items: list[ClaimedDelivery]) -> None:
+            try:
+                runtime = await self._runtime(items[0])
+                now_ms = int(self.clock() * 1000)
+                if runtime is None:
+                    return
+                if not (
+                    any(i.paced for i in items)
+                    or runtime.pacing.is_paced(runtime.configured_rate, now_ms)
+                ):
+                    return
+                rate = runtime.configured_rate
+                runtime.pacing, slots[endpoint_id] = await self.storage.pace(
+                    endpoint_id, lambda p: _reserved(reserve(p, now_ms, len(items), rate))
+                )
+            except StorageUnavailable:
+                slots[endpoint_id] = [int(self.clock() * 1000) + 1000] * len(items)
+
+        await asyncio.gather(*(prepare(e, items) for e, items in by_endpoint.items()))
+        for endpoint_id, items in by_endpoint.items():
+            endpoint_slots = slots.get(endpoint_id)
+            for i, item in enumerate(items):
+                self._start(item, endpoint_slots[i] if endpoint_slots else None)
+
+    def _start(self, item: ClaimedDelivery, not_before_ms: int | None) -> None:
+        task = asyncio.create_task(self._deliver(item, not_before_ms))
         self._held[item.delivery_id] = task
         delivery_id = item.delivery_id
 
@@ -277,25 +325,21 @@ class Dispatcher:
         secrets = await self.storage.signing_secrets(endpoint_id, int(self.clock() * 1000))
         policy = resolve_policy(endpoint.retry_policy)
         timeout_ms = endpoint.timeout_ms or policy.timeout_ms or DEFAULT_TIMEOUT_MS
-        if previous is not None:
-            throttle = previous.throttle
-            throttle.reconfigure(endpoint.rate_limit_per_s)
-        else:
-            throttle = Throttle(endpoint.rate_limit_per_s)
         runtime = EndpointRuntime(
             endpoint=endpoint,
             secrets=secrets,
             policy=policy,
             timeout_s=timeout_ms / 1000,
             headers=static_headers(endpoint, self.user_agent),
-            throttle=throttle,
+            pacing=previous.pacing if previous is not None else Pacing(),
+            meter=previous.meter if previous is not None else SendRateMeter(),
             in_flight=previous.in_flight if previous is not None else 0,
             keys=previous.keys if previous is not None else {},
         )
         self._runtimes[endpoint_id] = runtime
         return runtime
 
-    async def _deliver(self, item: ClaimedDelivery) -> None:
+    async def _deliver(self, item: ClaimedDelivery, not_before_ms: int | None) -> None:
         try:
             runtime = await self._runtime(item)
         except StorageUnavailable:
@@ -306,14 +350,15 @@ class Dispatcher:
             return  # endpoint deleted: its deliveries were dead-lettered with it
         runtime.in_flight += 1
         try:
-            wait = runtime.throttle.reserve(self.clock())
-            if wait > self.settings.release_wait_over_s:
-                due = int((self.clock() + wait) * 1000)
-                self._releases.append((item.delivery_id, due))
-                self._records_ready.set()
-                return
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if not_before_ms is not None:
+                wait = not_before_ms / 1000 - self.clock()
+                if wait > self.settings.release_wait_over_s:
+                    # Do not hold a lease (and an in-flight slot) through a long pause.
+                    self._releases.append((item.delivery_id, not_before_ms))
+                    self._records_ready.set()
+                    return
+                if wait > 0:
+                    await asyncio.sleep(wait)
             await self._attempt(item, runtime)
         finally:
             runtime.in_flight -= 1
@@ -337,6 +382,7 @@ class Dispatcher:
             timeout_s=runtime.timeout_s,
             endpoint_id=item.endpoint_id,
         )
+        runtime.meter.sent(now_ms)
         result = await self.transport.send(request)
         finished = self.clock()
         finished_ms = int(finished * 1000)
@@ -348,10 +394,7 @@ class Dispatcher:
             finished_ms,
             self._random.random(),
         )
-        if settlement.outcome is Outcome.THROTTLED:
-            runtime.throttle.on_throttled(finished, result.retry_after_s)
-        elif settlement.outcome is Outcome.DELIVERED:
-            runtime.throttle.on_success(finished)
+        await self._update_pacing(runtime, settlement.outcome, result, finished_ms)
         self.metrics.attempt(settlement.outcome.value)
         self._records.append(
             AttemptRecord(
@@ -379,6 +422,32 @@ class Dispatcher:
         elif settlement.state is DeliveryState.DEAD:
             self._alert_dead(item, settlement.dead_reason or "", result)
 
+    async def _update_pacing(
+        self, runtime: EndpointRuntime, outcome: Outcome, result: AttemptResult, now_ms: int
+    ) -> None:
+        """Share a 429 with the fleet at once; share recovery at most once a second."""
+        rate = runtime.configured_rate
+        endpoint_id = runtime.endpoint.id
+        try:
+            if outcome is Outcome.THROTTLED:
+                observed = runtime.meter.rate(now_ms)
+                runtime.pacing = await self.storage.pace(
+                    endpoint_id,
+                    lambda p: _same(throttled(p, now_ms, result.retry_after_s, observed, rate)),
+                )
+            elif (
+                outcome is Outcome.DELIVERED
+                and runtime.pacing.ceiling is not None
+                and recovered(runtime.pacing, now_ms, rate) != runtime.pacing
+            ):
+                runtime.pacing = await self.storage.pace(
+                    endpoint_id, lambda p: _same(recovered(p, now_ms, rate))
+                )
+        except StorageUnavailable:
+            log.warning(
+                "could not share pacing for endpoint %s (database unavailable)", endpoint_id
+            )
+
     def _alert_dead(self, item: ClaimedDelivery, reason: str, result: AttemptResult) -> None:
         self.metrics.dead()
         alerts.error(
@@ -398,7 +467,7 @@ class Dispatcher:
     # -- recording ----------------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not (self._stopping and not self._records and not self._releases):
             await self._records_ready.wait()
             self._records_ready.clear()
             try:
@@ -406,6 +475,10 @@ class Dispatcher:
             except StorageUnavailable as exc:
                 log.warning("could not record attempts yet (%s); retrying", exc)
                 await asyncio.sleep(0.5)
+                self._records_ready.set()
+            except Exception:
+                log.exception("recording attempts failed; retrying")
+                await asyncio.sleep(1.0)
                 self._records_ready.set()
 
     async def _flush_once(self) -> None:
@@ -421,20 +494,6 @@ class Dispatcher:
             self._releases = releases + self._releases
             raise
 
-    async def _flush_all(self) -> None:
-        deadline = time.monotonic() + self.settings.shutdown_timeout_s
-        while (self._records or self._releases) and time.monotonic() < deadline:
-            try:
-                await self._flush_once()
-            except StorageUnavailable:
-                await asyncio.sleep(0.5)
-        if self._records or self._releases:
-            log.error(
-                "shutdown with %d attempt records unsaved; their leases will expire and the "
-                "deliveries will be retried",
-                len(self._records),
-            )
-
     async def _drain(self) -> None:
         """Let in-flight attempts finish; hand back whatever has not finished in time."""
         if not self._held:
@@ -449,3 +508,12 @@ class Dispatcher:
             unfinished = [d for d, t in zip(ids, tasks, strict=True) if t in not_done]
             now_ms = int(self.clock() * 1000)
             self._releases.extend((d, now_ms) for d in unfinished)
+
+
+def _reserved(result: tuple[Pacing, list[int]]) -> tuple[Pacing, tuple[Pacing, list[int]]]:
+    """Store the new pacing state; hand back both it and the slots."""
+    return result[0], result
+
+
+def _same(pacing: Pacing) -> tuple[Pacing, Pacing]:
+    return pacing, pacing

@@ -41,7 +41,10 @@ async def run_service(
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
     storage = open_storage(settings.database_url)
-    await storage.open(migrate=True)
+    # The embedded SQLite file is created and upgraded on start (one command, no setup). A
+    # shared PostgreSQL is upgraded deliberately with `postback migrate`, once, not by
+    # whichever node happens to start first with a new version.
+    await storage.open(migrate=settings.database_url.startswith("sqlite"))
     metrics = Metrics()
     transport = HTTPTransport(max_connections=settings.max_in_flight)
     dispatcher = Dispatcher(

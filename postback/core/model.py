@@ -148,6 +148,8 @@ class ClaimedDelivery(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str
     payload: bytes
     message_created_at: int
+    paced: bool = False
+    """The endpoint has shared pacing in force (a 429 backoff) beyond its own configuration."""
 
 
 class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,89 +1,126 @@
 """Per-endpoint send pacing: a configured rate limit plus AIMD backoff on 429.
 
 Sinch: "For 429 the callback will be retried and the throughput will be lowered." We lower it
-multiplicatively (halve the current rate), honour Retry-After by pausing the endpoint, and
-recover additively on success, the way TCP congestion control does, so a receiver that is
-briefly overloaded is not hammered and a healthy one gets back to full speed in seconds.
-The clock is passed in; nothing here sleeps.
+multiplicatively (halve the rate we were sending at), honour Retry-After by pausing the
+endpoint, and recover additively on success, the way TCP congestion control does, so a
+briefly overloaded receiver is not hammered and a healthy one is back to full speed in seconds.
+
+The state is a frozen ``Pacing`` value and every rule is a pure function of it and the time
+passed in. Storage keeps one ``Pacing`` per endpoint and applies these functions atomically,
+so the limit holds across every worker of a fleet, not per worker: send slots are handed out
+GCRA-style (each reservation moves ``next_slot_ms`` on by 1/rate), which makes the limit exact
+with no bursts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, replace
 
 MIN_RATE_PER_S = 1.0
-RECOVERY_INTERVAL_S = 1.0
-RECOVERY_FRACTION = 0.1  # each second of success adds 10% of the pre-throttle rate
+RECOVERY_INTERVAL_MS = 1000
+RECOVERY_FRACTION = 0.1
+"""Each second without a 429 adds 10% of the pre-backoff rate back."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pacing:
+    """One endpoint's shared pacing state."""
+
+    current_rate: float | None = None
+    """Rate in force while backing off from a 429; None: the configured rate (or no limit)."""
+    ceiling: float | None = None
+    """The rate recovery climbs back to; None when not backing off."""
+    paused_until_ms: int = 0
+    next_slot_ms: int = 0
+    last_change_ms: int = 0
+
+    def rate(self, configured_rate: float | None) -> float | None:
+        """Sends per second allowed now; None means unlimited."""
+        return self.current_rate if self.current_rate is not None else configured_rate
+
+    def is_paced(self, configured_rate: float | None, now_ms: int) -> bool:
+        """Whether sends must take slots from this state (else an endpoint sends freely)."""
+        return (
+            configured_rate is not None
+            or self.current_rate is not None
+            or self.paused_until_ms > now_ms
+        )
+
+
+def reserve(
+    pacing: Pacing, now_ms: int, count: int, configured_rate: float | None
+) -> tuple[Pacing, list[int]]:
+    """Hand out ``count`` send times (ms), spaced 1/rate apart, none before a pause ends."""
+    start = max(now_ms, pacing.paused_until_ms)
+    rate = pacing.rate(configured_rate)
+    if rate is None:
+        return pacing, [start] * count
+    interval = 1000.0 / rate
+    first = max(float(start), float(pacing.next_slot_ms))
+    slots = [math.ceil(first + i * interval) for i in range(count)]
+    return replace(pacing, next_slot_ms=math.ceil(first + count * interval)), slots
+
+
+def throttled(
+    pacing: Pacing,
+    now_ms: int,
+    retry_after_s: float | None,
+    observed_rate: float,
+    configured_rate: float | None,
+) -> Pacing:
+    """A 429: halve the rate we were sending at, and pause for Retry-After (or one interval).
+
+    ``observed_rate`` is what this worker measured itself sending; it stands in for the rate
+    of an endpoint that had no limit until now.
+    """
+    base = pacing.rate(configured_rate)
+    if base is None:
+        base = max(observed_rate, MIN_RATE_PER_S * 2)
+    ceiling = pacing.ceiling if pacing.ceiling is not None else base
+    new_rate = max(MIN_RATE_PER_S, base / 2.0)
+    pause_ms = round((retry_after_s if retry_after_s is not None else 1.0 / new_rate) * 1000)
+    paused_until = max(pacing.paused_until_ms, now_ms + pause_ms)
+    return Pacing(
+        current_rate=new_rate,
+        ceiling=ceiling,
+        paused_until_ms=paused_until,
+        next_slot_ms=max(pacing.next_slot_ms, paused_until),
+        last_change_ms=now_ms,
+    )
+
+
+def recovered(pacing: Pacing, now_ms: int, configured_rate: float | None) -> Pacing:
+    """A 2xx: after a backoff, climb one step towards the ceiling (at most once a second)."""
+    if pacing.ceiling is None or pacing.current_rate is None:
+        return pacing
+    if now_ms - pacing.last_change_ms < RECOVERY_INTERVAL_MS:
+        return pacing
+    rate = pacing.current_rate + max(MIN_RATE_PER_S, pacing.ceiling * RECOVERY_FRACTION)
+    if rate >= pacing.ceiling:
+        # Back to normal: the configured limit (or none) applies again.
+        return replace(pacing, current_rate=None, ceiling=None, last_change_ms=now_ms)
+    if configured_rate is not None:
+        rate = min(rate, configured_rate)
+    return replace(pacing, current_rate=rate, last_change_ms=now_ms)
 
 
 @dataclass(slots=True)
-class Throttle:
-    """Pacing state of one endpoint. ``configured_rate`` None means no limit of its own."""
+class SendRateMeter:
+    """How fast this worker has been sending to one endpoint (for a 429 on an unlimited one)."""
 
-    configured_rate: float | None
-    current_rate: float | None = None
-    paused_until: float = 0.0
-    ceiling: float | None = None
-    _next_slot: float = 0.0
-    _window_start: float = 0.0
-    _window_count: int = 0
-    _last_recovery: float = 0.0
-    _recent_rate: float = field(default=0.0)
+    window_start_ms: int = 0
+    count: int = 0
+    last_rate: float = 0.0
 
-    def __post_init__(self) -> None:
-        self.current_rate = self.configured_rate
+    def sent(self, now_ms: int) -> None:
+        elapsed = now_ms - self.window_start_ms
+        if elapsed >= 1000:
+            self.last_rate = self.count * 1000 / elapsed if elapsed < 2000 else 0.0
+            self.window_start_ms = now_ms
+            self.count = 0
+        self.count += 1
 
-    def reconfigure(self, configured_rate: float | None) -> None:
-        """Apply a changed endpoint limit without forgetting an active 429 backoff."""
-        if configured_rate == self.configured_rate:
-            return
-        self.configured_rate = configured_rate
-        if self.ceiling is None:
-            self.current_rate = configured_rate
-        elif configured_rate is not None and self.current_rate is not None:
-            self.current_rate = min(self.current_rate, configured_rate)
-
-    def reserve(self, now: float) -> float:
-        """Take the next send slot; return how many seconds to wait before sending."""
-        self._count(now)
-        start = max(now, self.paused_until)
-        if self.current_rate is None:
-            return start - now
-        slot = max(start, self._next_slot)
-        self._next_slot = slot + 1.0 / self.current_rate
-        return slot - now
-
-    def on_throttled(self, now: float, retry_after_s: float | None) -> None:
-        """A 429: halve the rate (from what we were actually sending) and maybe pause."""
-        observed = max(self._recent_rate, self._window_count / max(now - self._window_start, 1e-3))
-        base = self.current_rate if self.current_rate is not None else observed
-        if self.ceiling is None:
-            self.ceiling = self.configured_rate if self.configured_rate is not None else base
-        self.current_rate = max(MIN_RATE_PER_S, min(base, observed or base) / 2.0)
-        pause = retry_after_s if retry_after_s is not None else 1.0 / self.current_rate
-        self.paused_until = max(self.paused_until, now + pause)
-        self._next_slot = max(self._next_slot, self.paused_until)
-        self._last_recovery = now
-
-    def on_success(self, now: float) -> None:
-        """A 2xx: after a backoff, climb back towards the ceiling step by step."""
-        if self.ceiling is None or self.current_rate is None:
-            return
-        if now - self._last_recovery < RECOVERY_INTERVAL_S:
-            return
-        self._last_recovery = now
-        self.current_rate += max(MIN_RATE_PER_S, self.ceiling * RECOVERY_FRACTION)
-        if self.current_rate >= self.ceiling:
-            self.current_rate = self.configured_rate
-            self.ceiling = None
-
-    def is_paused(self, now: float) -> bool:
-        return now < self.paused_until
-
-    def _count(self, now: float) -> None:
-        if now - self._window_start >= 1.0:
-            elapsed = now - self._window_start
-            self._recent_rate = self._window_count / elapsed if elapsed < 2.0 else 0.0
-            self._window_start = now
-            self._window_count = 0
-        self._window_count += 1
+    def rate(self, now_ms: int) -> float:
+        elapsed = max(now_ms - self.window_start_ms, 1)
+        return max(self.last_rate, self.count * 1000 / max(elapsed, 1000))

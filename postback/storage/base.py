@@ -12,7 +12,7 @@ filters). Driver exceptions are translated into the types below at the seam.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from postback.core.model import (
     Account,
@@ -27,6 +27,9 @@ from postback.core.model import (
     NewMessage,
     SigningSecret,
 )
+from postback.core.throttle import Pacing
+
+T = TypeVar("T")
 
 
 class StorageError(Exception):
@@ -126,6 +129,9 @@ class Storage(Protocol):
 
     async def release(self, delivery_ids: Collection[str], due_at: int) -> None:
         """Hand claimed deliveries back unattempted, due at ``due_at`` (shutdown, a pause)."""
+
+    async def pace(self, endpoint_id: str, update: Callable[[Pacing], tuple[Pacing, T]]) -> T:
+        """Apply ``update`` to the endpoint's shared pacing state atomically, across processes."""
 
     async def expire_leases(self, now: int) -> int:
         """Deliveries whose worker vanished become claimable again; returns how many."""

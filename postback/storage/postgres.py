@@ -16,7 +16,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -35,6 +35,7 @@ from postback.core.model import (
     NewMessage,
     SigningSecret,
 )
+from postback.core.throttle import Pacing
 from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailable
 from postback.storage.queries import load_queries, migration_files, to_positional
 from postback.storage.rows import (
@@ -42,9 +43,12 @@ from postback.storage.rows import (
     delivery_from_row,
     endpoint_from_row,
     endpoint_params,
+    pacing_from_row,
+    pacing_params,
 )
 
 log = logging.getLogger("postback.storage.postgres")
+T = TypeVar("T")
 
 _Q = load_queries("postgres")
 NOTIFY_CHANNEL = "postback_work"
@@ -573,6 +577,7 @@ class PostgresStorage:
                 payload=bytes(r[7]),
                 message_created_at=r[8],
                 endpoint_updated_at=r[9],
+                paced=r[10],
             )
             for r in rows
         ]
@@ -617,6 +622,19 @@ class PostgresStorage:
             sql, args = _bind("release", {"ids": list(delivery_ids), "due_at": due_at})
             await conn.execute(sql, *args)
             await conn.execute(_Q["notify_work"])
+
+    async def pace(self, endpoint_id: str, update: Callable[[Pacing], tuple[Pacing, T]]) -> T:
+        key = {"endpoint_id": endpoint_id}
+        async with self._tx() as conn:
+            sql, args = _bind("ensure_pacing", key)
+            await conn.execute(sql, *args)
+            sql, args = _bind("get_pacing", key)  # FOR UPDATE: workers take turns
+            before = pacing_from_row(await conn.fetchrow(sql, *args))
+            after, result = update(before)
+            if after != before:
+                sql, args = _bind("set_pacing", {**key, **pacing_params(after)})
+                await conn.execute(sql, *args)
+            return result
 
     async def expire_leases(self, now: int) -> int:
         status = await self._execute("expire_leases", {"now": now})

@@ -137,6 +137,7 @@ WITH due AS (
     WHERE state = 'pending' AND next_attempt_at <= :now
       AND NOT (endpoint_id = ANY(:exclude::text[]))
       AND endpoint_id NOT IN (SELECT id FROM endpoints WHERE disabled)
+      AND endpoint_id NOT IN (SELECT endpoint_id FROM endpoint_pacing WHERE paused_until > :now)
     ORDER BY next_attempt_at
     LIMIT :scan
     FOR UPDATE SKIP LOCKED
@@ -154,14 +155,18 @@ UPDATE deliveries d SET state = 'delivering', lease_until = :lease_until, update
 FROM chosen, messages m, endpoints e
 WHERE d.id = chosen.id AND m.id = d.message_id AND e.id = d.endpoint_id
 RETURNING d.id, d.message_id, d.account_id, d.endpoint_id, d.attempt_count, d.schedule_base,
-          m.event_type, m.payload, m.created_at, e.updated_at;
+          m.event_type, m.payload, m.created_at, e.updated_at,
+          coalesce((SELECT p.current_rate IS NOT NULL OR p.paused_until > :now
+                    FROM endpoint_pacing p WHERE p.endpoint_id = d.endpoint_id), false);
 
 -- name: insert_attempts
 INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, outcome,
                       status_code, error, response_body)
 SELECT * FROM unnest(:ids::text[], :delivery_ids::text[], :attempt_numbers::int[],
                      :started_ats::bigint[], :durations::float8[], :outcomes::text[],
-                     :status_codes::int[], :errors::text[], :bodies::text[]);
+                     :status_codes::int[], :errors::text[], :bodies::text[])
+-- A batch retried after an ambiguous failure (connection lost at COMMIT) is written once.
+ON CONFLICT (id) DO NOTHING;
 
 -- name: settle_deliveries
 -- Only deliveries still in flight are settled: one deleted or replayed meanwhile keeps its state.
@@ -201,3 +206,15 @@ RETURNING id;
 -- name: count_by_state
 SELECT state, count(*) FROM deliveries
 WHERE (:account_id::text IS NULL OR account_id = :account_id::text) GROUP BY state;
+
+-- name: ensure_pacing
+INSERT INTO endpoint_pacing (endpoint_id) VALUES (:endpoint_id) ON CONFLICT DO NOTHING;
+
+-- name: get_pacing
+SELECT current_rate, ceiling, paused_until, next_slot, last_change FROM endpoint_pacing
+WHERE endpoint_id = :endpoint_id FOR UPDATE;
+
+-- name: set_pacing
+UPDATE endpoint_pacing SET current_rate = :current_rate, ceiling = :ceiling,
+       paused_until = :paused_until, next_slot = :next_slot, last_change = :last_change
+WHERE endpoint_id = :endpoint_id;

@@ -9,6 +9,7 @@ import msgspec
 
 from postback.core.model import Attempt, Auth, Delivery, DeliveryState, Endpoint
 from postback.core.policy import RetryPolicy
+from postback.core.throttle import Pacing
 
 
 class EndpointConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -111,3 +112,23 @@ def attempt_from_row(r: Any) -> Attempt:
         error=r[7],
         response_body=r[8],
     )
+
+
+def pacing_from_row(row: Any) -> Pacing:
+    return Pacing(
+        current_rate=row[0],
+        ceiling=row[1],
+        paused_until_ms=row[2],
+        next_slot_ms=row[3],
+        last_change_ms=row[4],
+    )
+
+
+def pacing_params(pacing: Pacing) -> dict[str, Any]:
+    return {
+        "current_rate": pacing.current_rate,
+        "ceiling": pacing.ceiling,
+        "paused_until": pacing.paused_until_ms,
+        "next_slot": pacing.next_slot_ms,
+        "last_change": pacing.last_change_ms,
+    }

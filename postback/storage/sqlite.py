@@ -37,6 +37,7 @@ from postback.core.model import (
     NewMessage,
     SigningSecret,
 )
+from postback.core.throttle import Pacing
 from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailable
 from postback.storage.queries import load_queries, migration_files
 from postback.storage.rows import (
@@ -44,6 +45,8 @@ from postback.storage.rows import (
     delivery_from_row,
     endpoint_from_row,
     endpoint_params,
+    pacing_from_row,
+    pacing_params,
 )
 
 T = TypeVar("T")
@@ -623,6 +626,13 @@ class SQLiteStorage:
                 return []
             message_ids = json.dumps(sorted({r[1] for r in rows}))
             payloads = {m[0]: m for m in conn.execute(_Q["claimed_payloads"], {"ids": message_ids})}
+            paced = {
+                r[0]
+                for r in conn.execute(
+                    _Q["paced_endpoints"],
+                    {"ids": json.dumps(sorted({r[3] for r in rows})), "now": now},
+                )
+            }
             versions = dict(
                 conn.execute(
                     _Q["endpoint_versions"], {"ids": json.dumps(sorted({r[3] for r in rows}))}
@@ -640,6 +650,7 @@ class SQLiteStorage:
                     event_type=payloads[r[1]][1],
                     payload=bytes(payloads[r[1]][2]),
                     message_created_at=payloads[r[1]][3],
+                    paced=r[3] in paced,
                 )
                 for r in rows
             ]
@@ -670,6 +681,19 @@ class SQLiteStorage:
     async def release(self, delivery_ids: Collection[str], due_at: int) -> None:
         ids = json.dumps(list(delivery_ids))
         await self._write(lambda conn: conn.execute(_Q["release"], {"ids": ids, "due_at": due_at}))
+
+    async def pace(self, endpoint_id: str, update: Callable[[Pacing], tuple[Pacing, T]]) -> T:
+        def write(conn: sqlite3.Connection) -> T:
+            key = {"endpoint_id": endpoint_id}
+            conn.execute(_Q["ensure_pacing"], key)
+            row = conn.execute(_Q["get_pacing"], key).fetchone()
+            before = pacing_from_row(row)
+            after, result = update(before)
+            if after != before:
+                conn.execute(_Q["set_pacing"], {**key, **pacing_params(after)})
+            return result
+
+        return await self._write(write)
 
     async def expire_leases(self, now: int) -> int:
         return await self._write(

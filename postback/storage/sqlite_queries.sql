@@ -117,6 +117,8 @@ WHERE id IN (
               WHERE state = 'pending' AND next_attempt_at <= :now
                 AND endpoint_id NOT IN (SELECT value FROM json_each(:exclude))
                 AND endpoint_id NOT IN (SELECT id FROM endpoints WHERE disabled = 1)
+                AND endpoint_id NOT IN (SELECT endpoint_id FROM endpoint_pacing
+                                        WHERE paused_until > :now)
               ORDER BY next_attempt_at
               LIMIT :scan) AS d
     ) AS ranked
@@ -130,11 +132,17 @@ RETURNING id, message_id, account_id, endpoint_id, attempt_count, schedule_base;
 SELECT m.id, m.event_type, m.payload, m.created_at FROM messages m
 WHERE m.id IN (SELECT value FROM json_each(:ids));
 
+-- name: paced_endpoints
+SELECT endpoint_id FROM endpoint_pacing
+WHERE endpoint_id IN (SELECT value FROM json_each(:ids))
+  AND (current_rate IS NOT NULL OR paused_until > :now);
+
 -- name: endpoint_versions
 SELECT id, updated_at FROM endpoints WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: insert_attempt
-INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, outcome,
+-- OR IGNORE: a batch retried after an ambiguous failure must not fail on its own earlier write.
+INSERT OR IGNORE INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, outcome,
                       status_code, error, response_body)
 VALUES (:id, :delivery_id, :attempt_number, :started_at, :duration_ms, :outcome,
         :status_code, :error, :response_body);
@@ -173,3 +181,15 @@ RETURNING id;
 -- name: count_by_state
 SELECT state, count(*) FROM deliveries
 WHERE (:account_id IS NULL OR account_id = :account_id) GROUP BY state;
+
+-- name: ensure_pacing
+INSERT INTO endpoint_pacing (endpoint_id) VALUES (:endpoint_id) ON CONFLICT DO NOTHING;
+
+-- name: get_pacing
+SELECT current_rate, ceiling, paused_until, next_slot, last_change FROM endpoint_pacing
+WHERE endpoint_id = :endpoint_id;
+
+-- name: set_pacing
+UPDATE endpoint_pacing SET current_rate = :current_rate, ceiling = :ceiling,
+       paused_until = :paused_until, next_slot = :next_slot, last_change = :last_change
+WHERE endpoint_id = :endpoint_id;
