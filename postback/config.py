@@ -32,6 +32,7 @@ class Settings:
     max_in_flight: int = 512
     per_endpoint_concurrency: int = 32
     log_format: str = "text"
+    retention_days: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,4 +45,5 @@ class Settings:
             max_in_flight=_int("POSTBACK_MAX_IN_FLIGHT", 512, 1, 100_000),
             per_endpoint_concurrency=_int("POSTBACK_ENDPOINT_CONCURRENCY", 32, 1, 10_000),
             log_format=log_format,
+            retention_days=_int("POSTBACK_RETENTION_DAYS", 30, 1, 36_500),
         )

@@ -13,6 +13,7 @@ from postback.api.app import create_app
 from postback.config import Settings
 from postback.dispatcher import Dispatcher, DispatcherSettings
 from postback.metrics import Metrics
+from postback.retention import run_sweeper
 from postback.service import Postback
 from postback.storage import open_storage
 from postback.transport.http import HTTPTransport
@@ -70,6 +71,11 @@ async def run_service(
         if dispatch:
             tasks.append(asyncio.create_task(dispatcher.run(stop), name="postback-dispatcher"))
             log.info("dispatcher started (database %s)", settings.database_url.split("://")[0])
+        tasks.append(
+            asyncio.create_task(
+                run_sweeper(storage, settings.retention_days, stop), name="postback-retention"
+            )
+        )
         if ready is not None:
             ready.set()
         await stop.wait()

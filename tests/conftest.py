@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import fresh_schema
 from tests.support.receiver import Receiver
 from tests.support.service import RunningPostback, start_postback
 
@@ -32,3 +33,20 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A URL for a fresh schema on the real PostgreSQL (fails, never skips, without it)."""
+    async with fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture
+async def postback_pg(postgres_url: str) -> AsyncIterator[RunningPostback]:
+    """A running Postback (API + dispatcher) on a fresh PostgreSQL schema."""
+    running = await start_postback(postgres_url)
+    try:
+        yield running
+    finally:
+        await running.shutdown()

@@ -151,4 +151,8 @@ class Storage(Protocol):
     ) -> list[str]:
         """Dead deliveries back to pending, due now; returns their ids."""
 
+    async def purge(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` finished messages created before ``before`` (with their
+        deliveries and attempts) in one short transaction; returns how many messages went."""
+
     async def count_by_state(self, account_id: str | None) -> dict[str, int]: ...

@@ -669,6 +669,22 @@ class PostgresStorage:
                 await conn.execute(_Q["notify_work"])
         return ids
 
+    async def purge(self, before: int, limit: int) -> int:
+        before_id = make_id("msg", before, bytes(10))
+        async with self._tx() as conn:
+            sql, args = _bind("purge_messages", {"before_id": before_id, "limit": limit})
+            ids = [r[0] for r in await conn.fetch(sql, *args)]
+            if not ids:
+                return 0
+            for name in ("purge_attempts", "purge_deliveries"):
+                sql, args = _bind(name, {"ids": ids})
+                await conn.execute(sql, *args)
+            sql, args = _bind("purge_message_rows", {"ids": ids})
+            status: str = await conn.execute(sql, *args)
+            sql, args = _bind("purge_idempotency_keys", {"before": before})
+            await conn.execute(sql, *args)
+            return int(status.split()[-1])
+
     async def count_by_state(self, account_id: str | None) -> dict[str, int]:
         rows = await self._fetch("count_by_state", {"account_id": account_id})
         return {r[0]: r[1] for r in rows}

@@ -218,3 +218,27 @@ WHERE endpoint_id = :endpoint_id FOR UPDATE;
 UPDATE endpoint_pacing SET current_rate = :current_rate, ceiling = :ceiling,
        paused_until = :paused_until, next_slot = :next_slot, last_change = :last_change
 WHERE endpoint_id = :endpoint_id;
+
+-- name: purge_messages
+-- Messages older than the retention whose deliveries are all finished; ids are time-ordered,
+-- so the primary key index finds the old ones. SKIP LOCKED: sweepers on several nodes split
+-- the work instead of queueing behind each other.
+SELECT m.id FROM messages m
+WHERE m.id < :before_id
+  AND NOT EXISTS (SELECT 1 FROM deliveries d
+                  WHERE d.message_id = m.id AND d.state IN ('pending', 'delivering'))
+LIMIT :limit
+FOR UPDATE SKIP LOCKED;
+
+-- name: purge_attempts
+DELETE FROM attempts WHERE delivery_id IN (
+    SELECT id FROM deliveries WHERE message_id = ANY(:ids::text[]));
+
+-- name: purge_deliveries
+DELETE FROM deliveries WHERE message_id = ANY(:ids::text[]);
+
+-- name: purge_message_rows
+DELETE FROM messages WHERE id = ANY(:ids::text[]);
+
+-- name: purge_idempotency_keys
+DELETE FROM idempotency_keys WHERE created_at < :before;

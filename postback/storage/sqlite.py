@@ -727,6 +727,20 @@ class SQLiteStorage:
         }
         return await self._write(lambda conn: [r[0] for r in conn.execute(_Q["replay"], params)])
 
+    async def purge(self, before: int, limit: int) -> int:
+        before_id = make_id("msg", before, bytes(10))
+
+        def write(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(_Q["purge_messages"], {"before_id": before_id, "limit": limit})
+            ids = json.dumps([r[0] for r in rows])
+            for name in ("purge_attempts", "purge_deliveries"):
+                conn.execute(_Q[name], {"ids": ids})
+            deleted = conn.execute(_Q["purge_message_rows"], {"ids": ids}).rowcount
+            conn.execute(_Q["purge_idempotency_keys"], {"before": before})
+            return deleted
+
+        return await self._write(write)
+
     async def count_by_state(self, account_id: str | None) -> dict[str, int]:
         def read(conn: sqlite3.Connection) -> dict[str, int]:
             return dict(conn.execute(_Q["count_by_state"], {"account_id": account_id}).fetchall())

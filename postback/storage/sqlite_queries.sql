@@ -193,3 +193,25 @@ WHERE endpoint_id = :endpoint_id;
 UPDATE endpoint_pacing SET current_rate = :current_rate, ceiling = :ceiling,
        paused_until = :paused_until, next_slot = :next_slot, last_change = :last_change
 WHERE endpoint_id = :endpoint_id;
+
+-- name: purge_messages
+-- Messages older than the retention whose deliveries are all finished; ids are time-ordered,
+-- so the primary key index finds the old ones without a scan.
+SELECT m.id FROM messages m
+WHERE m.id < :before_id
+  AND NOT EXISTS (SELECT 1 FROM deliveries d
+                  WHERE d.message_id = m.id AND d.state IN ('pending', 'delivering'))
+LIMIT :limit;
+
+-- name: purge_attempts
+DELETE FROM attempts WHERE delivery_id IN (
+    SELECT id FROM deliveries WHERE message_id IN (SELECT value FROM json_each(:ids)));
+
+-- name: purge_deliveries
+DELETE FROM deliveries WHERE message_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_message_rows
+DELETE FROM messages WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_idempotency_keys
+DELETE FROM idempotency_keys WHERE created_at < :before;

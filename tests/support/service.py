@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from postback.client import Client
 from postback.config import Settings
 from postback.server import run_service
+from postback.storage import open_storage
 
 
 def free_port() -> int:
@@ -42,6 +43,11 @@ class RunningPostback:
 async def start_postback(
     database_url: str, admin_token: str = "test-admin-token"
 ) -> RunningPostback:
+    if not database_url.startswith("sqlite"):
+        # PostgreSQL is migrated explicitly, as an operator would with `postback migrate`.
+        storage = open_storage(database_url)
+        await storage.open(migrate=True)
+        await storage.close()
     port = free_port()
     stop = asyncio.Event()
     ready = asyncio.Event()
