@@ -33,6 +33,8 @@ class Settings:
     per_endpoint_concurrency: int = 32
     log_format: str = "text"
     retention_days: float = 30.0
+    lease_s: int = 120
+    """How long a claimed delivery belongs to its worker; a dead worker's work waits this long."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -46,4 +48,6 @@ class Settings:
             per_endpoint_concurrency=_int("POSTBACK_ENDPOINT_CONCURRENCY", 32, 1, 10_000),
             log_format=log_format,
             retention_days=_int("POSTBACK_RETENTION_DAYS", 30, 1, 36_500),
+            # Longer than the longest attempt (60 s timeout), or live work would be re-sent.
+            lease_s=_int("POSTBACK_LEASE_SECONDS", 120, 2, 86_400),
         )

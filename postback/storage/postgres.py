@@ -60,6 +60,7 @@ _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a protocol left mid-operation by a dropped connection
     asyncpg.AdminShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.ConnectionDoesNotExistError,
@@ -124,7 +125,7 @@ class PostgresStorage:
                 await conn.close()
             self._pool = await asyncpg.create_pool(
                 self.dsn,
-                min_size=1,
+                min_size=0,  # no floor to restore (and log about) while the server is down
                 max_size=self.pool_size,
                 # A startup setting, not SET: the pool's RESET ALL on release keeps it.
                 server_settings={"search_path": self.schema},

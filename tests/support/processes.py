@@ -1,0 +1,58 @@
+"""Postback processes (`postback worker`, `postback serve`) started as real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class PostbackProcess:
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = field(default=0)
+
+    def start(self) -> PostbackProcess:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "postback", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish or release anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 20) -> int:
+        """SIGTERM and wait: the graceful path. Returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def postback_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["POSTBACK_DATABASE_URL"] = database_url
+    env.update(extra)
+    return env
+
+
+def worker(database_url: str, log_path: Path, **extra: str) -> PostbackProcess:
+    return PostbackProcess(["worker"], postback_env(database_url, **extra), log_path)
