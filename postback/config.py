@@ -33,6 +33,8 @@ class Settings:
     per_endpoint_concurrency: int = 32
     log_format: str = "text"
     retention_days: float = 30.0
+    shutdown_timeout_s: int = 10
+    """On SIGTERM, how long in-flight attempts may finish before they are handed back."""
     lease_s: int = 120
     """How long a claimed delivery belongs to its worker; a dead worker's work waits this long."""
 
@@ -49,5 +51,6 @@ class Settings:
             log_format=log_format,
             retention_days=_int("POSTBACK_RETENTION_DAYS", 30, 1, 36_500),
             # Longer than the longest attempt (60 s timeout), or live work would be re-sent.
+            shutdown_timeout_s=_int("POSTBACK_SHUTDOWN_TIMEOUT_SECONDS", 10, 0, 3600),
             lease_s=_int("POSTBACK_LEASE_SECONDS", 120, 2, 86_400),
         )
