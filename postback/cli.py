@@ -22,6 +22,7 @@ from postback import __version__
 from postback.client import Client, PostbackError
 from postback.config import ConfigError, Settings
 from postback.core.policy import PRESETS, PolicyError, RetryPolicy, resolve_policy, validate_policy
+from postback.sealing import SealingError
 from postback.storage.base import StorageError, StorageUnavailable
 
 
@@ -89,6 +90,13 @@ def _duration(seconds: float) -> str:
 # -- commands ---------------------------------------------------------------------------------
 
 
+def cmd_keygen(args: argparse.Namespace) -> None:
+    import base64
+    import secrets
+
+    print(base64.b64encode(secrets.token_bytes(32)).decode())
+
+
 def cmd_policies_show(args: argparse.Namespace) -> None:
     policy = resolve_policy(parse_policy(args.policy))
     statuses = ", ".join(policy.retry_statuses or ("429", "5xx", "timeout", "network"))
@@ -121,19 +129,23 @@ async def cmd_serve(args: argparse.Namespace, *, api: bool, dispatch: bool) -> N
 
 
 async def cmd_migrate(args: argparse.Namespace) -> None:
+    from postback.server import sealer_for
     from postback.storage import open_storage
 
-    storage = open_storage(_settings(args).database_url)
+    settings = _settings(args)
+    storage = open_storage(settings.database_url, sealer_for(settings))
     await storage.open(migrate=True)
     await storage.close()
     print("database is up to date")
 
 
 async def cmd_accounts_create(args: argparse.Namespace) -> None:
+    from postback.server import sealer_for
     from postback.service import InvalidInput, Postback
     from postback.storage import open_storage
 
-    storage = open_storage(_settings(args).database_url)
+    settings = _settings(args)
+    storage = open_storage(settings.database_url, sealer_for(settings))
     await storage.open(migrate=True)
     try:
         account, api_key = await Postback(storage).create_account(args.name)
@@ -277,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     with_db(sub.add_parser("worker", help="run the dispatcher only"))
     with_db(sub.add_parser("migrate", help="create or upgrade the database schema"))
+    sub.add_parser("keygen", help="print a new POSTBACK_SECRET_KEY")
 
     accounts = sub.add_parser("accounts", help="manage accounts").add_subparsers(
         dest="action", required=True
@@ -332,6 +345,9 @@ def dispatch(args: argparse.Namespace) -> None:
     if command == ("policies", "show"):
         cmd_policies_show(args)
         return
+    if command[0] == "keygen":
+        cmd_keygen(args)
+        return
     coroutine: Any
     match command:
         case ("serve", _):
@@ -372,7 +388,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dispatch(args)
-    except (CLIError, ConfigError, StorageError, StorageUnavailable, PostbackError) as exc:
+    except (
+        CLIError,
+        ConfigError,
+        SealingError,
+        StorageError,
+        StorageUnavailable,
+        PostbackError,
+    ) as exc:
         print(f"postback: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

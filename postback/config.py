@@ -29,6 +29,10 @@ def _int(name: str, default: int, minimum: int, maximum: int) -> int:
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     admin_token: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    """Base64 of 32 bytes that seals credentials at rest; empty: use ``secret_key_file``."""
+    secret_key_file: str = ""
+    """Where the key is kept when ``secret_key`` is empty (created on first start)."""
     max_in_flight: int = 512
     per_endpoint_concurrency: int = 32
     log_format: str = "text"
@@ -46,6 +50,8 @@ class Settings:
         return cls(
             database_url=os.environ.get("POSTBACK_DATABASE_URL") or DEFAULT_DATABASE_URL,
             admin_token=os.environ.get("POSTBACK_ADMIN_TOKEN", ""),
+            secret_key=os.environ.get("POSTBACK_SECRET_KEY", ""),
+            secret_key_file=os.environ.get("POSTBACK_SECRET_KEY_FILE", ""),
             max_in_flight=_int("POSTBACK_MAX_IN_FLIGHT", 512, 1, 100_000),
             per_endpoint_concurrency=_int("POSTBACK_ENDPOINT_CONCURRENCY", 32, 1, 10_000),
             log_format=log_format,
@@ -54,3 +60,15 @@ class Settings:
             shutdown_timeout_s=_int("POSTBACK_SHUTDOWN_TIMEOUT_SECONDS", 10, 0, 3600),
             lease_s=_int("POSTBACK_LEASE_SECONDS", 120, 2, 86_400),
         )
+
+
+def key_file_path(settings: Settings) -> str:
+    """The key file: as configured, else beside the SQLite file, else ./postback.key."""
+    if settings.secret_key_file:
+        return settings.secret_key_file
+    url = settings.database_url
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        path = path[1:] if path.startswith("/") else path
+        return os.path.join(os.path.dirname(path) or ".", "postback.key")
+    return "postback.key"

@@ -207,7 +207,11 @@ class Dispatcher:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if claimed:
-                await self._start_batch(claimed)
+                try:
+                    await self._start_batch(claimed)
+                except Exception:
+                    # Each delivery's own failure is handled in _deliver; this is a bug guard.
+                    log.exception("starting %d claimed deliveries failed", len(claimed))
             if claimed and len(claimed) >= limit:
                 await asyncio.sleep(0)  # full batch: more is probably due; let tasks start
                 continue
@@ -262,6 +266,9 @@ class Dispatcher:
         async def prepare(endpoint_id: str, items: list[ClaimedDelivery]) -> None:
             try:
                 runtime = await self._runtime(items[0])
+            except Exception:
+                return  # _deliver meets the same error, logs it and hands the delivery back
+            try:
                 now_ms = int(self.clock() * 1000)
                 if runtime is None:
                     return
@@ -340,6 +347,20 @@ class Dispatcher:
         return runtime
 
     async def _deliver(self, item: ClaimedDelivery, not_before_ms: int | None) -> None:
+        try:
+            await self._deliver_one(item, not_before_ms)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug or an unreadable endpoint must not strand the delivery: log it and hand it
+            # back a little later (it stays visible as pending, and will be tried again).
+            log.exception(
+                "delivery %s to endpoint %s failed unexpectedly", item.delivery_id, item.endpoint_id
+            )
+            self._releases.append((item.delivery_id, int(self.clock() * 1000) + 30_000))
+            self._records_ready.set()
+
+    async def _deliver_one(self, item: ClaimedDelivery, not_before_ms: int | None) -> None:
         try:
             runtime = await self._runtime(item)
         except StorageUnavailable:

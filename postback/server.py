@@ -6,19 +6,34 @@ import asyncio
 import contextlib
 import logging
 import signal
+from pathlib import Path
 
 from aiohttp import web
 
 from postback.api.app import create_app
-from postback.config import Settings
+from postback.config import Settings, key_file_path
 from postback.dispatcher import Dispatcher, DispatcherSettings
 from postback.metrics import Metrics
 from postback.retention import run_sweeper
+from postback.sealing import Sealer
 from postback.service import Postback
 from postback.storage import open_storage
 from postback.transport.http import HTTPTransport
 
 log = logging.getLogger("postback.server")
+
+
+def sealer_for(settings: Settings) -> Sealer:
+    """The key that seals credentials: POSTBACK_SECRET_KEY, else the key file (made if absent)."""
+    if settings.secret_key:
+        return Sealer.from_base64(settings.secret_key)
+    return Sealer.from_key_file(Path(key_file_path(settings)))
+
+
+def _crashed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    if not task.cancelled() and task.exception() is not None and not stop.is_set():
+        log.critical("%s stopped unexpectedly", task.get_name(), exc_info=task.exception())
+        stop.set()
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -41,7 +56,7 @@ async def run_service(
     """Run until ``stop`` is set (or SIGTERM/SIGINT): stop claiming, finish, exit."""
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
-    storage = open_storage(settings.database_url)
+    storage = open_storage(settings.database_url, sealer_for(settings))
     # The embedded SQLite file is created and upgraded on start (one command, no setup). A
     # shared PostgreSQL is upgraded deliberately with `postback migrate`, once, not by
     # whichever node happens to start first with a new version.
@@ -79,6 +94,10 @@ async def run_service(
                 run_sweeper(storage, settings.retention_days, stop), name="postback-retention"
             )
         )
+        for task in tasks:
+            # A background task that dies would leave a process that looks alive but does
+            # nothing: make it stop the process instead, loudly.
+            task.add_done_callback(lambda t: _crashed(t, stop))
         if ready is not None:
             ready.set()
         await stop.wait()

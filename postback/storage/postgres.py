@@ -36,6 +36,7 @@ from postback.core.model import (
     SigningSecret,
 )
 from postback.core.throttle import Pacing
+from postback.sealing import Sealer
 from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailable
 from postback.storage.queries import load_queries, migration_files, to_positional
 from postback.storage.rows import (
@@ -45,6 +46,8 @@ from postback.storage.rows import (
     endpoint_params,
     pacing_from_row,
     pacing_params,
+    secret_from_row,
+    secret_params,
 )
 
 log = logging.getLogger("postback.storage.postgres")
@@ -92,17 +95,25 @@ def _bind_sql(sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
 class PostgresStorage:
     """``Storage`` on PostgreSQL. ``schema`` isolates one Postback (or one test) per schema."""
 
-    def __init__(self, dsn: str, *, schema: str = "public", pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "public",
+        pool_size: int = 10,
+        sealer: Sealer | None = None,
+    ) -> None:
         if not _SCHEMA_NAME.match(schema):
             raise StorageError(f"schema name must match {_SCHEMA_NAME.pattern}, got {schema!r}")
         self.dsn = dsn
+        self.sealer = sealer or Sealer.ephemeral()
         self.schema = schema
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._listen_task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> PostgresStorage:
+    def from_url(cls, url: str, sealer: Sealer | None = None) -> PostgresStorage:
         """``postgresql://user@host:5432/db?schema=name&pool_size=10`` (other params to libpq)."""
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
@@ -112,7 +123,7 @@ class PostgresStorage:
             raise StorageError(f"pool_size must be from 1 to 1000, got {pool_raw!r}")
         scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
         dsn = urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), ""))
-        return cls(dsn, schema=schema, pool_size=int(pool_raw))
+        return cls(dsn, schema=schema, pool_size=int(pool_raw), sealer=sealer)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -175,7 +186,7 @@ class PostgresStorage:
         if self._pool is None:
             raise StorageError("storage is not open")
         with _translated():
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=10) as conn:
                 yield conn
 
     @contextlib.asynccontextmanager
@@ -256,24 +267,15 @@ class PostgresStorage:
         )
         await conn.execute(sql, *args)
 
-    @staticmethod
     async def _insert_secret(
-        conn: asyncpg.Connection, endpoint_id: str, secret: SigningSecret
+        self, conn: asyncpg.Connection, endpoint_id: str, secret: SigningSecret
     ) -> None:
-        sql, args = _bind(
-            "insert_secret",
-            {
-                "endpoint_id": endpoint_id,
-                "secret": secret.secret,
-                "created_at": secret.created_at,
-                "expires_at": secret.expires_at,
-            },
-        )
+        sql, args = _bind("insert_secret", secret_params(endpoint_id, secret, self.sealer))
         await conn.execute(sql, *args)
 
     async def create_endpoint(self, endpoint: Endpoint, secret: SigningSecret) -> None:
         async with self._tx() as conn:
-            sql, args = _bind("insert_endpoint", endpoint_params(endpoint))
+            sql, args = _bind("insert_endpoint", endpoint_params(endpoint, self.sealer))
             await conn.execute(sql, *args)
             await self._replace_event_types(conn, endpoint)
             await self._insert_secret(conn, endpoint.id, secret)
@@ -287,7 +289,7 @@ class PostgresStorage:
         positional, args = _bind_sql(sql, params)
         async with self._conn() as conn:
             row = await conn.fetchrow(positional, *args)
-        return None if row is None else endpoint_from_row(row)
+        return None if row is None else endpoint_from_row(row, self.sealer)
 
     async def list_endpoints(
         self, account_id: str, *, after: str | None, limit: int
@@ -301,10 +303,10 @@ class PostgresStorage:
             sql, {"account_id": account_id, "after": after or "", "limit": limit}
         )
         async with self._conn() as conn:
-            return [endpoint_from_row(r) for r in await conn.fetch(positional, *args)]
+            return [endpoint_from_row(r, self.sealer) for r in await conn.fetch(positional, *args)]
 
     async def update_endpoint(self, endpoint: Endpoint) -> bool:
-        params = endpoint_params(endpoint)
+        params = endpoint_params(endpoint, self.sealer)
         async with self._tx() as conn:
             sql, args = _bind("update_endpoint", params)
             changed: bool = await conn.execute(sql, *args) == "UPDATE 1"
@@ -327,7 +329,7 @@ class PostgresStorage:
         self, account_id: str, url: str, template: Endpoint, secret: SigningSecret
     ) -> Endpoint:
         async with self._tx() as conn:
-            sql, args = _bind("insert_callback_endpoint", endpoint_params(template))
+            sql, args = _bind("insert_callback_endpoint", endpoint_params(template, self.sealer))
             created = await conn.fetchval(sql, *args)
             if created is not None:
                 await self._insert_secret(conn, template.id, secret)
@@ -344,7 +346,7 @@ class PostgresStorage:
 
     async def signing_secrets(self, endpoint_id: str, now: int) -> list[SigningSecret]:
         rows = await self._fetch("active_secrets", {"endpoint_id": endpoint_id, "now": now})
-        return [SigningSecret(secret=r[0], created_at=r[1], expires_at=r[2]) for r in rows]
+        return [secret_from_row(endpoint_id, r, self.sealer) for r in rows]
 
     async def rotate_secret(
         self, account_id: str, endpoint_id: str, new: SigningSecret, old_expires_at: int

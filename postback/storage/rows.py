@@ -7,9 +7,10 @@ from typing import Any
 
 import msgspec
 
-from postback.core.model import Attempt, Auth, Delivery, DeliveryState, Endpoint
+from postback.core.model import Attempt, Auth, Delivery, DeliveryState, Endpoint, SigningSecret
 from postback.core.policy import RetryPolicy
 from postback.core.throttle import Pacing
+from postback.sealing import Sealer
 
 
 class EndpointConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -26,7 +27,7 @@ encode_config = msgspec.json.Encoder().encode
 decode_config = msgspec.json.Decoder(EndpointConfig).decode
 
 
-def endpoint_from_row(row: Any) -> Endpoint:
+def endpoint_from_row(row: Any, sealer: Sealer) -> Endpoint:
     (
         id_,
         account_id,
@@ -40,7 +41,7 @@ def endpoint_from_row(row: Any) -> Endpoint:
         updated,
         types,
     ) = row
-    cfg = decode_config(config)
+    cfg = decode_config(sealer.open(config, id_))
     return Endpoint(
         id=id_,
         account_id=account_id,
@@ -78,7 +79,7 @@ def delivery_from_row(row: Any) -> Delivery:
     )
 
 
-def endpoint_params(endpoint: Endpoint) -> dict[str, Any]:
+def endpoint_params(endpoint: Endpoint, sealer: Sealer) -> dict[str, Any]:
     config = EndpointConfig(
         retry_policy=endpoint.retry_policy,
         timeout_ms=endpoint.timeout_ms,
@@ -92,7 +93,8 @@ def endpoint_params(endpoint: Endpoint) -> dict[str, Any]:
         "url": endpoint.url,
         "description": endpoint.description,
         "all_event_types": endpoint.event_types is None,
-        "config": encode_config(config).decode(),
+        # Credentials, TLS keys and custom headers are sealed as one value, bound to the id.
+        "config": sealer.seal(encode_config(config).decode(), endpoint.id),
         "disabled": endpoint.disabled,
         "is_callback_url": endpoint.is_callback_url,
         "created_at": endpoint.created_at,
@@ -132,3 +134,18 @@ def pacing_params(pacing: Pacing) -> dict[str, Any]:
         "next_slot": pacing.next_slot_ms,
         "last_change": pacing.last_change_ms,
     }
+
+
+def secret_params(endpoint_id: str, secret: SigningSecret, sealer: Sealer) -> dict[str, Any]:
+    return {
+        "endpoint_id": endpoint_id,
+        "secret": sealer.seal(secret.secret, endpoint_id),
+        "created_at": secret.created_at,
+        "expires_at": secret.expires_at,
+    }
+
+
+def secret_from_row(endpoint_id: str, row: Any, sealer: Sealer) -> SigningSecret:
+    return SigningSecret(
+        secret=sealer.open(row[0], endpoint_id), created_at=row[1], expires_at=row[2]
+    )

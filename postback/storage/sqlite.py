@@ -38,6 +38,7 @@ from postback.core.model import (
     SigningSecret,
 )
 from postback.core.throttle import Pacing
+from postback.sealing import Sealer
 from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailable
 from postback.storage.queries import load_queries, migration_files
 from postback.storage.rows import (
@@ -47,6 +48,8 @@ from postback.storage.rows import (
     endpoint_params,
     pacing_from_row,
     pacing_params,
+    secret_from_row,
+    secret_params,
 )
 
 T = TypeVar("T")
@@ -168,8 +171,9 @@ def _insert_event_types(conn: sqlite3.Connection, endpoint: Endpoint) -> None:
 class SQLiteStorage:
     """``Storage`` on one SQLite file."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, sealer: Sealer | None = None) -> None:
         self.path = path
+        self.sealer = sealer or Sealer.ephemeral()
         self._writer: _WriterThread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -177,13 +181,13 @@ class SQLiteStorage:
         self._reader_lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str) -> SQLiteStorage:
+    def from_url(cls, url: str, sealer: Sealer | None = None) -> SQLiteStorage:
         path = url.removeprefix("sqlite://")
         # sqlite:///relative.db -> "relative.db"; sqlite:////abs/x.db -> "/abs/x.db"
         path = path[1:] if path.startswith("/") else path
         if not path or path == ":memory:":
             raise StorageError("SQLite needs a file path: sqlite:///path/to/postback.db")
-        return cls(path)
+        return cls(path, sealer)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -312,11 +316,9 @@ class SQLiteStorage:
 
     async def create_endpoint(self, endpoint: Endpoint, secret: SigningSecret) -> None:
         def write(conn: sqlite3.Connection) -> None:
-            conn.execute(_Q["insert_endpoint"], endpoint_params(endpoint))
+            conn.execute(_Q["insert_endpoint"], endpoint_params(endpoint, self.sealer))
             _insert_event_types(conn, endpoint)
-            conn.execute(
-                _Q["insert_secret"], {"endpoint_id": endpoint.id, **msgspec.structs.asdict(secret)}
-            )
+            conn.execute(_Q["insert_secret"], secret_params(endpoint.id, secret, self.sealer))
 
         await self._write(write)
 
@@ -329,7 +331,7 @@ class SQLiteStorage:
 
         def read(conn: sqlite3.Connection) -> Endpoint | None:
             row = conn.execute(sql, params).fetchone()
-            return None if row is None else endpoint_from_row(row)
+            return None if row is None else endpoint_from_row(row, self.sealer)
 
         return await self._read(read)
 
@@ -344,12 +346,12 @@ class SQLiteStorage:
         params = {"account_id": account_id, "after": after or "", "limit": limit}
 
         def read(conn: sqlite3.Connection) -> list[Endpoint]:
-            return [endpoint_from_row(r) for r in conn.execute(sql, params)]
+            return [endpoint_from_row(r, self.sealer) for r in conn.execute(sql, params)]
 
         return await self._read(read)
 
     async def update_endpoint(self, endpoint: Endpoint) -> bool:
-        params = endpoint_params(endpoint)
+        params = endpoint_params(endpoint, self.sealer)
         for key in ("is_callback_url", "created_at"):
             del params[key]
 
@@ -380,10 +382,8 @@ class SQLiteStorage:
             ).fetchone()
             if row is not None:
                 return str(row[0])
-            conn.execute(_Q["insert_endpoint"], endpoint_params(template))
-            conn.execute(
-                _Q["insert_secret"], {"endpoint_id": template.id, **msgspec.structs.asdict(secret)}
-            )
+            conn.execute(_Q["insert_endpoint"], endpoint_params(template, self.sealer))
+            conn.execute(_Q["insert_secret"], secret_params(template.id, secret, self.sealer))
             return template.id
 
         endpoint_id = await self._write(write)
@@ -395,7 +395,7 @@ class SQLiteStorage:
     async def signing_secrets(self, endpoint_id: str, now: int) -> list[SigningSecret]:
         def read(conn: sqlite3.Connection) -> list[SigningSecret]:
             rows = conn.execute(_Q["active_secrets"], {"endpoint_id": endpoint_id, "now": now})
-            return [SigningSecret(secret=s, created_at=c, expires_at=e) for s, c, e in rows]
+            return [secret_from_row(endpoint_id, r, self.sealer) for r in rows]
 
         return await self._read(read)
 
@@ -413,9 +413,7 @@ class SQLiteStorage:
                 _Q["expire_current_secret"],
                 {"endpoint_id": endpoint_id, "expires_at": old_expires_at},
             )
-            conn.execute(
-                _Q["insert_secret"], {"endpoint_id": endpoint_id, **msgspec.structs.asdict(new)}
-            )
+            conn.execute(_Q["insert_secret"], secret_params(endpoint_id, new, self.sealer))
             conn.execute(
                 "UPDATE endpoints SET updated_at = max(updated_at + 1, ?) WHERE id = ?",
                 (new.created_at, endpoint_id),

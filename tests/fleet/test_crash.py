@@ -10,7 +10,7 @@ from pathlib import Path
 from postback.core.model import DeliveryState
 from postback.service import MessageSubmission, Postback
 from postback.storage import open_storage
-from tests.support.processes import PostbackProcess, worker
+from tests.support.processes import TEST_SEALER, PostbackProcess, worker
 from tests.support.receiver import Receiver
 
 EVENTS = 5000
@@ -21,7 +21,7 @@ LEASE_S = 3
 async def test_sigkilled_workers_lose_nothing(
     postgres_url: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    storage = open_storage(postgres_url)
+    storage = open_storage(postgres_url, TEST_SEALER)
     await storage.open(migrate=True)
     workers: list[PostbackProcess] = []
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 from postback.client import Client, PostbackError
 from postback.service import Postback
 from postback.storage import open_storage
-from tests.support.processes import PostbackProcess, postback_env
+from tests.support.processes import TEST_SEALER, PostbackProcess, postback_env
 from tests.support.receiver import Receiver
 from tests.support.service import free_port, wait_until
 
@@ -29,7 +29,7 @@ def restart_postgres() -> None:
 async def test_postgres_restart_loses_nothing_acknowledged(
     postgres_url: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    storage = open_storage(postgres_url)
+    storage = open_storage(postgres_url, TEST_SEALER)
     await storage.open(migrate=True)
     service = Postback(storage)
     account, api_key = await service.create_account("restart")

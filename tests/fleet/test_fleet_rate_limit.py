@@ -7,7 +7,7 @@ from pathlib import Path
 from postback.service import MessageSubmission, Postback
 from postback.storage import open_storage
 from tests.integration.test_pacing import max_in_window
-from tests.support.processes import PostbackProcess, worker
+from tests.support.processes import TEST_SEALER, PostbackProcess, worker
 from tests.support.receiver import Receiver
 
 RATE = 50
@@ -17,7 +17,7 @@ SECONDS = 10
 async def test_two_workers_share_one_rate_limit(
     postgres_url: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    storage = open_storage(postgres_url)
+    storage = open_storage(postgres_url, TEST_SEALER)
     await storage.open(migrate=True)
     workers: list[PostbackProcess] = []
     try:

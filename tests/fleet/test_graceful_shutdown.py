@@ -7,14 +7,14 @@ from pathlib import Path
 
 from postback.service import MessageSubmission, Postback
 from postback.storage import open_storage
-from tests.support.processes import worker
+from tests.support.processes import TEST_SEALER, worker
 from tests.support.receiver import Receiver, sleep
 
 
 async def test_sigterm_releases_unfinished_work_and_exits(
     postgres_url: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    storage = open_storage(postgres_url)
+    storage = open_storage(postgres_url, TEST_SEALER)
     await storage.open(migrate=True)
     process = worker(postgres_url, tmp_path / "worker.log", POSTBACK_SHUTDOWN_TIMEOUT_SECONDS="2")
     try:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from postback.sealing import Sealer
 
 
 @dataclass
@@ -47,9 +50,15 @@ class PostbackProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
+TEST_SECRET_KEY = base64.b64encode(b"postback-tests-sealing-key-32by!").decode()
+"""One sealing key for the test process and the Postbacks it starts, so both read the secrets."""
+TEST_SEALER = Sealer.from_base64(TEST_SECRET_KEY)
+
+
 def postback_env(database_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["POSTBACK_DATABASE_URL"] = database_url
+    env["POSTBACK_SECRET_KEY"] = TEST_SECRET_KEY
     env.update(extra)
     return env
 

@@ -10,6 +10,7 @@ from postback.client import Client
 from postback.config import Settings
 from postback.server import run_service
 from postback.storage import open_storage
+from tests.support.processes import TEST_SEALER, TEST_SECRET_KEY
 
 
 def free_port() -> int:
@@ -45,13 +46,15 @@ async def start_postback(
 ) -> RunningPostback:
     if not database_url.startswith("sqlite"):
         # PostgreSQL is migrated explicitly, as an operator would with `postback migrate`.
-        storage = open_storage(database_url)
+        storage = open_storage(database_url, TEST_SEALER)
         await storage.open(migrate=True)
         await storage.close()
     port = free_port()
     stop = asyncio.Event()
     ready = asyncio.Event()
-    settings = Settings(database_url=database_url, admin_token=admin_token)
+    settings = Settings(
+        database_url=database_url, admin_token=admin_token, secret_key=TEST_SECRET_KEY
+    )
     task = asyncio.create_task(
         run_service(settings, host="127.0.0.1", port=port, stop=stop, ready=ready)
     )
