@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from postback.core.netguard import parse_networks
+
 DEFAULT_DATABASE_URL = "sqlite:///./postback.db"
 
 
@@ -25,6 +27,15 @@ def _int(name: str, default: int, minimum: int, maximum: int) -> int:
     return value
 
 
+def _networks(name: str) -> str:
+    raw = os.environ.get(name, "")
+    try:
+        parse_networks(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated CIDRs: {exc}") from None
+    return raw
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -36,6 +47,10 @@ class Settings:
     max_in_flight: int = 512
     per_endpoint_concurrency: int = 32
     log_format: str = "text"
+    allow_networks: str = ""
+    """CIDRs the SSRF guard lets through (e.g. 127.0.0.0/8 for local development)."""
+    egress_proxy: str = ""
+    """An HTTP proxy every delivery goes through (a fixed, publishable source address)."""
     retention_days: float = 30.0
     shutdown_timeout_s: int = 10
     """On SIGTERM, how long in-flight attempts may finish before they are handed back."""
@@ -55,6 +70,8 @@ class Settings:
             max_in_flight=_int("POSTBACK_MAX_IN_FLIGHT", 512, 1, 100_000),
             per_endpoint_concurrency=_int("POSTBACK_ENDPOINT_CONCURRENCY", 32, 1, 10_000),
             log_format=log_format,
+            allow_networks=_networks("POSTBACK_ALLOW_NETWORKS"),
+            egress_proxy=os.environ.get("POSTBACK_EGRESS_PROXY", ""),
             retention_days=_int("POSTBACK_RETENTION_DAYS", 30, 1, 36_500),
             # Longer than the longest attempt (60 s timeout), or live work would be re-sent.
             shutdown_timeout_s=_int("POSTBACK_SHUTDOWN_TIMEOUT_SECONDS", 10, 0, 3600),

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from postback.api.app import create_app
 from postback.config import Settings, key_file_path
+from postback.core.netguard import parse_networks
 from postback.dispatcher import Dispatcher, DispatcherSettings
 from postback.metrics import Metrics
 from postback.retention import run_sweeper
@@ -62,7 +63,12 @@ async def run_service(
     # whichever node happens to start first with a new version.
     await storage.open(migrate=settings.database_url.startswith("sqlite"))
     metrics = Metrics()
-    transport = HTTPTransport(max_connections=settings.max_in_flight)
+    allowed = parse_networks(settings.allow_networks)
+    transport = HTTPTransport(
+        max_connections=settings.max_in_flight,
+        allowed_networks=allowed,
+        proxy=settings.egress_proxy or None,
+    )
     dispatcher = Dispatcher(
         storage,
         transport,
@@ -75,7 +81,12 @@ async def run_service(
         ),
         metrics=metrics,
     )
-    service = Postback(storage, on_ingest=dispatcher.wake if dispatch else None, metrics=metrics)
+    service = Postback(
+        storage,
+        on_ingest=dispatcher.wake if dispatch else None,
+        metrics=metrics,
+        allowed_networks=allowed,
+    )
     runner: web.AppRunner | None = None
     tasks: list[asyncio.Task[None]] = []
     try:

@@ -6,12 +6,14 @@ they raise ``InvalidInput`` (naming the field) or ``NotFound``, never an HTTP ty
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
 import secrets
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -33,6 +35,7 @@ from postback.core.model import (
     NoAuth,
     SigningSecret,
 )
+from postback.core.netguard import Network, blocked_reason, first_blocked, literal_address
 from postback.core.policy import PolicyError, RetryPolicy, validate_policy
 from postback.metrics import Metrics
 from postback.storage.base import Storage
@@ -217,8 +220,12 @@ class Postback:
         on_ingest: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        allowed_networks: Sequence[Network] = (),
+        guard_destinations: bool = True,
     ) -> None:
         self.storage = storage
+        self.allowed_networks = tuple(allowed_networks)
+        self.guard_destinations = guard_destinations
         self.on_ingest = on_ingest
         self.metrics = metrics or Metrics()
         self.clock = clock
@@ -229,6 +236,28 @@ class Postback:
 
     def _id(self, prefix: str) -> str:
         return make_id(prefix, self._now_ms(), os.urandom(10))
+
+    async def check_destination(self, url: str, field: str) -> None:
+        """The SSRF guard at save time: refuse a URL whose host is, or resolves to, a
+        forbidden address (it is checked again at every connect)."""
+        if not self.guard_destinations:
+            return
+        host = urlsplit(url).hostname or ""
+        literal = literal_address(host)
+        if literal is not None:
+            reason = blocked_reason(literal, self.allowed_networks)
+        else:
+            try:
+                infos = await asyncio.wait_for(
+                    asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM),
+                    timeout=3,
+                )
+            except (OSError, TimeoutError):
+                return  # unresolvable now: the connect-time check still applies
+            addresses = [literal_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+            reason = first_blocked([a for a in addresses if a is not None], self.allowed_networks)
+        if reason is not None:
+            raise InvalidInput(field, f"{host}: {reason}")
 
     # -- accounts -----------------------------------------------------------------------------
 
@@ -284,6 +313,7 @@ class Postback:
             updated_at=now,
         )
         secret = check_secret(signing_secret)
+        await self.check_destination(endpoint.url, "url")
         await self.storage.create_endpoint(endpoint, SigningSecret(secret=secret, created_at=now))
         return endpoint, secret
 
@@ -310,6 +340,7 @@ class Postback:
         updates: dict[str, object] = {}
         if changes.url is not msgspec.UNSET:
             updates["url"] = check_url(changes.url)
+            await self.check_destination(changes.url, "url")
         if changes.description is not msgspec.UNSET:
             updates["description"] = changes.description[:500]
         if changes.event_types is not msgspec.UNSET:
@@ -378,9 +409,12 @@ class Postback:
                 raise InvalidInput(f"{at}idempotency_key", "idempotency_key must be 1-255 chars")
             if sub.callback_url is not None:
                 check_url(sub.callback_url, f"{at}callback_url")
-        for sub in submissions:
+        for i, sub in enumerate(submissions):
             if sub.callback_url is not None and sub.callback_url not in callback_endpoints:
-                endpoint = await self._callback_endpoint(account_id, sub.callback_url)
+                at = f"{field_prefix}[{i}]." if field_prefix else ""
+                endpoint = await self._callback_endpoint(
+                    account_id, sub.callback_url, f"{at}callback_url"
+                )
                 callback_endpoints[sub.callback_url] = endpoint.id
         for sub in submissions:
             messages.append(
@@ -400,8 +434,9 @@ class Postback:
             self.on_ingest()
         return results
 
-    async def _callback_endpoint(self, account_id: str, url: str) -> Endpoint:
+    async def _callback_endpoint(self, account_id: str, url: str, field: str) -> Endpoint:
         """A per-message callback URL gets an endpoint of its own with the account defaults."""
+        await self.check_destination(url, field)
         now = self._now_ms()
         template = Endpoint(
             id=self._id("ep"),

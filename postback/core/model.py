@@ -40,8 +40,50 @@ class BearerAuth(
     token: str
 
 
-# New methods (OAuth 2.0, mutual TLS, SNS) join this union as further tagged Structs.
-Auth = NoAuth | BasicAuth | BearerAuth
+class OAuth2Auth(
+    msgspec.Struct, frozen=True, tag="oauth2", tag_field="type", forbid_unknown_fields=True
+):
+    """OAuth 2.0 (RFC 6749): a token from the customer's token URL, sent as a bearer token.
+
+    ``client_credentials`` (section 4.4) or ``password`` (section 4.3, Sinch's "username,
+    password and the URL to fetch OAuth access token").
+    """
+
+    token_url: str
+    client_id: str
+    client_secret: str
+    grant: Literal["client_credentials", "password"] = "client_credentials"
+    scope: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+Auth = NoAuth | BasicAuth | BearerAuth | OAuth2Auth
+"""How Postback authenticates to an endpoint; independent of signing, which is always on."""
+
+
+class ClientTLS(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Mutual TLS: our client certificate (PEM pair or PKCS#12 keystore) and trusted CAs."""
+
+    cert_pem: str | None = None
+    key_pem: str | None = None
+    pkcs12_base64: str | None = None
+    pkcs12_password: str | None = None
+    ca_bundle_pem: str | None = None
+    """Extra CAs to trust for the endpoint's server certificate (the system ones still apply)."""
+
+
+class SNSDestination(
+    msgspec.Struct, frozen=True, tag="sns", tag_field="type", forbid_unknown_fields=True
+):
+    """Publish to an AWS SNS topic instead of POSTing (Sinch's "Callback using AWS SNS")."""
+
+    topic_arn: str
+    region: str
+    access_key_id: str
+    secret_access_key: str
+    endpoint_url: str | None = None
+    """Override of https://sns.<region>.amazonaws.com (a VPC endpoint, a local stand-in)."""
 
 
 class Account(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,6 +104,9 @@ class Endpoint(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_s: float | None = None
     headers: dict[str, str] = {}
     auth: Auth | None = None
+    tls: ClientTLS | None = None
+    destination: SNSDestination | None = None
+    """Set for SNS endpoints; ``url`` then shows the topic ARN."""
     disabled: bool = False
     is_callback_url: bool = False
     """Made for a message's ``callback_url``: receives only messages that name it."""

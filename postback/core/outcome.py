@@ -30,6 +30,7 @@ class FailureKind(enum.StrEnum):
 
     TIMEOUT = "timeout"
     NETWORK = "network"  # refused, reset, DNS failure, connection closed mid-response
+    BLOCKED = "blocked"  # the destination is a forbidden address (SSRF guard): never sent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +98,14 @@ def decide(
     than the schedule's next delay, is honoured (RFC 9110 section 10.2.3: the receiver tells us
     how long to wait).
     """
+    if result.failure is FailureKind.BLOCKED:
+        # Not the receiver's fault and not transient: no policy may retry into a blocked
+        # network; the customer must change the URL (then replay).
+        return Decision(
+            outcome=Outcome.PERMANENT,
+            next_delay_s=None,
+            dead_reason=f"blocked destination: {result.error}",
+        )
     cls = status_class(result)
     if cls is None:
         return Decision(outcome=Outcome.DELIVERED, next_delay_s=None)

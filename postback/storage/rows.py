@@ -7,7 +7,16 @@ from typing import Any
 
 import msgspec
 
-from postback.core.model import Attempt, Auth, Delivery, DeliveryState, Endpoint, SigningSecret
+from postback.core.model import (
+    Attempt,
+    Auth,
+    ClientTLS,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    SigningSecret,
+    SNSDestination,
+)
 from postback.core.policy import RetryPolicy
 from postback.core.throttle import Pacing
 from postback.sealing import Sealer
@@ -21,6 +30,8 @@ class EndpointConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     rate_limit_per_s: float | None = None
     headers: dict[str, str] = {}
     auth: Auth | None = None
+    tls: ClientTLS | None = None
+    destination: SNSDestination | None = None
 
 
 encode_config = msgspec.json.Encoder().encode
@@ -53,6 +64,8 @@ def endpoint_from_row(row: Any, sealer: Sealer) -> Endpoint:
         rate_limit_per_s=cfg.rate_limit_per_s,
         headers=cfg.headers,
         auth=cfg.auth,
+        tls=cfg.tls,
+        destination=cfg.destination,
         disabled=bool(disabled),
         is_callback_url=bool(is_cb),
         created_at=created,
@@ -86,6 +99,8 @@ def endpoint_params(endpoint: Endpoint, sealer: Sealer) -> dict[str, Any]:
         rate_limit_per_s=endpoint.rate_limit_per_s,
         headers=endpoint.headers,
         auth=endpoint.auth,
+        tls=endpoint.tls,
+        destination=endpoint.destination,
     )
     return {
         "id": endpoint.id,

@@ -6,9 +6,11 @@ reports what happened and the core decides what it means.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Protocol
 
+from postback.core.model import SNSDestination
 from postback.core.outcome import AttemptResult
 
 
@@ -19,7 +21,12 @@ class OutboundRequest:
     body: bytes
     timeout_s: float
     endpoint_id: str
-    """Connections are pooled per endpoint: a TLS handshake costs ~10 keep-alive requests."""
+    message_id: str = ""
+    event_type: str = ""
+    ssl_context: ssl.SSLContext | None = None
+    """Client certificate and extra CAs for mutual TLS; None: the default verified context."""
+    sns: SNSDestination | None = None
+    """Set when the endpoint publishes to SNS instead of receiving a POST."""
 
 
 class Transport(Protocol):

@@ -1,12 +1,19 @@
-"""HTTP transport on aiohttp: keep-alive pool, no redirects, a hard per-attempt timeout."""
+"""HTTP transport on aiohttp: keep-alive pool, no redirects, a hard per-attempt timeout,
+the SSRF guard at connect time, and an optional egress proxy."""
 
 from __future__ import annotations
 
+import socket
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from postback import __version__
+from postback.core.netguard import Network, blocked_reason, literal_address
 from postback.core.outcome import AttemptResult, FailureKind, parse_retry_after
 from postback.transport.base import OutboundRequest
 
@@ -15,26 +22,84 @@ RESPONSE_BODY_LIMIT = 1024
 _DRAIN_LIMIT = 64 * 1024  # bodies up to this size are read whole so the connection is reused
 
 
+class BlockedDestination(OSError):
+    """The resolved address of a callback host is one the SSRF guard forbids."""
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves like the system does, then refuses forbidden addresses.
+
+    Checking the addresses we are about to connect to (not the ones seen when the endpoint was
+    saved) is what defeats DNS rebinding.
+    """
+
+    def __init__(self, allowed: Sequence[Network]) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+        self._allowed = allowed
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            address = literal_address(result["host"].split("%", 1)[0])
+            if address is None:
+                raise BlockedDestination(f"{host} resolved to {result['host']!r}, not an address")
+            reason = blocked_reason(address, self._allowed)
+            if reason is not None:
+                raise BlockedDestination(f"{host} resolves to a {reason}")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 def _error_text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
 
 
+def _blocked_cause(exc: BaseException) -> BlockedDestination | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BlockedDestination):
+            return seen
+        os_error = getattr(seen, "os_error", None)
+        if isinstance(os_error, BlockedDestination):
+            return os_error
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class HTTPTransport:
     """POSTs over one shared aiohttp session (one pool; connections reused per host)."""
 
-    def __init__(self, *, max_connections: int = 512) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 512,
+        allowed_networks: Sequence[Network] = (),
+        guard: bool = True,
+        proxy: str | None = None,
+    ) -> None:
         self._max_connections = max_connections
+        self._allowed = tuple(allowed_networks)
+        self._guard = guard
+        self._proxy = proxy
         self._session: aiohttp.ClientSession | None = None
         self.user_agent = f"Postback/{__version__}"
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            # Behind an egress proxy we resolve only the proxy's own name, so the resolver
+            # guard would judge the proxy, not the target; literal targets are still checked
+            # and the proxy enforces the egress policy of the deployment.
+            resolver = GuardedResolver(self._allowed) if self._guard and not self._proxy else None
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
                 limit_per_host=0,  # the dispatcher bounds each endpoint's share itself
                 keepalive_timeout=30,
-                enable_cleanup_closed=True,
+                resolver=resolver,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -44,10 +109,25 @@ class HTTPTransport:
             )
         return self._session
 
+    def _literal_blocked(self, url: str) -> str | None:
+        if not self._guard:
+            return None
+        host = URL(url).raw_host or ""
+        address = literal_address(host)
+        return None if address is None else blocked_reason(address, self._allowed)
+
     async def send(self, request: OutboundRequest) -> AttemptResult:
-        session = self._get_session()
         started = time.perf_counter()
+        reason = self._literal_blocked(request.url)
+        if reason is not None:
+            return AttemptResult(status_code=None, failure=FailureKind.BLOCKED, error=reason)
+        session = self._get_session()
         timeout = aiohttp.ClientTimeout(total=request.timeout_s)
+        options: dict[str, Any] = {}
+        if request.ssl_context is not None:
+            options["ssl"] = request.ssl_context
+        if self._proxy:
+            options["proxy"] = self._proxy
         try:
             async with session.post(
                 request.url,
@@ -55,6 +135,7 @@ class HTTPTransport:
                 headers=request.headers,
                 timeout=timeout,
                 allow_redirects=False,
+                **options,
             ) as response:
                 length = response.content_length
                 if length is not None and length <= _DRAIN_LIMIT:
@@ -82,16 +163,17 @@ class HTTPTransport:
                 duration_ms=(time.perf_counter() - started) * 1000,
             )
         except (aiohttp.ClientError, OSError) as exc:
-            return self._network(exc, started)
-
-    @staticmethod
-    def _network(exc: BaseException, started: float) -> AttemptResult:
-        return AttemptResult(
-            status_code=None,
-            failure=FailureKind.NETWORK,
-            error=_error_text(exc),
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )
+            blocked = _blocked_cause(exc)
+            if blocked is not None:
+                return AttemptResult(
+                    status_code=None, failure=FailureKind.BLOCKED, error=str(blocked)
+                )
+            return AttemptResult(
+                status_code=None,
+                failure=FailureKind.NETWORK,
+                error=_error_text(exc),
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
 
     async def close(self) -> None:
         if self._session is not None:

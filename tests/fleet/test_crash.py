@@ -10,7 +10,7 @@ from pathlib import Path
 from postback.core.model import DeliveryState
 from postback.service import MessageSubmission, Postback
 from postback.storage import open_storage
-from tests.support.processes import TEST_SEALER, PostbackProcess, worker
+from tests.support.processes import TEST_ALLOWED, TEST_SEALER, PostbackProcess, worker
 from tests.support.receiver import Receiver
 
 EVENTS = 5000
@@ -25,7 +25,7 @@ async def test_sigkilled_workers_lose_nothing(
     await storage.open(migrate=True)
     workers: list[PostbackProcess] = []
     try:
-        service = Postback(storage)
+        service = Postback(storage, allowed_networks=TEST_ALLOWED)
         account, _key = await service.create_account("crash")
         await service.create_endpoint(account.id, url=receiver.url("/hook"))
         for start in range(0, EVENTS, 500):

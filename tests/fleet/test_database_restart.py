@@ -11,7 +11,7 @@ from pathlib import Path
 from postback.client import Client, PostbackError
 from postback.service import Postback
 from postback.storage import open_storage
-from tests.support.processes import TEST_SEALER, PostbackProcess, postback_env
+from tests.support.processes import TEST_ALLOWED, TEST_SEALER, PostbackProcess, postback_env
 from tests.support.receiver import Receiver
 from tests.support.service import free_port, wait_until
 
@@ -31,7 +31,7 @@ async def test_postgres_restart_loses_nothing_acknowledged(
 ) -> None:
     storage = open_storage(postgres_url, TEST_SEALER)
     await storage.open(migrate=True)
-    service = Postback(storage)
+    service = Postback(storage, allowed_networks=TEST_ALLOWED)
     account, api_key = await service.create_account("restart")
     await service.create_endpoint(account.id, url=receiver.url("/hook"))
     await storage.close()

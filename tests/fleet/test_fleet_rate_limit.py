@@ -7,7 +7,7 @@ from pathlib import Path
 from postback.service import MessageSubmission, Postback
 from postback.storage import open_storage
 from tests.integration.test_pacing import max_in_window
-from tests.support.processes import TEST_SEALER, PostbackProcess, worker
+from tests.support.processes import TEST_ALLOWED, TEST_SEALER, PostbackProcess, worker
 from tests.support.receiver import Receiver
 
 RATE = 50
@@ -21,7 +21,7 @@ async def test_two_workers_share_one_rate_limit(
     await storage.open(migrate=True)
     workers: list[PostbackProcess] = []
     try:
-        service = Postback(storage)
+        service = Postback(storage, allowed_networks=TEST_ALLOWED)
         account, _key = await service.create_account("fleet")
         await service.create_endpoint(
             account.id, url=receiver.url("/limited"), rate_limit_per_s=RATE

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from postback.service import MessageSubmission, Postback
 from postback.storage import open_storage
-from tests.support.processes import TEST_SEALER, worker
+from tests.support.processes import TEST_ALLOWED, TEST_SEALER, worker
 from tests.support.receiver import Receiver, sleep
 
 
@@ -18,7 +18,7 @@ async def test_sigterm_releases_unfinished_work_and_exits(
     await storage.open(migrate=True)
     process = worker(postgres_url, tmp_path / "worker.log", POSTBACK_SHUTDOWN_TIMEOUT_SECONDS="2")
     try:
-        service = Postback(storage)
+        service = Postback(storage, allowed_networks=TEST_ALLOWED)
         account, _key = await service.create_account("graceful")
         await service.create_endpoint(
             account.id, url=receiver.on("/hang", sleep(8)), timeout_ms=7_000

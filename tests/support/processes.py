@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from postback.core.netguard import parse_networks
 from postback.sealing import Sealer
 
 
@@ -53,12 +54,16 @@ class PostbackProcess:
 TEST_SECRET_KEY = base64.b64encode(b"postback-tests-sealing-key-32by!").decode()
 """One sealing key for the test process and the Postbacks it starts, so both read the secrets."""
 TEST_SEALER = Sealer.from_base64(TEST_SECRET_KEY)
+LOOPBACK = "127.0.0.0/8,::1/128"
+"""What tests open in the SSRF guard: their receivers listen on loopback."""
+TEST_ALLOWED = parse_networks(LOOPBACK)
 
 
 def postback_env(database_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["POSTBACK_DATABASE_URL"] = database_url
     env["POSTBACK_SECRET_KEY"] = TEST_SECRET_KEY
+    env["POSTBACK_ALLOW_NETWORKS"] = LOOPBACK
     env.update(extra)
     return env
 

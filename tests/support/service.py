@@ -10,7 +10,7 @@ from postback.client import Client
 from postback.config import Settings
 from postback.server import run_service
 from postback.storage import open_storage
-from tests.support.processes import TEST_SEALER, TEST_SECRET_KEY
+from tests.support.processes import LOOPBACK, TEST_SEALER, TEST_SECRET_KEY
 
 
 def free_port() -> int:
@@ -53,7 +53,10 @@ async def start_postback(
     stop = asyncio.Event()
     ready = asyncio.Event()
     settings = Settings(
-        database_url=database_url, admin_token=admin_token, secret_key=TEST_SECRET_KEY
+        database_url=database_url,
+        admin_token=admin_token,
+        secret_key=TEST_SECRET_KEY,
+        allow_networks=LOOPBACK,  # receivers live on 127.0.0.1; the SSRF guard stays on
     )
     task = asyncio.create_task(
         run_service(settings, host="127.0.0.1", port=port, stop=stop, ready=ready)
