@@ -11,35 +11,38 @@ All decisions (classification, next retry time, pacing) come from ``postback.cor
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import math
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from postback import __version__
+from postback.auth import AuthError, Authorizer, build_authorizer
 from postback.core import signing
 from postback.core.ids import make_id
 from postback.core.lifecycle import settle
 from postback.core.model import (
+    RESERVED_HEADERS,
     Attempt,
     AttemptRecord,
-    BasicAuth,
-    BearerAuth,
     ClaimedDelivery,
     DeliveryState,
     Endpoint,
     SigningSecret,
 )
-from postback.core.outcome import AttemptResult, Outcome
+from postback.core.outcome import AttemptResult, FailureKind, Outcome
 from postback.core.policy import RetryPolicy, resolve_policy
 from postback.core.throttle import Pacing, SendRateMeter, recovered, reserve, throttled
 from postback.metrics import Metrics
 from postback.storage.base import Storage, StorageUnavailable
 from postback.transport.base import OutboundRequest, Transport
+from postback.transport.tls import client_ssl_context
 
 log = logging.getLogger("postback.dispatcher")
 alerts = logging.getLogger("postback.alerts")
@@ -71,6 +74,8 @@ class EndpointRuntime:
     policy: RetryPolicy
     timeout_s: float
     headers: dict[str, str]
+    authorizer: Authorizer
+    ssl_context: ssl.SSLContext | None = None
     pacing: Pacing = field(default_factory=Pacing)
     """The last shared pacing state this worker saw (the database holds the truth)."""
     meter: SendRateMeter = field(default_factory=SendRateMeter)
@@ -98,15 +103,10 @@ def static_headers(endpoint: Endpoint, user_agent: str) -> dict[str, str]:
     The endpoint's custom headers go first so that ours (content-type, user-agent,
     authorization, and the webhook-* headers added per attempt) always win.
     """
-    headers = dict(endpoint.headers)
+    own = RESERVED_HEADERS if endpoint.auth is not None else RESERVED_HEADERS - {"authorization"}
+    headers = {k: v for k, v in endpoint.headers.items() if k.lower() not in own}
     headers["content-type"] = "application/json"
     headers["user-agent"] = user_agent
-    auth = endpoint.auth
-    if isinstance(auth, BasicAuth):
-        pair = f"{auth.username}:{auth.password}".encode()
-        headers["authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-    elif isinstance(auth, BearerAuth):
-        headers["authorization"] = f"Bearer {auth.token}"
     return headers
 
 
@@ -119,9 +119,13 @@ class Dispatcher:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        auth_session: Callable[[], aiohttp.ClientSession] | None = None,
+        sns_transport: Transport | None = None,
     ) -> None:
         self.storage = storage
         self.transport = transport
+        self.sns_transport = sns_transport
+        self._auth_session = auth_session or _no_session
         self.settings = settings or DispatcherSettings()
         self.metrics = metrics or Metrics()
         self.clock = clock
@@ -338,6 +342,16 @@ class Dispatcher:
             policy=policy,
             timeout_s=timeout_ms / 1000,
             headers=static_headers(endpoint, self.user_agent),
+            authorizer=(
+                previous.authorizer
+                if previous is not None and previous.endpoint.auth == endpoint.auth
+                else build_authorizer(endpoint.auth, self._auth_session)
+            ),
+            ssl_context=(
+                previous.ssl_context
+                if previous is not None and previous.endpoint.tls == endpoint.tls
+                else (client_ssl_context(endpoint.tls) if endpoint.tls is not None else None)
+            ),
             pacing=previous.pacing if previous is not None else Pacing(),
             meter=previous.meter if previous is not None else SendRateMeter(),
             in_flight=previous.in_flight if previous is not None else 0,
@@ -402,9 +416,13 @@ class Dispatcher:
             body=item.payload,
             timeout_s=runtime.timeout_s,
             endpoint_id=item.endpoint_id,
+            message_id=item.message_id,
+            event_type=item.event_type,
+            ssl_context=runtime.ssl_context,
+            sns=runtime.endpoint.destination,
         )
         runtime.meter.sent(now_ms)
-        result = await self.transport.send(request)
+        result = await self._send(request, runtime)
         finished = self.clock()
         finished_ms = int(finished * 1000)
         attempt_number = item.attempt_count + 1
@@ -442,6 +460,29 @@ class Dispatcher:
             self.metrics.delivered(item.message_created_at, finished_ms)
         elif settlement.state is DeliveryState.DEAD:
             self._alert_dead(item, settlement.dead_reason or "", result)
+
+    async def _send(self, request: OutboundRequest, runtime: EndpointRuntime) -> AttemptResult:
+        """Send with the endpoint's credentials; a 401 to a refreshable credential (OAuth)
+        gets new credentials and one immediate second try (the token may just have been
+        revoked or expired early)."""
+        transport = self.sns_transport if request.sns is not None else self.transport
+        if transport is None:
+            return AttemptResult(
+                status_code=None, failure=FailureKind.NETWORK, error="no SNS transport configured"
+            )
+        authorizer = runtime.authorizer
+        for _ in range(2):
+            try:
+                value = await authorizer.authorization()
+            except AuthError as exc:
+                return AttemptResult(status_code=None, failure=FailureKind.NETWORK, error=str(exc))
+            if value is not None:
+                request.headers["authorization"] = value
+            result = await transport.send(request)
+            if result.status_code != 401 or value is None or not authorizer.refreshable:
+                return result
+            authorizer.invalidate(value)
+        return result
 
     async def _update_pacing(
         self, runtime: EndpointRuntime, outcome: Outcome, result: AttemptResult, now_ms: int
@@ -529,6 +570,10 @@ class Dispatcher:
             unfinished = [d for d, t in zip(ids, tasks, strict=True) if t in not_done]
             now_ms = int(self.clock() * 1000)
             self._releases.extend((d, now_ms) for d in unfinished)
+
+
+def _no_session() -> aiohttp.ClientSession:
+    raise AuthError("no HTTP session for fetching credentials")
 
 
 def _reserved(result: tuple[Pacing, list[int]]) -> tuple[Pacing, tuple[Pacing, list[int]]]:

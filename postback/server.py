@@ -80,6 +80,7 @@ async def run_service(
             lease_check_interval_s=min(5.0, settings.lease_s / 4),
         ),
         metrics=metrics,
+        auth_session=transport.session,
     )
     service = Postback(
         storage,

@@ -22,10 +22,12 @@ import msgspec
 from postback.core import signing
 from postback.core.ids import make_id
 from postback.core.model import (
+    RESERVED_HEADERS,
     Account,
     Auth,
     BasicAuth,
     BearerAuth,
+    ClientTLS,
     Delivery,
     DeliveryState,
     Endpoint,
@@ -33,12 +35,15 @@ from postback.core.model import (
     Message,
     NewMessage,
     NoAuth,
+    OAuth2Auth,
     SigningSecret,
+    SNSDestination,
 )
 from postback.core.netguard import Network, blocked_reason, first_blocked, literal_address
 from postback.core.policy import PolicyError, RetryPolicy, validate_policy
 from postback.metrics import Metrics
 from postback.storage.base import Storage
+from postback.transport.tls import TLSConfigError, client_ssl_context
 
 IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
 SECRET_OVERLAP_MS = 24 * 3600 * 1000
@@ -49,22 +54,6 @@ API_KEY_PREFIX = "pbk_"
 
 _EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]{0,127}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
-# Headers Postback sets itself: a customer's custom header may not replace them.
-RESERVED_HEADERS = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "content-encoding",
-        "transfer-encoding",
-        "connection",
-        "host",
-        "user-agent",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "authorization",
-    }
-)
 
 
 class InvalidInput(ValueError):
@@ -123,13 +112,18 @@ def check_event_type(name: str, field: str = "event_type") -> str:
     return name
 
 
-def check_headers(headers: dict[str, str], field: str = "headers") -> dict[str, str]:
+def check_headers(
+    headers: dict[str, str], *, auth_set: bool, field: str = "headers"
+) -> dict[str, str]:
+    """Custom headers; Postback's own may not be overridden (Authorization only when the
+    endpoint has no auth method: then a custom scheme is the customer's business)."""
     if len(headers) > 50:
         raise InvalidInput(field, "at most 50 custom headers")
     for name, value in headers.items():
         if not _HEADER_NAME.match(name):
             raise InvalidInput(f"{field}.{name}", "not a valid HTTP header name")
-        if name.lower() in RESERVED_HEADERS:
+        lowered = name.lower()
+        if lowered in RESERVED_HEADERS and (lowered != "authorization" or auth_set):
             raise InvalidInput(
                 f"{field}.{name}", f"{name} is set by Postback and cannot be overridden"
             )
@@ -148,7 +142,46 @@ def check_auth(auth: Auth | None) -> Auth | None:
             raise InvalidInput("auth", "credentials must not contain line breaks")
     if isinstance(auth, BearerAuth) and (not auth.token or any(c in auth.token for c in " \r\n\t")):
         raise InvalidInput("auth.token", "token must be non-empty with no whitespace")
+    if isinstance(auth, OAuth2Auth):
+        check_url(auth.token_url, "auth.token_url")
+        if not auth.client_id:
+            raise InvalidInput("auth.client_id", "client_id is required")
+        if auth.grant == "password" and not (auth.username and auth.password is not None):
+            raise InvalidInput("auth.username", "the password grant needs username and password")
     return auth
+
+
+_TOPIC_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(\.fifo)?)$"
+)
+
+
+def check_destination_config(destination: SNSDestination) -> str:
+    """An SNS destination; returns the topic ARN, which the endpoint shows as its URL."""
+    match = _TOPIC_ARN.match(destination.topic_arn)
+    if match is None:
+        raise InvalidInput(
+            "destination.topic_arn", "expected arn:aws:sns:<region>:<account>:<topic name>"
+        )
+    if match.group(1) != destination.region:
+        raise InvalidInput(
+            "destination.region", f"topic is in {match.group(1)}, not {destination.region}"
+        )
+    if not destination.access_key_id or not destination.secret_access_key:
+        raise InvalidInput("destination", "access_key_id and secret_access_key are required")
+    if destination.endpoint_url is not None:
+        check_url(destination.endpoint_url, "destination.endpoint_url")
+    return destination.topic_arn
+
+
+def check_tls(tls: ClientTLS | None) -> ClientTLS | None:
+    if tls is None:
+        return None
+    try:
+        client_ssl_context(tls)
+    except TLSConfigError as exc:
+        raise InvalidInput(exc.field, str(exc)) from None
+    return tls
 
 
 def check_policy(policy: RetryPolicy | None) -> RetryPolicy | None:
@@ -285,7 +318,7 @@ class Postback:
         self,
         account_id: str,
         *,
-        url: str,
+        url: str | None,
         description: str = "",
         event_types: list[str] | None = None,
         retry_policy: RetryPolicy | None = None,
@@ -293,6 +326,8 @@ class Postback:
         rate_limit_per_s: float | None = None,
         headers: dict[str, str] | None = None,
         auth: Auth | None = None,
+        tls: ClientTLS | None = None,
+        destination: SNSDestination | None = None,
         signing_secret: str | None = None,
         disabled: bool = False,
     ) -> tuple[Endpoint, str]:
@@ -300,22 +335,51 @@ class Postback:
         endpoint = Endpoint(
             id=self._id("ep"),
             account_id=account_id,
-            url=check_url(url),
+            url=url or "",
             description=description[:500],
             event_types=self._check_event_types(event_types),
-            retry_policy=check_policy(retry_policy),
-            timeout_ms=check_timeout(timeout_ms),
-            rate_limit_per_s=check_rate(rate_limit_per_s),
-            headers=check_headers(headers or {}),
-            auth=check_auth(auth),
+            retry_policy=retry_policy,
+            timeout_ms=timeout_ms,
+            rate_limit_per_s=rate_limit_per_s,
+            headers=headers or {},
+            auth=auth,
+            tls=tls,
+            destination=destination,
             disabled=disabled,
             created_at=now,
             updated_at=now,
         )
+        endpoint = await self._validated(endpoint)
         secret = check_secret(signing_secret)
-        await self.check_destination(endpoint.url, "url")
         await self.storage.create_endpoint(endpoint, SigningSecret(secret=secret, created_at=now))
         return endpoint, secret
+
+    async def _validated(self, endpoint: Endpoint) -> Endpoint:
+        """Every rule an endpoint must satisfy, checked on create and on every change."""
+        if endpoint.destination is not None:
+            url = check_destination_config(endpoint.destination)
+            if endpoint.destination.endpoint_url is not None:
+                await self.check_destination(
+                    endpoint.destination.endpoint_url, "destination.endpoint_url"
+                )
+        else:
+            if not endpoint.url:
+                raise InvalidInput("url", "url is required (or a destination of type sns)")
+            url = check_url(endpoint.url)
+            await self.check_destination(url, "url")
+        auth = check_auth(endpoint.auth)
+        if isinstance(auth, OAuth2Auth):
+            await self.check_destination(auth.token_url, "auth.token_url")
+        return msgspec.structs.replace(
+            endpoint,
+            url=url,
+            retry_policy=check_policy(endpoint.retry_policy),
+            timeout_ms=check_timeout(endpoint.timeout_ms),
+            rate_limit_per_s=check_rate(endpoint.rate_limit_per_s),
+            headers=check_headers(endpoint.headers, auth_set=auth is not None),
+            auth=auth,
+            tls=check_tls(endpoint.tls),
+        )
 
     @staticmethod
     def _check_event_types(event_types: list[str] | None) -> tuple[str, ...] | None:
@@ -339,27 +403,28 @@ class Postback:
         current = await self.get_endpoint(account_id, endpoint_id)
         updates: dict[str, object] = {}
         if changes.url is not msgspec.UNSET:
-            updates["url"] = check_url(changes.url)
-            await self.check_destination(changes.url, "url")
+            updates["url"] = changes.url
         if changes.description is not msgspec.UNSET:
             updates["description"] = changes.description[:500]
         if changes.event_types is not msgspec.UNSET:
             updates["event_types"] = self._check_event_types(changes.event_types)
-        if changes.retry_policy is not msgspec.UNSET:
-            updates["retry_policy"] = check_policy(changes.retry_policy)
-        if changes.timeout_ms is not msgspec.UNSET:
-            updates["timeout_ms"] = check_timeout(changes.timeout_ms)
-        if changes.rate_limit_per_s is not msgspec.UNSET:
-            updates["rate_limit_per_s"] = check_rate(changes.rate_limit_per_s)
-        if changes.headers is not msgspec.UNSET:
-            updates["headers"] = check_headers(changes.headers)
-        if changes.auth is not msgspec.UNSET:
-            updates["auth"] = check_auth(changes.auth)
+        for name in (
+            "retry_policy",
+            "timeout_ms",
+            "rate_limit_per_s",
+            "headers",
+            "auth",
+            "tls",
+            "destination",
+        ):
+            value = getattr(changes, name)
+            if value is not msgspec.UNSET:
+                updates[name] = value
         if changes.disabled is not msgspec.UNSET:
             updates["disabled"] = changes.disabled
         # updated_at doubles as the config version the dispatcher caches by: it must grow.
         updates["updated_at"] = max(self._now_ms(), current.updated_at + 1)
-        endpoint = msgspec.structs.replace(current, **updates)
+        endpoint = await self._validated(msgspec.structs.replace(current, **updates))
         if not await self.storage.update_endpoint(endpoint):
             raise NotFound(f"no endpoint {endpoint_id}")
         return endpoint

@@ -197,6 +197,8 @@ async def create_endpoint(request: web.Request) -> web.Response:
         rate_limit_per_s=body.rate_limit_per_s,
         headers=body.headers,
         auth=body.auth,
+        tls=body.tls,
+        destination=body.destination,
         signing_secret=body.signing_secret,
         disabled=body.disabled,
     )

@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from postback.core.model import Attempt, Auth, Delivery, Endpoint
+from postback.core.model import Attempt, Auth, ClientTLS, Delivery, Endpoint, SNSDestination
 from postback.core.policy import RetryPolicy
 
 _UNSET = msgspec.UNSET
@@ -49,7 +49,8 @@ class AccountCreated(msgspec.Struct, kw_only=True):
 
 
 class EndpointCreate(Request):
-    url: str
+    url: str | None = None
+    """The callback URL; omitted for an SNS destination."""
     description: str = ""
     event_types: list[str] | None = None
     """Event types to receive; omitted or null means all."""
@@ -58,7 +59,11 @@ class EndpointCreate(Request):
     rate_limit_per_s: float | None = None
     headers: dict[str, str] = {}
     auth: Auth | None = None
-    """Write-only credentials: {"type": "basic", ...} or {"type": "bearer", "token": ...}."""
+    """Write-only credentials: {"type": "basic"|"bearer"|"oauth2", ...}."""
+    tls: ClientTLS | None = None
+    """Mutual TLS: client certificate and key (PEM) or a PKCS#12 keystore; extra CAs."""
+    destination: SNSDestination | None = None
+    """{"type": "sns", ...}: publish to an AWS SNS topic instead of POSTing."""
     signing_secret: str | None = None
     disabled: bool = False
 
@@ -72,12 +77,32 @@ class EndpointUpdate(Request):
     rate_limit_per_s: float | UnsetType | None = _UNSET
     headers: dict[str, str] | UnsetType = _UNSET
     auth: Auth | UnsetType | None = _UNSET
+    tls: ClientTLS | UnsetType | None = _UNSET
+    destination: SNSDestination | UnsetType | None = _UNSET
     disabled: bool | UnsetType = _UNSET
 
 
+class TLSSummary(msgspec.Struct, kw_only=True):
+    client_certificate: bool
+    extra_ca: bool
+
+
+class DestinationSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
+    type: str
+    topic_arn: str
+    region: str
+    endpoint_url: str | None = None
+
+
 class AuthSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What an auth method is, without its secrets (credentials are write-only)."""
+
     type: str
     username: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    grant: str | None = None
+    scope: str | None = None
 
 
 class EndpointOut(msgspec.Struct, kw_only=True):
@@ -90,6 +115,8 @@ class EndpointOut(msgspec.Struct, kw_only=True):
     rate_limit_per_s: float | None
     headers: dict[str, str]
     auth: AuthSummary | None
+    tls: TLSSummary | None
+    destination: DestinationSummary | None
     disabled: bool
     kind: Literal["endpoint", "callback_url"]
     created_at: str
@@ -101,8 +128,27 @@ class EndpointOut(msgspec.Struct, kw_only=True):
     def of(cls, endpoint: Endpoint, signing_secret: str | None = None) -> EndpointOut:
         auth = None
         if endpoint.auth is not None:
-            tag = type(endpoint.auth).__struct_config__.tag
-            auth = AuthSummary(type=str(tag), username=getattr(endpoint.auth, "username", None))
+            a = endpoint.auth
+            auth = AuthSummary(
+                type=str(type(a).__struct_config__.tag),
+                username=getattr(a, "username", None),
+                token_url=getattr(a, "token_url", None),
+                client_id=getattr(a, "client_id", None),
+                grant=getattr(a, "grant", None),
+                scope=getattr(a, "scope", None),
+            )
+        tls = None
+        if endpoint.tls is not None:
+            tls = TLSSummary(
+                client_certificate=bool(endpoint.tls.cert_pem or endpoint.tls.pkcs12_base64),
+                extra_ca=bool(endpoint.tls.ca_bundle_pem),
+            )
+        destination = None
+        if endpoint.destination is not None:
+            d = endpoint.destination
+            destination = DestinationSummary(
+                type="sns", topic_arn=d.topic_arn, region=d.region, endpoint_url=d.endpoint_url
+            )
         return cls(
             id=endpoint.id,
             url=endpoint.url,
@@ -113,6 +159,8 @@ class EndpointOut(msgspec.Struct, kw_only=True):
             rate_limit_per_s=endpoint.rate_limit_per_s,
             headers=endpoint.headers,
             auth=auth,
+            tls=tls,
+            destination=destination,
             disabled=endpoint.disabled,
             kind="callback_url" if endpoint.is_callback_url else "endpoint",
             created_at=iso(endpoint.created_at) or "",

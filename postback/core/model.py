@@ -13,6 +13,23 @@ import msgspec
 
 from postback.core.policy import RetryPolicy
 
+# Headers Postback sets itself: a customer's custom header may not replace them.
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "host",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "authorization",
+    }
+)
+
 
 class DeliveryState(enum.StrEnum):
     PENDING = "pending"  # waiting for its next attempt (first try or a scheduled retry)

@@ -89,7 +89,7 @@ class HTTPTransport:
         self._session: aiohttp.ClientSession | None = None
         self.user_agent = f"Postback/{__version__}"
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # Behind an egress proxy we resolve only the proxy's own name, so the resolver
             # guard would judge the proxy, not the target; literal targets are still checked
@@ -121,7 +121,7 @@ class HTTPTransport:
         reason = self._literal_blocked(request.url)
         if reason is not None:
             return AttemptResult(status_code=None, failure=FailureKind.BLOCKED, error=reason)
-        session = self._get_session()
+        session = self.session()
         timeout = aiohttp.ClientTimeout(total=request.timeout_s)
         options: dict[str, Any] = {}
         if request.ssl_context is not None:
