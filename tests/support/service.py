@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from dataclasses import dataclass
 
@@ -42,8 +43,9 @@ class RunningPostback:
 
 
 async def start_postback(
-    database_url: str, admin_token: str = "test-admin-token"
+    database_url: str, admin_token: str = "test-admin-token", **overrides: str
 ) -> RunningPostback:
+    """``overrides``: Settings fields, e.g. allow_networks="" to test the SSRF guard."""
     if not database_url.startswith("sqlite"):
         # PostgreSQL is migrated explicitly, as an operator would with `postback migrate`.
         storage = open_storage(database_url, TEST_SEALER)
@@ -58,6 +60,7 @@ async def start_postback(
         secret_key=TEST_SECRET_KEY,
         allow_networks=LOOPBACK,  # receivers live on 127.0.0.1; the SSRF guard stays on
     )
+    settings = dataclasses.replace(settings, **overrides)
     task = asyncio.create_task(
         run_service(settings, host="127.0.0.1", port=port, stop=stop, ready=ready)
     )
