@@ -20,6 +20,7 @@ from postback.sealing import Sealer
 from postback.service import Postback
 from postback.storage import open_storage
 from postback.transport.http import HTTPTransport
+from postback.transport.sns import SNSTransport
 
 log = logging.getLogger("postback.server")
 
@@ -81,6 +82,7 @@ async def run_service(
         ),
         metrics=metrics,
         auth_session=transport.session,
+        sns_transport=SNSTransport(transport.session),
     )
     service = Postback(
         storage,
