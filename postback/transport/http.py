@@ -106,6 +106,8 @@ class HTTPTransport:
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
                 cookie_jar=aiohttp.DummyCookieJar(),
+                # Session-wide, so token requests and SNS calls leave through it too.
+                proxy=self._proxy,
             )
         return self._session
 
@@ -126,8 +128,6 @@ class HTTPTransport:
         options: dict[str, Any] = {}
         if request.ssl_context is not None:
             options["ssl"] = request.ssl_context
-        if self._proxy:
-            options["proxy"] = self._proxy
         try:
             async with session.post(
                 request.url,
