@@ -232,6 +232,8 @@ class EndpointChanges:
     rate_limit_per_s: float | msgspec.UnsetType | None = msgspec.UNSET
     headers: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
     auth: Auth | msgspec.UnsetType | None = msgspec.UNSET
+    tls: ClientTLS | msgspec.UnsetType | None = msgspec.UNSET
+    destination: SNSDestination | msgspec.UnsetType | None = msgspec.UNSET
     disabled: bool | msgspec.UnsetType = msgspec.UNSET
 
 
