@@ -3,9 +3,13 @@
 The presets quote the seeds (``shared/seeds``):
 
 * ``sinch``: "The first initial retry will happen 5 seconds after the first try. The next
-  attempt is after 10 seconds, then after 20 seconds, ... doubling on every attempt. The last
-  retry will be at 81920 seconds" -> 5 * 2**k for k = 0..14: 15 retries. "For other status
-  codes in the 4xx range the callback will not be retried" (429 excepted).
+  attempt is after 10 seconds, then after 20 seconds, after 40 seconds, after 80 seconds and so
+  on, doubling on every attempt. The last retry will be at 81920 seconds (or 22 hours 45
+  minutes) after the initial failed attempt." The times are measured from the first failure:
+  retries at 5, 10, 20, ... 81920 s (5 * 2**k, k = 0..14: 15 retries), so the waits between
+  attempts are 5, 5, 10, 20, ... 40960 s and the last retry is 22 h 45 min after the first
+  failure, as the seed says. "For other status codes in the 4xx range the callback will not be
+  retried" (429 excepted).
 * ``notify``: "We will retry every 5 minutes, up to a maximum of 5 times." Any failure retries.
 * ``vibes``: "attempt delivery of the message every five minutes, up to a maximum of five
   retries"; "anything other than 2XX ... will be attempted again"; "a relatively short
@@ -96,9 +100,8 @@ class RetryPolicy(
 PRESETS: dict[str, RetryPolicy] = {
     "sinch": RetryPolicy(
         preset="sinch",
-        initial_s=5,
-        factor=2,
-        max_retries=15,
+        # Waits between attempts whose running total is 5, 10, 20, ... 81920 s.
+        schedule_s=(5.0, *(5.0 * 2**k for k in range(14))),
         retry_statuses=TRANSIENT_STATUS_CLASSES,
     ),
     "notify": RetryPolicy(

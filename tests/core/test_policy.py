@@ -16,12 +16,15 @@ from postback.core.policy import (
 )
 
 
-def test_sinch_schedule_is_5s_doubling_to_81920s() -> None:
+def test_sinch_retries_at_5s_doubling_to_81920s_after_the_first_failure() -> None:
     schedule = PRESETS["sinch"].schedule()
-    # Seed: "The first initial retry will happen 5 seconds after the first try ... doubling
-    # on every attempt. The last retry will be at 81920 seconds".
-    assert schedule == [5 * 2**k for k in range(15)]
-    assert schedule[0] == 5 and schedule[-1] == 81920
+    # Seed: "The first initial retry will happen 5 seconds after the first try. The next
+    # attempt is after 10 seconds, then after 20 seconds ... The last retry will be at 81920
+    # seconds (or 22 hours 45 minutes) after the initial failed attempt."
+    retry_times = [sum(schedule[: i + 1]) for i in range(len(schedule))]
+    assert retry_times == [5 * 2**k for k in range(15)]
+    assert retry_times[-1] == 81920 == 22 * 3600 + 45 * 60 + 20
+    assert schedule[:4] == [5, 5, 10, 20] and schedule[-1] == 40960
     assert PRESETS["sinch"].retry_count == 15
 
 
@@ -53,7 +56,7 @@ def test_sinch_retries_only_transient_failures(status_class: str, retried: bool)
 
 def test_exhausted_after_the_last_retry() -> None:
     policy = PRESETS["sinch"]
-    assert policy.delay_after(15) == 81920
+    assert policy.delay_after(15) == 40960
     assert policy.delay_after(16) is None
     with pytest.raises(ValueError):
         policy.delay_after(0)

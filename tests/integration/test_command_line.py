@@ -1,0 +1,181 @@
+"""The `postback` command: clear one-line errors, the schedules it prints, and a real
+`postback serve` process killed and restarted with a retry pending."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from postback.api.schemas import DeliveryOut
+from postback.client import Client, PostbackError
+from tests.support.processes import PostbackProcess, postback_env
+from tests.support.receiver import Receiver, sequence, status
+from tests.support.service import free_port, wait_until
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "postback", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["policies", "show", "{not json"], "policy must be one of"),
+        (["policies", "show", '{"schedule_s": [-1]}'], "retry_policy.schedule_s[0]"),
+        (["endpoints", "list", "--api-key", ""], "no API key"),
+        (["endpoints", "list", "--api-key", "k", "--url", "http://127.0.0.1:9"], "cannot reach"),
+        (["serve", "--database-url", "mysql://x"], "unsupported database URL"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    env = postback_env(f"sqlite:///{tmp_path / 'x.db'}")
+    env.pop("POSTBACK_API_KEY", None)
+    result = run(*args, env=env)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_argparse_errors_are_short() -> None:
+    result = run("endpoints", "frobnicate")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "invalid choice" in result.stderr
+
+
+def test_policies_show_prints_the_sinch_schedule() -> None:
+    result = run("policies", "show", "sinch")
+    assert result.returncode == 0, result.stderr
+    rows = [
+        line.split()
+        for line in result.stdout.splitlines()
+        if line.split()[:1] and line.split()[0].isdigit()
+    ]
+    assert len(rows) == 16  # first attempt + 15 retries
+    assert rows[1][1:3] == ["5s", "5s"] and rows[2][1:3] == ["5s", "10s"]
+    assert " ".join(rows[-1][4:7]) == "22h 45m 20s"  # the last retry, 81920 s after the first
+    assert "15 retries" in result.stdout
+    vibes = run("policies", "show", "vibes").stdout
+    assert "attempt timeout: 2000 ms" in vibes and vibes.count("5m") >= 5
+
+
+def test_accounts_create_prints_json(tmp_path: Path) -> None:
+    env = postback_env(f"sqlite:///{tmp_path / 'a.db'}")
+    result = run("accounts", "create", "acme", env=env)
+    assert result.returncode == 0, result.stderr
+    account = json.loads(result.stdout)
+    assert account["name"] == "acme" and account["api_key"].startswith("pbk_")
+    assert account["id"].startswith("acc_")
+
+
+async def test_restart_with_a_retry_pending_still_retries(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    database = f"sqlite:///{tmp_path / 'restart.db'}"
+    env = postback_env(database)
+    account = json.loads(run("accounts", "create", "restart", env=env).stdout)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = PostbackProcess(["serve", "--port", str(port)], env, tmp_path / "serve.log")
+    hook = receiver.on("/hook", sequence(status(500), status(200)))
+    try:
+        serve.start()
+        async with Client(url, account["api_key"]) as pb:
+            await wait_until(lambda: _healthy(pb), timeout=15)
+            await pb.create_endpoint(hook, retry_policy={"schedule_s": [2]})
+            accepted = await pb.send("t", {"n": 1})
+            await receiver.wait_for("/hook", 1)
+        serve.kill()  # SIGKILL with the retry scheduled 2 s ahead
+        killed_at = time.time()
+        serve.start()
+        async with Client(url, account["api_key"]) as pb:
+            await wait_until(lambda: _healthy(pb), timeout=15)
+            second = (await receiver.wait_for("/hook", 2, timeout=15))[1]
+
+            async def delivered() -> DeliveryOut | None:
+                [d] = (await pb.get_message(accepted.id)).deliveries
+                return d if d.state == "delivered" else None
+
+            delivery = await wait_until(delivered)
+        assert serve.terminate() == 0  # SIGTERM: a clean exit
+    finally:
+        serve.kill()
+    assert delivery.attempt_count == 2
+    assert second.headers["webhook-id"] == accepted.id
+    assert second.at >= killed_at
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+async def _healthy(pb: Client) -> bool:
+    try:
+        await pb.health()
+        return True
+    except PostbackError:
+        return False
+
+
+async def test_endpoint_send_and_delivery_commands(tmp_path: Path, receiver: Receiver) -> None:
+    database = f"sqlite:///{tmp_path / 'cli.db'}"
+    env = postback_env(database)
+    account = json.loads(run("accounts", "create", "cli", env=env).stdout)
+    port = free_port()
+    env["POSTBACK_URL"] = f"http://127.0.0.1:{port}"
+    env["POSTBACK_API_KEY"] = account["api_key"]
+    serve = PostbackProcess(["serve", "--port", str(port)], env, tmp_path / "serve.log").start()
+    try:
+        async with Client(env["POSTBACK_URL"], account["api_key"]) as pb:
+            await wait_until(lambda: _healthy(pb), timeout=15)
+        added = await asyncio.to_thread(
+            run,
+            "endpoints",
+            "add",
+            receiver.on("/cli", status(400)),
+            "--event-type",
+            "mo_text",
+            "--policy",
+            "notify",
+            "--header",
+            "X-Team=sms",
+            env=env,
+        )
+        assert added.returncode == 0, added.stderr
+        endpoint = json.loads(added.stdout)
+        assert endpoint["event_types"] == ["mo_text"] and endpoint["headers"] == {"X-Team": "sms"}
+        listed = await asyncio.to_thread(run, "endpoints", "list", env=env)
+        assert endpoint["id"] in listed.stdout
+        shown = json.loads(
+            (await asyncio.to_thread(run, "endpoints", "show", endpoint["id"], env=env)).stdout
+        )
+        assert shown["retry_policy"] == {"preset": "notify"}
+        payload = tmp_path / "mo.json"
+        payload.write_text('{"type": "mo_text", "body": "from a file"}')
+        from_file = await asyncio.to_thread(run, "send", "mo_text", str(payload), env=env)
+        from_stdin = await asyncio.to_thread(
+            run, "send", "mo_text", env=env, stdin='{"type": "mo_text", "body": "from stdin"}'
+        )
+        assert from_file.returncode == 0 and from_stdin.returncode == 0, from_stdin.stderr
+        bodies = {r.body for r in await receiver.wait_for("/cli", 2)}
+        assert bodies == {payload.read_bytes(), b'{"type": "mo_text", "body": "from stdin"}'}
+        bad = await asyncio.to_thread(run, "send", "mo_text", env=env, stdin="{oops")
+        assert bad.returncode == 1 and "not valid JSON" in bad.stderr
+        dead = await asyncio.to_thread(run, "deliveries", "list", "--state", "pending", env=env)
+        assert dead.returncode == 0 and endpoint["id"] in dead.stdout
+    finally:
+        serve.kill()
