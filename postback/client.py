@@ -11,7 +11,7 @@ Every failure raises ``PostbackError`` carrying the API's status, code, message 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -184,7 +184,7 @@ class Client:
         body = _message(event_type, payload, idempotency_key, callback_url)
         return await self._call("POST", "/v1/messages", s.MessageAccepted, body)
 
-    async def send_batch(self, messages: list[Mapping[str, Any]]) -> s.BatchAccepted:
+    async def send_batch(self, messages: Sequence[Mapping[str, Any]]) -> s.BatchAccepted:
         """Each item: {"event_type", "payload", "idempotency_key"?, "callback_url"?}."""
         body = [
             _message(m["event_type"], m["payload"], m.get("idempotency_key"), m.get("callback_url"))
