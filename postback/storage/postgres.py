@@ -147,13 +147,22 @@ class PostgresStorage:
     async def _migrate(self, conn: asyncpg.Connection, migrate: bool) -> None:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            if migrate:  # only `migrate` changes anything; a check leaves no trace
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             await conn.execute(f"SET LOCAL search_path TO {self.schema}")
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            if migrate:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+            exists = await conn.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", f"{self.schema}.schema_migrations"
             )
-            applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = (
+                {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                if exists
+                else set()
+            )
             known = migration_files("postgres")
             newest_known = max(known) if known else 0
             if applied and max(applied) > newest_known:
@@ -261,11 +270,10 @@ class PostgresStorage:
 
     @staticmethod
     async def _replace_event_types(conn: asyncpg.Connection, endpoint: Endpoint) -> None:
-        sql, args = _bind(
-            "replace_event_types",
-            {"endpoint_id": endpoint.id, "event_types": list(endpoint.event_types or ())},
-        )
-        await conn.execute(sql, *args)
+        params = {"endpoint_id": endpoint.id, "event_types": list(endpoint.event_types or ())}
+        for name in ("delete_event_types", "insert_event_types"):
+            sql, args = _bind(name, params)
+            await conn.execute(sql, *args)
 
     async def _insert_secret(
         self, conn: asyncpg.Connection, endpoint_id: str, secret: SigningSecret

@@ -17,8 +17,12 @@ INSERT INTO endpoints (id, account_id, url, description, all_event_types, config
 VALUES (:id, :account_id, :url, :description, :all_event_types, :config, :disabled,
         :is_callback_url, :created_at, :updated_at);
 
--- name: replace_event_types
-WITH gone AS (DELETE FROM endpoint_event_types WHERE endpoint_id = :endpoint_id)
+-- name: delete_event_types
+DELETE FROM endpoint_event_types WHERE endpoint_id = :endpoint_id;
+
+-- name: insert_event_types
+-- (Not one statement with the delete above: a data-modifying WITH runs on one snapshot, so
+-- re-inserting a kept type would collide with its own not-yet-deleted row.)
 INSERT INTO endpoint_event_types (endpoint_id, event_type)
 SELECT :endpoint_id, t FROM unnest(:event_types::text[]) AS t;
 

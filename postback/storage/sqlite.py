@@ -209,11 +209,19 @@ class SQLiteStorage:
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
         try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+            if migrate:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+                )
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            ).fetchone()
+            applied = (
+                {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+                if exists
+                else set()
             )
-            applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
             known = migration_files("sqlite")
             newest_known = max(known) if known else 0
             if applied and max(applied) > newest_known:

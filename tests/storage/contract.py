@@ -1,0 +1,462 @@
+"""The Storage contract: every behaviour the service relies on, written once.
+
+Each backend subclasses ``StorageContract`` and provides a ``storage`` fixture (opened, on a
+fresh database). Only the Storage interface is used here, never SQL; times are passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from postback.core.ids import make_id
+from postback.core.model import (
+    Account,
+    Attempt,
+    AttemptRecord,
+    BasicAuth,
+    DeliveryState,
+    Endpoint,
+    NewMessage,
+    SigningSecret,
+)
+from postback.core.policy import RetryPolicy
+from postback.core.throttle import Pacing, reserve
+from postback.storage.base import Storage
+
+T0 = 1_800_000_000_000  # a fixed "now" in ms
+WINDOW = 24 * 3600 * 1000
+
+
+def new_id(prefix: str, at: int = T0) -> str:
+    return make_id(prefix, at, os.urandom(10))
+
+
+async def account(storage: Storage, name: str = "acme") -> Account:
+    acct = Account(id=new_id("acc"), name=name, created_at=T0)
+    await storage.create_account(acct, f"hash-{acct.id}")
+    return acct
+
+
+async def endpoint(
+    storage: Storage,
+    account_id: str,
+    *,
+    event_types: tuple[str, ...] | None = None,
+    disabled: bool = False,
+    at: int = T0,
+    **extra: object,
+) -> Endpoint:
+    ep = Endpoint(
+        id=new_id("ep", at),
+        account_id=account_id,
+        url="https://example.com/hook",
+        event_types=event_types,
+        disabled=disabled,
+        created_at=at,
+        updated_at=at,
+        **extra,  # type: ignore[arg-type]
+    )
+    await storage.create_endpoint(ep, SigningSecret(secret="whsec_" + "A" * 32, created_at=at))
+    return ep
+
+
+def message(event_type: str = "t", payload: bytes = b'{"n":1}', **extra: object) -> NewMessage:
+    return NewMessage(id=new_id("msg"), event_type=event_type, payload=payload, **extra)  # type: ignore[arg-type]
+
+
+def record(
+    delivery_id: str,
+    state: DeliveryState,
+    *,
+    attempt_number: int = 1,
+    next_attempt_at: int | None = None,
+    dead_reason: str | None = None,
+    status_code: int | None = 200,
+    now: int = T0,
+) -> AttemptRecord:
+    return AttemptRecord(
+        attempt=Attempt(
+            id=new_id("att", now),
+            delivery_id=delivery_id,
+            attempt_number=attempt_number,
+            started_at=now,
+            duration_ms=12.5,
+            outcome="delivered" if state is DeliveryState.DELIVERED else "retry",
+            status_code=status_code,
+            error=None if status_code else "refused",
+            response_body="ok",
+        ),
+        delivery_id=delivery_id,
+        state=state,
+        next_attempt_at=next_attempt_at,
+        dead_reason=dead_reason,
+        now=now,
+    )
+
+
+class StorageContract:
+    @pytest.fixture
+    def storage(self) -> Storage:
+        raise NotImplementedError("each backend provides an opened storage")
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    async def test_accounts_by_key_hash(self, storage: Storage) -> None:
+        acct = await account(storage)
+        assert await storage.account_for_key(f"hash-{acct.id}") == acct
+        assert await storage.account_for_key("hash-unknown") is None
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    async def test_endpoint_round_trip_and_update(self, storage: Storage) -> None:
+        acct = await account(storage)
+        ep = await endpoint(
+            storage,
+            acct.id,
+            event_types=("a", "b"),
+            retry_policy=RetryPolicy(schedule_s=(1.0, 2.0)),
+            headers={"X-A": "1"},
+            auth=BasicAuth(username="u", password="p"),
+            timeout_ms=1500,
+            rate_limit_per_s=5.0,
+        )
+        assert await storage.get_endpoint(acct.id, ep.id) == ep
+        assert await storage.get_endpoint(None, ep.id) == ep
+        other = await account(storage, "other")
+        assert await storage.get_endpoint(other.id, ep.id) is None
+        changed = Endpoint(
+            **{
+                **_fields(ep),
+                "url": "https://example.com/new",
+                "event_types": None,
+                "updated_at": T0 + 5,
+            }
+        )
+        assert await storage.update_endpoint(changed)
+        assert await storage.get_endpoint(acct.id, ep.id) == changed
+
+    async def test_endpoint_list_pages_by_id(self, storage: Storage) -> None:
+        acct = await account(storage)
+        made = [await endpoint(storage, acct.id, at=T0 + i) for i in range(5)]
+        first = await storage.list_endpoints(acct.id, after=None, limit=3)
+        rest = await storage.list_endpoints(acct.id, after=first[-1].id, limit=3)
+        assert [e.id for e in first + rest] == sorted(e.id for e in made)
+
+    async def test_delete_endpoint_kills_its_unfinished_deliveries(self, storage: Storage) -> None:
+        acct = await account(storage)
+        ep = await endpoint(storage, acct.id)
+        [pending] = await storage.ingest(acct.id, [message()], T0, WINDOW)
+        [leased] = await storage.ingest(acct.id, [message()], T0 + 1, WINDOW)
+        claimed = await storage.claim(T0 + 1, 1, 60_000)
+        assert claimed[0].delivery_id == pending.deliveries[0].id
+        assert await storage.delete_endpoint(acct.id, ep.id, T0 + 2)
+        assert await storage.get_endpoint(acct.id, ep.id) is None
+        assert not await storage.delete_endpoint(acct.id, ep.id, T0 + 3)
+        for result in (pending, leased):
+            d = await storage.get_delivery(acct.id, result.deliveries[0].id)
+            assert d is not None and d.state is DeliveryState.DEAD
+            assert d.dead_reason == "endpoint deleted"
+        # The in-flight attempt finishing later does not bring it back.
+        await storage.record([record(claimed[0].delivery_id, DeliveryState.DELIVERED, now=T0 + 4)])
+        d = await storage.get_delivery(acct.id, claimed[0].delivery_id)
+        assert d is not None and d.state is DeliveryState.DEAD
+
+    async def test_callback_endpoint_is_find_or_create(self, storage: Storage) -> None:
+        acct = await account(storage)
+        url = "https://example.com/per-batch"
+
+        def template() -> Endpoint:
+            return Endpoint(
+                id=new_id("ep"),
+                account_id=acct.id,
+                url=url,
+                event_types=(),
+                is_callback_url=True,
+                created_at=T0,
+                updated_at=T0,
+            )
+
+        secret = SigningSecret(secret="whsec_" + "B" * 32, created_at=T0)
+        first = await storage.callback_endpoint(acct.id, url, template(), secret)
+        again = await storage.callback_endpoint(acct.id, url, template(), secret)
+        assert first.id == again.id and first.is_callback_url
+        [plain] = await storage.ingest(acct.id, [message()], T0, WINDOW)
+        assert plain.deliveries == []  # not part of normal fan-out
+        [named] = await storage.ingest(
+            acct.id, [message(callback_endpoint_id=first.id)], T0, WINDOW
+        )
+        assert [d.endpoint_id for d in named.deliveries] == [first.id]
+
+    async def test_secret_rotation_overlap(self, storage: Storage) -> None:
+        acct = await account(storage)
+        ep = await endpoint(storage, acct.id)
+        new = SigningSecret(secret="whsec_" + "C" * 32, created_at=T0 + 10)
+        assert await storage.rotate_secret(acct.id, ep.id, new, old_expires_at=T0 + 1000)
+        during = await storage.signing_secrets(ep.id, T0 + 500)
+        assert [s.secret for s in during] == [new.secret, "whsec_" + "A" * 32]
+        assert during[1].expires_at == T0 + 1000
+        after = await storage.signing_secrets(ep.id, T0 + 1000)
+        assert [s.secret for s in after] == [new.secret]
+        other = await account(storage, "other")
+        assert not await storage.rotate_secret(other.id, ep.id, new, T0)
+        rotated = await storage.get_endpoint(acct.id, ep.id)
+        assert rotated is not None and rotated.updated_at > ep.updated_at  # caches notice
+
+    # -- ingest --------------------------------------------------------------------------------
+
+    async def test_fan_out_follows_subscriptions(self, storage: Storage) -> None:
+        acct = await account(storage)
+        everything = await endpoint(storage, acct.id)
+        mo_only = await endpoint(storage, acct.id, event_types=("mo_text",))
+        await endpoint(storage, acct.id, disabled=True)
+        payload = b'{"type": "mo_text",  "body":"exact bytes"}'
+        [mo, dr] = await storage.ingest(
+            acct.id, [message("mo_text", payload), message("dr")], T0, WINDOW
+        )
+        assert {d.endpoint_id for d in mo.deliveries} == {everything.id, mo_only.id}
+        assert {d.endpoint_id for d in dr.deliveries} == {everything.id}
+        stored = await storage.get_message(acct.id, mo.message_id)
+        assert stored is not None and stored.payload == payload
+        assert all(d.state is DeliveryState.PENDING for d in mo.deliveries)
+
+    async def test_idempotency_window_and_scope(self, storage: Storage) -> None:
+        acct = await account(storage)
+        other = await account(storage, "other")
+        await endpoint(storage, acct.id)
+        [first] = await storage.ingest(acct.id, [message(idempotency_key="k")], T0, WINDOW)
+        [dup] = await storage.ingest(acct.id, [message(idempotency_key="k")], T0 + 10, WINDOW)
+        assert dup.duplicate and dup.message_id == first.message_id
+        assert [d.id for d in dup.deliveries] == [d.id for d in first.deliveries]
+        [elsewhere] = await storage.ingest(other.id, [message(idempotency_key="k")], T0, WINDOW)
+        assert not elsewhere.duplicate
+        [later] = await storage.ingest(
+            acct.id, [message(idempotency_key="k")], T0 + WINDOW + 1, WINDOW
+        )
+        assert not later.duplicate and later.message_id != first.message_id
+        a, b = await storage.ingest(
+            acct.id, [message(idempotency_key="j"), message(idempotency_key="j")], T0, WINDOW
+        )
+        assert b.duplicate and b.message_id == a.message_id
+        assert len(await storage.list_deliveries(acct.id, limit=100)) == 3
+
+    # -- claim, record, release ----------------------------------------------------------------
+
+    async def test_claim_takes_due_work_once_under_a_lease(self, storage: Storage) -> None:
+        acct = await account(storage)
+        ep = await endpoint(storage, acct.id)
+        [early] = await storage.ingest(acct.id, [message(payload=b'{"n":1}')], T0, WINDOW)
+        [late] = await storage.ingest(acct.id, [message(payload=b'{"n":2}')], T0 + 100, WINDOW)
+        assert await storage.claim(T0 - 1, 10, 1000) == []
+        claimed = await storage.claim(T0 + 100, 10, 1000)
+        assert [c.delivery_id for c in claimed] == [early.deliveries[0].id, late.deliveries[0].id]
+        first = claimed[0]
+        assert (first.payload, first.event_type, first.attempt_count, first.schedule_base) == (
+            b'{"n":1}',
+            "t",
+            0,
+            0,
+        )
+        assert first.message_id == early.message_id and first.endpoint_id == ep.id
+        assert first.endpoint_updated_at == ep.updated_at
+        assert await storage.claim(T0 + 500, 10, 1000) == []  # leased
+        assert await storage.expire_leases(T0 + 999) == 0
+        assert await storage.expire_leases(T0 + 1100) == 2
+        again = await storage.claim(T0 + 1100, 10, 1000)
+        assert [c.message_id for c in again] == [early.message_id, late.message_id]
+
+    async def test_claim_respects_exclusions_allowances_and_disabled(
+        self, storage: Storage
+    ) -> None:
+        acct = await account(storage)
+        a = await endpoint(storage, acct.id, event_types=("a",))
+        b = await endpoint(storage, acct.id, event_types=("b",))
+        off = await endpoint(storage, acct.id, event_types=("off",))
+        await storage.ingest(acct.id, [message("a") for _ in range(5)], T0, WINDOW)
+        await storage.ingest(acct.id, [message("b") for _ in range(5)], T0, WINDOW)
+        await storage.ingest(acct.id, [message("off")], T0, WINDOW)
+        await storage.update_endpoint(
+            Endpoint(**{**_fields(off), "disabled": True, "updated_at": T0 + 1})
+        )
+        only_b = await storage.claim(T0, 10, 1000, exclude_endpoints=[a.id])
+        assert {c.endpoint_id for c in only_b} == {b.id} and len(only_b) == 5
+        capped = await storage.claim(T0, 10, 1000, allowance={a.id: 2}, per_endpoint=3)
+        assert len(capped) == 2 and {c.endpoint_id for c in capped} == {a.id}
+        rest = await storage.claim(T0, 10, 1000, per_endpoint=1)
+        assert len(rest) == 1 and rest[0].endpoint_id == a.id
+
+    async def test_record_settles_and_keeps_attempts(self, storage: Storage) -> None:
+        acct = await account(storage)
+        await endpoint(storage, acct.id)
+        results = await storage.ingest(acct.id, [message() for _ in range(3)], T0, WINDOW)
+        ids = [r.deliveries[0].id for r in results]
+        await storage.claim(T0, 10, 60_000)
+        await storage.record(
+            [
+                record(ids[0], DeliveryState.DELIVERED, now=T0 + 5),
+                record(ids[1], DeliveryState.PENDING, next_attempt_at=T0 + 5000, status_code=503),
+                record(
+                    ids[2],
+                    DeliveryState.DEAD,
+                    dead_reason="permanent failure: HTTP 404",
+                    status_code=404,
+                ),
+            ]
+        )
+        delivered, pending, dead = [await storage.get_delivery(acct.id, i) for i in ids]
+        assert delivered is not None and delivered.state is DeliveryState.DELIVERED
+        assert delivered.attempt_count == 1 and delivered.last_status_code == 200
+        assert pending is not None and pending.next_attempt_at == T0 + 5000
+        assert pending.state is DeliveryState.PENDING and pending.last_status_code == 503
+        assert dead is not None and dead.dead_reason == "permanent failure: HTTP 404"
+        [attempt] = await storage.list_attempts(acct.id, ids[1], after=None, limit=10)
+        assert (attempt.status_code, attempt.duration_ms, attempt.response_body) == (
+            503,
+            12.5,
+            "ok",
+        )
+        assert await storage.next_due_at() == T0 + 5000
+        assert await storage.claim(T0 + 4999, 10, 1000) == []
+        [retry] = await storage.claim(T0 + 5000, 10, 1000)
+        assert retry.delivery_id == ids[1] and retry.attempt_count == 1
+        counts = await storage.count_by_state(acct.id)
+        assert counts == {"delivered": 1, "delivering": 1, "dead": 1}
+
+    async def test_release_hands_back_unattempted(self, storage: Storage) -> None:
+        acct = await account(storage)
+        await endpoint(storage, acct.id)
+        [result] = await storage.ingest(acct.id, [message()], T0, WINDOW)
+        [claimed] = await storage.claim(T0, 1, 60_000)
+        await storage.release([claimed.delivery_id], T0 + 3000)
+        d = await storage.get_delivery(acct.id, claimed.delivery_id)
+        assert d is not None and d.state is DeliveryState.PENDING and d.next_attempt_at == T0 + 3000
+        assert d.attempt_count == 0 and result.deliveries[0].id == d.id
+
+    # -- listing, isolation, replay ------------------------------------------------------------
+
+    async def test_list_filters_and_pagination(self, storage: Storage) -> None:
+        acct = await account(storage)
+        a = await endpoint(storage, acct.id, event_types=("a",))
+        await endpoint(storage, acct.id, event_types=("b",))
+        for i in range(4):
+            await storage.ingest(acct.id, [message("a"), message("b")], T0 + i * 10, WINDOW)
+        newest_first = await storage.list_deliveries(acct.id, limit=100)
+        assert [d.id for d in newest_first] == sorted((d.id for d in newest_first), reverse=True)
+        assert len(await storage.list_deliveries(acct.id, endpoint_id=a.id)) == 4
+        window = await storage.list_deliveries(acct.id, since=T0 + 10, until=T0 + 30)
+        assert len(window) == 4
+        page1 = await storage.list_deliveries(acct.id, limit=3)
+        page2 = await storage.list_deliveries(acct.id, limit=10, after=page1[-1].id)
+        assert [d.id for d in page1 + page2] == [d.id for d in newest_first]
+        one = newest_first[0].message_id
+        assert {d.message_id for d in await storage.list_deliveries(acct.id, message_id=one)} == {
+            one
+        }
+        assert await storage.list_deliveries(acct.id, state=DeliveryState.DEAD) == []
+
+    async def test_tenant_isolation(self, storage: Storage) -> None:
+        acct = await account(storage)
+        other = await account(storage, "other")
+        await endpoint(storage, acct.id)
+        [result] = await storage.ingest(acct.id, [message()], T0, WINDOW)
+        delivery_id = result.deliveries[0].id
+        assert await storage.get_message(other.id, result.message_id) is None
+        assert await storage.get_delivery(other.id, delivery_id) is None
+        assert await storage.list_deliveries(other.id) == []
+        assert await storage.list_attempts(other.id, delivery_id, after=None, limit=10) == []
+        assert await storage.list_endpoints(other.id, after=None, limit=10) == []
+        assert await storage.replay(other.id, T0, delivery_id=delivery_id) == []
+
+    async def test_replay_only_dead_and_restarts_the_schedule(self, storage: Storage) -> None:
+        acct = await account(storage)
+        ep = await endpoint(storage, acct.id)
+        results = await storage.ingest(acct.id, [message() for _ in range(3)], T0, WINDOW)
+        ids = [r.deliveries[0].id for r in results]
+        await storage.claim(T0, 10, 60_000)
+        await storage.record(
+            [
+                record(
+                    ids[0], DeliveryState.DEAD, attempt_number=4, dead_reason="x", status_code=500
+                ),
+                record(
+                    ids[1], DeliveryState.DEAD, attempt_number=1, dead_reason="y", status_code=400
+                ),
+                record(ids[2], DeliveryState.DELIVERED),
+            ]
+        )
+        assert await storage.replay(acct.id, T0 + 50, delivery_id=ids[2]) == []
+        assert await storage.replay(acct.id, T0 + 50, delivery_id=ids[0]) == [ids[0]]
+        rest = await storage.replay(acct.id, T0 + 60, endpoint_id=ep.id)
+        assert rest == [ids[1]]
+        claimed = {c.delivery_id: c for c in await storage.claim(T0 + 60, 10, 1000)}
+        assert claimed[ids[0]].attempt_count == 4 and claimed[ids[0]].schedule_base == 4
+        assert claimed[ids[1]].schedule_base == 1
+        assert claimed[ids[0]].message_id == results[0].message_id  # same webhook-id
+        await storage.delete_endpoint(acct.id, ep.id, T0 + 70)
+        assert await storage.replay(acct.id, T0 + 80, endpoint_id=ep.id) == []
+
+    # -- pacing, retention, concurrency --------------------------------------------------------
+
+    async def test_pacing_is_shared_and_excludes_paused_endpoints(self, storage: Storage) -> None:
+        acct = await account(storage)
+        ep = await endpoint(storage, acct.id)
+
+        def take_two(p: Pacing) -> tuple[Pacing, list[int]]:
+            updated, slots = reserve(p, T0, 2, 10.0)
+            return updated, slots
+
+        assert await storage.pace(ep.id, take_two) == [T0, T0 + 100]
+        assert await storage.pace(ep.id, take_two) == [T0 + 200, T0 + 300]  # state persisted
+        await storage.pace(
+            ep.id, lambda p: (Pacing(paused_until_ms=T0 + 5000, current_rate=2.0), None)
+        )
+        await storage.ingest(acct.id, [message()], T0, WINDOW)
+        assert await storage.claim(T0 + 10, 10, 1000) == []  # paused for everyone
+        [claimed] = await storage.claim(T0 + 5000, 10, 1000)
+        assert claimed.paced  # a 429 backoff is in force for this endpoint
+
+    async def test_purge_removes_old_finished_messages_only(self, storage: Storage) -> None:
+        acct = await account(storage)
+        await endpoint(storage, acct.id)
+        old = await storage.ingest(acct.id, [message(), message()], T0, WINDOW)
+        new = await storage.ingest(acct.id, [message()], T0 + 100_000, WINDOW)
+        await storage.claim(T0, 1, 60_000)
+        await storage.record([record(old[0].deliveries[0].id, DeliveryState.DELIVERED)])
+        # old[1] is still pending: never purged, however old.
+        assert await storage.purge(T0 + 50_000, 100) == 1
+        assert await storage.get_message(acct.id, old[0].message_id) is None
+        assert (
+            await storage.list_attempts(acct.id, old[0].deliveries[0].id, after=None, limit=5) == []
+        )
+        assert await storage.get_message(acct.id, old[1].message_id) is not None
+        assert await storage.get_message(acct.id, new[0].message_id) is not None
+        assert await storage.purge(T0 + 50_000, 100) == 0
+
+    async def test_concurrent_ingest_and_claim_lose_nothing_and_double_nothing(
+        self, storage: Storage
+    ) -> None:
+        acct = await account(storage)
+        await endpoint(storage, acct.id)
+
+        async def ingest(n: int) -> None:
+            await storage.ingest(
+                acct.id, [message(payload=b'{"n":%d}' % i) for i in range(n)], T0, WINDOW
+            )
+
+        claimed: list[str] = []
+
+        async def claim() -> None:
+            for _ in range(30):
+                claimed.extend(c.delivery_id for c in await storage.claim(T0, 17, 60_000))
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(ingest(20) for _ in range(10)), *(claim() for _ in range(4)))
+        while batch := await storage.claim(T0, 100, 60_000):
+            claimed.extend(c.delivery_id for c in batch)
+        assert len(claimed) == len(set(claimed)) == 200
+
+
+def _fields(ep: Endpoint) -> dict[str, object]:
+    return {f: getattr(ep, f) for f in ep.__struct_fields__}
