@@ -86,6 +86,14 @@ class EndpointRuntime:
     def configured_rate(self) -> float | None:
         return self.endpoint.rate_limit_per_s
 
+    def newest_secret(self, now_ms: int) -> str | None:
+        """The Sinch scheme carries one signature: the newest secret's (a rotation takes
+        effect at once; the receiver must switch when it rotates)."""
+        for secret in self.secrets:
+            if secret.expires_at is None or secret.expires_at > now_ms:
+                return secret.secret
+        return None
+
     def signing_keys(self, now_ms: int) -> list[bytes]:
         active = []
         for secret in self.secrets:
@@ -405,11 +413,22 @@ class Dispatcher:
         headers = dict(runtime.headers)
         headers["webhook-id"] = item.message_id
         headers["webhook-timestamp"] = str(timestamp)
-        keys = runtime.signing_keys(now_ms)
-        if keys:
-            headers["webhook-signature"] = signing.signature_header(
-                keys, item.message_id, timestamp, item.payload
-            )
+        if runtime.endpoint.signature_scheme == "sinch":
+            secret = runtime.newest_secret(now_ms)
+            if secret is not None:
+                nonce = make_id("nonce", now_ms, self._random.randbytes(10))[6:]
+                headers[signing.SINCH_NONCE] = nonce
+                headers[signing.SINCH_TIMESTAMP] = str(timestamp)
+                headers[signing.SINCH_ALGORITHM] = signing.SINCH_ALGORITHM_NAME
+                headers[signing.SINCH_SIGNATURE] = signing.sinch_signature(
+                    secret, item.payload, nonce, timestamp
+                )
+        else:
+            keys = runtime.signing_keys(now_ms)
+            if keys:
+                headers["webhook-signature"] = signing.signature_header(
+                    keys, item.message_id, timestamp, item.payload
+                )
         request = OutboundRequest(
             url=runtime.endpoint.url,
             headers=headers,

@@ -39,16 +39,32 @@ def verify(
     tolerance_s: float = 300,
     now_s: float | None = None,
 ) -> None:
-    """Check a Standard Webhooks signature; raise WebhookVerificationError if it fails.
+    """Check a callback's signature; raise WebhookVerificationError if it fails.
 
-    ``body`` must be the raw bytes as received (not re-serialised JSON). ``secrets`` may list
-    several (during a rotation both the old and the new secret are valid). Timestamps more
-    than ``tolerance_s`` away from now are refused, so a captured request cannot be replayed
-    later.
+    Both schemes Postback signs with are understood: Standard Webhooks (``webhook-signature``)
+    and Sinch's (``x-sinch-webhook-signature`` with its nonce and timestamp). ``body`` must be
+    the raw bytes as received (not re-serialised JSON). ``secrets`` may list several (during a
+    rotation both the old and the new secret are valid). Timestamps more than ``tolerance_s``
+    away from now are refused, so a captured request cannot be replayed later.
     """
     candidates = [secrets] if isinstance(secrets, str) else list(secrets)
     if not candidates:
         raise WebhookVerificationError("no secret to verify with")
+    now = time.time() if now_s is None else now_s
+    if any(key.lower() == signing.SINCH_SIGNATURE for key in headers):
+        try:
+            signing.verify_sinch(
+                candidates,
+                _header(headers, signing.SINCH_NONCE),
+                _header(headers, signing.SINCH_TIMESTAMP),
+                _header(headers, signing.SINCH_SIGNATURE),
+                body,
+                now_s=now,
+                tolerance_s=tolerance_s,
+            )
+        except signing.SignatureError as exc:
+            raise WebhookVerificationError(str(exc)) from None
+        return
     try:
         signing.verify(
             candidates,
@@ -56,7 +72,7 @@ def verify(
             _header(headers, "webhook-timestamp"),
             _header(headers, "webhook-signature"),
             body,
-            now_s=time.time() if now_s is None else now_s,
+            now_s=now,
             tolerance_s=tolerance_s,
         )
     except signing.SignatureError as exc:

@@ -36,6 +36,7 @@ from postback.core.model import (
     NewMessage,
     NoAuth,
     OAuth2Auth,
+    SignatureScheme,
     SigningSecret,
     SNSDestination,
 )
@@ -208,15 +209,24 @@ def check_rate(rate: float | None) -> float | None:
     return rate
 
 
-def check_secret(secret: str | None) -> str:
+def check_secret(
+    secret: str | None, scheme: str = "standard-webhooks", field: str = "signing_secret"
+) -> str:
+    if scheme == "sinch":
+        # Sinch's scheme keys the HMAC with the secret's UTF-8 bytes: any string will do.
+        if secret is None:
+            return secrets.token_urlsafe(32)
+        if not 8 <= len(secret) <= 256 or any(c in secret for c in "\r\n"):
+            raise InvalidInput(field, "a Sinch signing secret is 8 to 256 characters, one line")
+        return secret
     if secret is None:
         return new_signing_secret()
     try:
         signing.secret_key(secret)
     except signing.SignatureError as exc:
-        raise InvalidInput("signing_secret", f"{exc} (expected whsec_<base64>)") from exc
+        raise InvalidInput(field, f"{exc} (expected whsec_<base64>)") from exc
     if not secret.startswith(signing.SECRET_PREFIX):
-        raise InvalidInput("signing_secret", "signing secret must start with whsec_")
+        raise InvalidInput(field, "signing secret must start with whsec_")
     return secret
 
 
@@ -331,6 +341,7 @@ class Postback:
         tls: ClientTLS | None = None,
         destination: SNSDestination | None = None,
         signing_secret: str | None = None,
+        signature_scheme: SignatureScheme = "standard-webhooks",
         disabled: bool = False,
     ) -> tuple[Endpoint, str]:
         now = self._now_ms()
@@ -347,12 +358,13 @@ class Postback:
             auth=auth,
             tls=tls,
             destination=destination,
+            signature_scheme=signature_scheme,
             disabled=disabled,
             created_at=now,
             updated_at=now,
         )
         endpoint = await self._validated(endpoint)
-        secret = check_secret(signing_secret)
+        secret = check_secret(signing_secret, signature_scheme)
         await self.storage.create_endpoint(endpoint, SigningSecret(secret=secret, created_at=now))
         return endpoint, secret
 
@@ -447,8 +459,11 @@ class Postback:
     async def rotate_secret(
         self, account_id: str, endpoint_id: str, new_secret: str | None = None
     ) -> list[SigningSecret]:
+        endpoint = await self.get_endpoint(account_id, endpoint_id)
         now = self._now_ms()
-        secret = SigningSecret(secret=check_secret(new_secret), created_at=now)
+        secret = SigningSecret(
+            secret=check_secret(new_secret, endpoint.signature_scheme, "key"), created_at=now
+        )
         if not await self.storage.rotate_secret(
             account_id, endpoint_id, secret, now + SECRET_OVERLAP_MS
         ):

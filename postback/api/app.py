@@ -200,6 +200,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
         tls=body.tls,
         destination=body.destination,
         signing_secret=body.signing_secret,
+        signature_scheme=body.signature_scheme,
         disabled=body.disabled,
     )
     return json_response(s.EndpointOut.of(endpoint, secret), 201)

@@ -10,7 +10,15 @@ from typing import Literal
 
 import msgspec
 
-from postback.core.model import Attempt, Auth, ClientTLS, Delivery, Endpoint, SNSDestination
+from postback.core.model import (
+    Attempt,
+    Auth,
+    ClientTLS,
+    Delivery,
+    Endpoint,
+    SignatureScheme,
+    SNSDestination,
+)
 from postback.core.policy import RetryPolicy
 
 _UNSET = msgspec.UNSET
@@ -65,6 +73,8 @@ class EndpointCreate(Request):
     destination: SNSDestination | None = None
     """{"type": "sns", ...}: publish to an AWS SNS topic instead of POSTing."""
     signing_secret: str | None = None
+    """Standard Webhooks: ``whsec_<base64>``; Sinch scheme: any string. Generated if omitted."""
+    signature_scheme: SignatureScheme = "standard-webhooks"
     disabled: bool = False
 
 
@@ -117,6 +127,7 @@ class EndpointOut(msgspec.Struct, kw_only=True):
     auth: AuthSummary | None
     tls: TLSSummary | None
     destination: DestinationSummary | None
+    signature_scheme: str
     disabled: bool
     kind: Literal["endpoint", "callback_url"]
     created_at: str
@@ -161,6 +172,7 @@ class EndpointOut(msgspec.Struct, kw_only=True):
             auth=auth,
             tls=tls,
             destination=destination,
+            signature_scheme=endpoint.signature_scheme,
             disabled=endpoint.disabled,
             kind="callback_url" if endpoint.is_callback_url else "endpoint",
             created_at=iso(endpoint.created_at) or "",

@@ -27,8 +27,15 @@ RESERVED_HEADERS = frozenset(
         "webhook-timestamp",
         "webhook-signature",
         "authorization",
+        "x-sinch-webhook-signature",
+        "x-sinch-webhook-signature-nonce",
+        "x-sinch-webhook-signature-timestamp",
+        "x-sinch-webhook-signature-algorithm",
     }
 )
+
+SignatureScheme = Literal["standard-webhooks", "sinch"]
+"""How callbacks are signed: Standard Webhooks (default) or the scheme Sinch's SDKs verify."""
 
 
 class DeliveryState(enum.StrEnum):
@@ -124,6 +131,7 @@ class Endpoint(msgspec.Struct, frozen=True, kw_only=True):
     tls: ClientTLS | None = None
     destination: SNSDestination | None = None
     """Set for SNS endpoints; ``url`` then shows the topic ARN."""
+    signature_scheme: SignatureScheme = "standard-webhooks"
     disabled: bool = False
     is_callback_url: bool = False
     """Made for a message's ``callback_url``: receives only messages that name it."""

@@ -19,6 +19,15 @@ from collections.abc import Iterable
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"
 
+# The scheme Sinch's own SDKs check (e.g. the Python SDK's
+# validate_sinch_event_signature_with_nonce): base64(HMAC-SHA256(secret as UTF-8,
+# body + "." + nonce + "." + timestamp)), in these headers.
+SINCH_SIGNATURE = "x-sinch-webhook-signature"
+SINCH_NONCE = "x-sinch-webhook-signature-nonce"
+SINCH_TIMESTAMP = "x-sinch-webhook-signature-timestamp"
+SINCH_ALGORITHM = "x-sinch-webhook-signature-algorithm"
+SINCH_ALGORITHM_NAME = "HmacSHA256"
+
 
 class SignatureError(ValueError):
     """A signature that does not verify, a stale timestamp, or a malformed secret."""
@@ -81,5 +90,35 @@ def verify(
         expected = sign(secret_key(secret), msg_id, ts, body).split(",", 1)[1]
         # compare_digest on every candidate: constant time per comparison.
         if any(hmac.compare_digest(expected, candidate) for candidate in offered):
+            return
+    raise SignatureError("no signature matches")
+
+
+def sinch_signature(secret: str, body: bytes, nonce: str, timestamp: int) -> str:
+    """The ``x-sinch-webhook-signature`` value for this body, nonce and timestamp."""
+    signed = b"%s.%s.%d" % (body, nonce.encode(), timestamp)
+    digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def verify_sinch(
+    secrets: Iterable[str],
+    nonce: str,
+    timestamp: str,
+    signature: str,
+    body: bytes,
+    *,
+    now_s: float,
+    tolerance_s: float = 300,
+) -> None:
+    """Raise SignatureError unless ``signature`` is the Sinch-scheme HMAC under a secret."""
+    try:
+        ts = int(timestamp)
+    except ValueError as exc:
+        raise SignatureError(f"{SINCH_TIMESTAMP} is not an integer") from exc
+    if abs(now_s - ts) > tolerance_s:
+        raise SignatureError(f"{SINCH_TIMESTAMP} is outside the tolerance window")
+    for secret in secrets:
+        if hmac.compare_digest(sinch_signature(secret, body, nonce, ts), signature):
             return
     raise SignatureError("no signature matches")

@@ -14,6 +14,7 @@ from postback.core.model import (
     Delivery,
     DeliveryState,
     Endpoint,
+    SignatureScheme,
     SigningSecret,
     SNSDestination,
 )
@@ -32,6 +33,7 @@ class EndpointConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     auth: Auth | None = None
     tls: ClientTLS | None = None
     destination: SNSDestination | None = None
+    signature_scheme: SignatureScheme = "standard-webhooks"
 
 
 encode_config = msgspec.json.Encoder().encode
@@ -66,6 +68,7 @@ def endpoint_from_row(row: Any, sealer: Sealer) -> Endpoint:
         auth=cfg.auth,
         tls=cfg.tls,
         destination=cfg.destination,
+        signature_scheme=cfg.signature_scheme,
         disabled=bool(disabled),
         is_callback_url=bool(is_cb),
         created_at=created,
@@ -101,6 +104,7 @@ def endpoint_params(endpoint: Endpoint, sealer: Sealer) -> dict[str, Any]:
         auth=endpoint.auth,
         tls=endpoint.tls,
         destination=endpoint.destination,
+        signature_scheme=endpoint.signature_scheme,
     )
     return {
         "id": endpoint.id,
