@@ -102,6 +102,12 @@ async def test_restart_with_a_retry_pending_still_retries(
             await pb.create_endpoint(hook, retry_policy={"schedule_s": [2]})
             accepted = await pb.send("t", {"n": 1})
             await receiver.wait_for("/hook", 1)
+
+            async def retry_scheduled() -> bool:
+                [d] = (await pb.get_message(accepted.id)).deliveries
+                return d.state == "pending" and d.attempt_count == 1
+
+            await wait_until(retry_scheduled)
         serve.kill()  # SIGKILL with the retry scheduled 2 s ahead
         killed_at = time.time()
         serve.start()

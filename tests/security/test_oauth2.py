@@ -193,6 +193,12 @@ async def test_token_url_down_is_a_retried_attempt_failure(
         delivery = await wait_until(failed_once)
         token_server.status = 200
         await receiver.wait_for("/hook", 1)
+
+        async def delivered() -> bool:
+            [d] = (await pb.get_message(accepted.id)).deliveries
+            return d.state == "delivered"
+
+        await wait_until(delivered)  # the arrival precedes the record of it
         attempts = (await pb.list_attempts(delivery.id)).data
     first = attempts[0]
     assert first.outcome == "retry" and first.status_code is None
