@@ -1,12 +1,25 @@
 """Postback: self-hosted callback (webhook) delivery.
 
-The public surface is what ``__all__`` lists; everything else may change between releases.
+The public surface is what ``__all__`` lists, plus ``postback.receiver`` for the receiving
+side; everything else may change between releases. The client is imported lazily, so that
+``postback.receiver`` stays importable without the HTTP stack.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from postback.client import Client, PostbackError, SyncClient
-
 __all__ = ["Client", "PostbackError", "SyncClient", "__version__"]
+
+if TYPE_CHECKING:
+    from postback.client import Client, PostbackError, SyncClient
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Client", "PostbackError", "SyncClient"):
+        from postback import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'postback' has no attribute {name!r}")
