@@ -24,8 +24,8 @@ test: $(BIN)/.installed-dev lint typecheck
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed-dev
-	$(BIN)/ruff check postback tests bench
-	$(BIN)/ruff format --check postback tests bench
+	$(BIN)/ruff check postback tests bench examples
+	$(BIN)/ruff format --check postback tests bench examples
 
 typecheck: $(BIN)/.installed-dev
 	$(BIN)/mypy

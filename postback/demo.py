@@ -27,7 +27,7 @@ from aiohttp import web
 from postback.client import Client
 from postback.config import Settings
 from postback.logs import configure_logging
-from postback.receiver import WebhookVerificationError, verify
+from postback.receiver import PayloadError, WebhookVerificationError, parse, verify
 from postback.server import run_service
 
 DEMO_DIR = Path(".demo")
@@ -51,6 +51,8 @@ class DemoReceiver:
     failed_verification: int = 0
     webhook_ids: dict[str, list[str]] = field(default_factory=dict)
     rejecting_fixed: bool = False
+    parsed: Counter[str] = field(default_factory=Counter)
+    unparsed: int = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         path = request.match_info["name"]
@@ -63,6 +65,10 @@ class DemoReceiver:
             self.failed_verification += 1
             return web.Response(status=401)
         self.webhook_ids.setdefault(path, []).append(request.headers["webhook-id"])
+        try:
+            self.parsed[type(parse(body)).__name__] += 1  # the receiver SDK's typed events
+        except PayloadError:
+            self.unparsed += 1
         if path == "flaky" and self.calls[path] <= 2:
             return web.Response(status=500, text="database is warming up")
         if path == "rejecting" and not self.rejecting_fixed:
@@ -260,6 +266,8 @@ async def main() -> int:
             f"signatures verified by the receiver: {receiver.verified}, "
             f"failed: {receiver.failed_verification}"
         )
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(receiver.parsed.items()))
+        print(f"parsed with postback.receiver.parse: {kinds}; unusable: {receiver.unparsed}")
         rejecting_ids = receiver.webhook_ids.get("rejecting", [])
         same_ids = len(set(rejecting_ids)) * 2 == len(rejecting_ids)
         print(
@@ -269,6 +277,8 @@ async def main() -> int:
         by_name = {r[0]: r for r in rows}
         if alerts.count != 9:
             problems.append(f"expected 9 dead-letter alerts, saw {alerts.count}")
+        if receiver.unparsed:
+            problems.append("some payloads did not parse")
         if receiver.failed_verification:
             problems.append("some signatures did not verify")
         if by_name["healthy"][2] != 9 or by_name["flaky"][2] != 9 or by_name["flaky"][3] < 1:
