@@ -186,6 +186,10 @@ class Bench:
             async with Client(self.api_url, admin_token="bench-admin") as admin:
                 account = await admin.create_account(f"bench-{name}")
             async with Client(self.api_url, account.api_key, timeout_s=120) as pb:
+                await pb.create_event_type(
+                    "bench",
+                    {"type": "object", "required": ["k"], "properties": {"k": {"type": "integer"}}},
+                )
                 base = f"http://127.0.0.1:{self.receiver_port}"
                 healthy = [
                     (

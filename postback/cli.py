@@ -219,6 +219,25 @@ def _read_input(path: str) -> bytes:
         raise CLIError(f"cannot read {path}: {exc.strerror}") from None
 
 
+async def cmd_event_types_add(args: argparse.Namespace) -> None:
+    schema: Any = {"type": "object"}
+    if args.schema:
+        raw = await asyncio.to_thread(_read_input, args.schema)
+        try:
+            schema = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise CLIError(f"{args.schema} is not valid JSON: {exc}") from None
+    async with _client(args) as client:
+        _print_json(await client.create_event_type(args.name, schema, args.description or ""))
+
+
+async def cmd_event_types_list(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        listing = await client.list_event_types()
+    rows = [[t.name, "built-in" if t.built_in else "custom", t.description] for t in listing.data]
+    print(_table(rows, ["name", "kind", "description"]))
+
+
 async def cmd_send(args: argparse.Namespace) -> None:
     raw = await asyncio.to_thread(_read_input, args.file)
     try:
@@ -314,6 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     show = with_api(endpoints.add_parser("show", help="show one endpoint"))
     show.add_argument("endpoint_id")
 
+    event_types = sub.add_parser(
+        "event-types", help="event types and their schemas"
+    ).add_subparsers(dest="action", required=True)
+    et_add = with_api(event_types.add_parser("add", help="register a custom event type"))
+    et_add.add_argument("name")
+    et_add.add_argument("--schema", help="JSON Schema file ('-': stdin); default: any object")
+    et_add.add_argument("--description")
+    with_api(event_types.add_parser("list", help="built-in and custom event types"))
+
     send = with_api(sub.add_parser("send", help="submit an event from a JSON file or stdin"))
     send.add_argument("event_type")
     send.add_argument("file", nargs="?", default="-", help="JSON file; '-' or omitted: stdin")
@@ -364,6 +392,10 @@ def dispatch(args: argparse.Namespace) -> None:
             coroutine = cmd_endpoints_list(args)
         case ("endpoints", "show"):
             coroutine = cmd_endpoints_show(args)
+        case ("event-types", "add"):
+            coroutine = cmd_event_types_add(args)
+        case ("event-types", "list"):
+            coroutine = cmd_event_types_list(args)
         case ("send", _):
             coroutine = cmd_send(args)
         case ("deliveries", "list"):

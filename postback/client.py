@@ -170,6 +170,17 @@ class Client:
         path = f"/v1/endpoints/{endpoint_id}/secret/rotate"
         return await self._call("POST", path, s.SecretOut, _drop_none({"key": key}))
 
+    # -- event types --------------------------------------------------------------------------
+
+    async def create_event_type(
+        self, name: str, schema: Mapping[str, Any], description: str = ""
+    ) -> s.EventTypeOut:
+        body = {"name": name, "schema": dict(schema), "description": description}
+        return await self._call("POST", "/v1/event-types", s.EventTypeOut, body)
+
+    async def list_event_types(self) -> s.EventTypeList:
+        return await self._call("GET", "/v1/event-types", s.EventTypeList)
+
     # -- messages -----------------------------------------------------------------------------
 
     async def send(

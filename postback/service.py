@@ -15,11 +15,13 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
 from postback.core import signing
+from postback.core.event_schemas import BUILT_IN_SCHEMAS
 from postback.core.ids import make_id
 from postback.core.model import (
     RESERVED_HEADERS,
@@ -31,6 +33,7 @@ from postback.core.model import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EventTypeDefinition,
     IngestResult,
     Message,
     NewMessage,
@@ -41,6 +44,7 @@ from postback.core.model import (
     SNSDestination,
 )
 from postback.core.netguard import Network, blocked_reason, first_blocked, literal_address
+from postback.core.payloads import PayloadInvalid, PayloadValidator, SchemaInvalid
 from postback.core.policy import PolicyError, RetryPolicy, validate_policy
 from postback.metrics import Metrics
 from postback.storage.base import Storage
@@ -275,6 +279,8 @@ class Postback:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self._accounts_by_key: dict[str, Account] = {}
+        # Event types never change once created, so compiled validators are kept for good.
+        self._validators: dict[tuple[str, str], PayloadValidator] = {}
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -470,6 +476,57 @@ class Postback:
             raise NotFound(f"no endpoint {endpoint_id}")
         return await self.storage.signing_secrets(endpoint_id, now)
 
+    # -- event types --------------------------------------------------------------------------
+
+    async def create_event_type(
+        self, account_id: str, name: str, schema: dict[str, Any], description: str = ""
+    ) -> EventTypeDefinition:
+        check_event_type(name, "name")
+        if name in BUILT_IN_SCHEMAS:
+            raise Conflict(f"{name} is a built-in event type")
+        try:
+            PayloadValidator(schema)
+        except SchemaInvalid as exc:
+            raise InvalidInput("schema", str(exc)) from None
+        definition = EventTypeDefinition(
+            name=name,
+            schema=msgspec.json.encode(schema).decode(),
+            description=description[:500],
+            created_at=self._now_ms(),
+        )
+        if not await self.storage.create_event_type(account_id, definition):
+            raise Conflict(f"event type {name} already exists (event types cannot be changed)")
+        return definition
+
+    async def event_types(self, account_id: str) -> list[EventTypeDefinition]:
+        built_in = [
+            EventTypeDefinition(
+                name=name,
+                schema=msgspec.json.encode(schema).decode(),
+                description=str(schema.get("title", "")),
+            )
+            for name, schema in BUILT_IN_SCHEMAS.items()
+        ]
+        return built_in + await self.storage.event_types(account_id)
+
+    async def _validator(self, account_id: str, name: str, field: str) -> PayloadValidator:
+        key = ("", name) if name in BUILT_IN_SCHEMAS else (account_id, name)
+        validator = self._validators.get(key)
+        if validator is None:
+            if name in BUILT_IN_SCHEMAS:
+                validator = PayloadValidator(BUILT_IN_SCHEMAS[name])
+            else:
+                definition = await self.storage.event_type(account_id, name)
+                if definition is None:
+                    raise InvalidInput(
+                        field,
+                        f"unknown event type {name!r}: register it with POST /v1/event-types "
+                        "or use a built-in one (GET /v1/event-types)",
+                    )
+                validator = PayloadValidator(msgspec.json.decode(definition.schema))
+            self._validators[key] = validator
+        return validator
+
     # -- messages -----------------------------------------------------------------------------
 
     async def submit(
@@ -487,6 +544,15 @@ class Postback:
                 raise InvalidInput(f"{at}payload", f"payload exceeds {MAX_PAYLOAD_BYTES} bytes")
             if not sub.payload.lstrip()[:1] == b"{":
                 raise InvalidInput(f"{at}payload", "payload must be a JSON object")
+            validator = await self._validator(account_id, sub.event_type, f"{at}event_type")
+            try:
+                validator.check(sub.payload)
+            except PayloadInvalid as exc:
+                raise InvalidInput(
+                    f"{at}payload{exc.path[1:]}",
+                    f"payload does not match event type {sub.event_type}: {exc.message} "
+                    f"(rule: {exc.rule})",
+                ) from None
             if sub.idempotency_key is not None and not 1 <= len(sub.idempotency_key) <= 255:
                 raise InvalidInput(f"{at}idempotency_key", "idempotency_key must be 1-255 chars")
             if sub.callback_url is not None:

@@ -19,6 +19,7 @@ from aiohttp import web
 from postback import __version__
 from postback.api import schemas as s
 from postback.api.openapi import docs_html, openapi_document, swagger_static_dir
+from postback.core.event_schemas import BUILT_IN_SCHEMAS
 from postback.core.model import Account, DeliveryState
 from postback.metrics import Metrics
 from postback.service import (
@@ -397,6 +398,25 @@ async def replay_bulk(request: web.Request) -> web.Response:
     return json_response(s.ReplayResult(replayed=len(ids), delivery_ids=ids), 202)
 
 
+async def create_event_type(request: web.Request) -> web.Response:
+    account = await account_of(request)
+    body = await decode(request, s.EventTypeCreate)
+    definition = await request.app[SERVICE].create_event_type(
+        account.id, body.name, body.schema, body.description
+    )
+    return json_response(s.EventTypeOut.of(definition, built_in=False), 201)
+
+
+async def list_event_types(request: web.Request) -> web.Response:
+    account = await account_of(request)
+    definitions = await request.app[SERVICE].event_types(account.id)
+    return json_response(
+        s.EventTypeList(
+            data=[s.EventTypeOut.of(d, built_in=d.name in BUILT_IN_SCHEMAS) for d in definitions]
+        )
+    )
+
+
 async def openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document())
 
@@ -426,6 +446,8 @@ def create_app(service: Postback, *, admin_token: str = "") -> web.Application:
     r.add_delete("/v1/endpoints/{id}", delete_endpoint)
     r.add_get("/v1/endpoints/{id}/secret", get_secret)
     r.add_post("/v1/endpoints/{id}/secret/rotate", rotate_secret)
+    r.add_post("/v1/event-types", create_event_type)
+    r.add_get("/v1/event-types", list_event_types)
     r.add_post("/v1/messages", create_message)
     r.add_post("/v1/messages/batch", create_messages_batch)
     r.add_get("/v1/messages/{id}", get_message)

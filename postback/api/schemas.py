@@ -6,7 +6,7 @@ Responses never carry credentials: ``auth`` comes back as its type (and Basic us
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -16,6 +16,7 @@ from postback.core.model import (
     ClientTLS,
     Delivery,
     Endpoint,
+    EventTypeDefinition,
     SignatureScheme,
     SNSDestination,
 )
@@ -328,3 +329,32 @@ class ErrorBody(msgspec.Struct, kw_only=True):
 class Health(msgspec.Struct, kw_only=True):
     status: str
     version: str
+
+
+class EventTypeCreate(Request):
+    name: str
+    schema: dict[str, Any]
+    """A JSON Schema (draft 2020-12) every payload of this type must meet."""
+    description: str = ""
+
+
+class EventTypeOut(msgspec.Struct, kw_only=True):
+    name: str
+    description: str
+    schema: dict[str, Any]
+    built_in: bool
+    created_at: str | None
+
+    @classmethod
+    def of(cls, definition: EventTypeDefinition, built_in: bool) -> EventTypeOut:
+        return cls(
+            name=definition.name,
+            description=definition.description,
+            schema=msgspec.json.decode(definition.schema),
+            built_in=built_in,
+            created_at=iso(definition.created_at) if definition.created_at else None,
+        )
+
+
+class EventTypeList(msgspec.Struct, kw_only=True):
+    data: list[EventTypeOut]

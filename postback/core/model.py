@@ -231,3 +231,13 @@ class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True):
     next_attempt_at: int | None
     dead_reason: str | None
     now: int
+
+
+class EventTypeDefinition(msgspec.Struct, frozen=True, kw_only=True):
+    """A custom event type of one account: its name and the JSON Schema of its payloads."""
+
+    name: str
+    schema: str
+    """The JSON Schema, as JSON text."""
+    description: str = ""
+    created_at: int = 0

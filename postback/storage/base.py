@@ -22,6 +22,7 @@ from postback.core.model import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EventTypeDefinition,
     IngestResult,
     Message,
     NewMessage,
@@ -154,5 +155,11 @@ class Storage(Protocol):
     async def purge(self, before: int, limit: int) -> int:
         """Delete up to ``limit`` finished messages created before ``before`` (with their
         deliveries and attempts) in one short transaction; returns how many messages went."""
+
+    async def create_event_type(self, account_id: str, definition: EventTypeDefinition) -> bool:
+        """Register a custom event type; False when the account already has one by that name."""
+
+    async def event_types(self, account_id: str) -> list[EventTypeDefinition]: ...
+    async def event_type(self, account_id: str, name: str) -> EventTypeDefinition | None: ...
 
     async def count_by_state(self, account_id: str | None) -> dict[str, int]: ...

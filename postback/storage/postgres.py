@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import msgspec
 
 from postback.core.ids import make_id
 from postback.core.model import (
@@ -30,6 +31,7 @@ from postback.core.model import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EventTypeDefinition,
     IngestResult,
     Message,
     NewMessage,
@@ -44,6 +46,7 @@ from postback.storage.rows import (
     delivery_from_row,
     endpoint_from_row,
     endpoint_params,
+    event_type_from_row,
     pacing_from_row,
     pacing_params,
     secret_from_row,
@@ -695,6 +698,21 @@ class PostgresStorage:
             sql, args = _bind("purge_idempotency_keys", {"before": before})
             await conn.execute(sql, *args)
             return int(status.split()[-1])
+
+    async def create_event_type(self, account_id: str, definition: EventTypeDefinition) -> bool:
+        status = await self._execute(
+            "insert_event_type_definition",
+            {"account_id": account_id, **msgspec.structs.asdict(definition)},
+        )
+        return status == "INSERT 0 1"
+
+    async def event_types(self, account_id: str) -> list[EventTypeDefinition]:
+        rows = await self._fetch("event_type_definitions", {"account_id": account_id})
+        return [event_type_from_row(r) for r in rows]
+
+    async def event_type(self, account_id: str, name: str) -> EventTypeDefinition | None:
+        rows = await self._fetch("event_type_definition", {"account_id": account_id, "name": name})
+        return event_type_from_row(rows[0]) if rows else None
 
     async def count_by_state(self, account_id: str | None) -> dict[str, int]:
         rows = await self._fetch("count_by_state", {"account_id": account_id})

@@ -14,6 +14,7 @@ from postback.core.model import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EventTypeDefinition,
     SignatureScheme,
     SigningSecret,
     SNSDestination,
@@ -168,3 +169,7 @@ def secret_from_row(endpoint_id: str, row: Any, sealer: Sealer) -> SigningSecret
     return SigningSecret(
         secret=sealer.open(row[0], endpoint_id), created_at=row[1], expires_at=row[2]
     )
+
+
+def event_type_from_row(row: Any) -> EventTypeDefinition:
+    return EventTypeDefinition(name=row[0], description=row[1], schema=row[2], created_at=row[3])

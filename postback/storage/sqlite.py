@@ -32,6 +32,7 @@ from postback.core.model import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EventTypeDefinition,
     IngestResult,
     Message,
     NewMessage,
@@ -46,6 +47,7 @@ from postback.storage.rows import (
     delivery_from_row,
     endpoint_from_row,
     endpoint_params,
+    event_type_from_row,
     pacing_from_row,
     pacing_params,
     secret_from_row,
@@ -746,6 +748,28 @@ class SQLiteStorage:
             return deleted
 
         return await self._write(write)
+
+    async def create_event_type(self, account_id: str, definition: EventTypeDefinition) -> bool:
+        params = {"account_id": account_id, **msgspec.structs.asdict(definition)}
+        return await self._write(
+            lambda conn: conn.execute(_Q["insert_event_type_definition"], params).rowcount == 1
+        )
+
+    async def event_types(self, account_id: str) -> list[EventTypeDefinition]:
+        def read(conn: sqlite3.Connection) -> list[EventTypeDefinition]:
+            rows = conn.execute(_Q["event_type_definitions"], {"account_id": account_id})
+            return [event_type_from_row(r) for r in rows]
+
+        return await self._read(read)
+
+    async def event_type(self, account_id: str, name: str) -> EventTypeDefinition | None:
+        def read(conn: sqlite3.Connection) -> EventTypeDefinition | None:
+            row = conn.execute(
+                _Q["event_type_definition"], {"account_id": account_id, "name": name}
+            ).fetchone()
+            return None if row is None else event_type_from_row(row)
+
+        return await self._read(read)
 
     async def count_by_state(self, account_id: str | None) -> dict[str, int]:
         def read(conn: sqlite3.Connection) -> dict[str, int]:

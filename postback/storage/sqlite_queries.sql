@@ -215,3 +215,16 @@ DELETE FROM messages WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: purge_idempotency_keys
 DELETE FROM idempotency_keys WHERE created_at < :before;
+
+-- name: insert_event_type_definition
+INSERT INTO event_types (account_id, name, description, schema, created_at)
+VALUES (:account_id, :name, :description, :schema, :created_at)
+ON CONFLICT (account_id, name) DO NOTHING;
+
+-- name: event_type_definitions
+SELECT name, description, schema, created_at FROM event_types
+WHERE account_id = :account_id ORDER BY name;
+
+-- name: event_type_definition
+SELECT name, description, schema, created_at FROM event_types
+WHERE account_id = :account_id AND name = :name;

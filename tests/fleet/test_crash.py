@@ -27,6 +27,7 @@ async def test_sigkilled_workers_lose_nothing(
     try:
         service = Postback(storage, allowed_networks=TEST_ALLOWED)
         account, _key = await service.create_account("crash")
+        await service.create_event_type(account.id, "t", {"type": "object"})
         await service.create_endpoint(account.id, url=receiver.url("/hook"))
         for start in range(0, EVENTS, 500):
             await service.submit(

@@ -33,6 +33,7 @@ async def test_postgres_restart_loses_nothing_acknowledged(
     await storage.open(migrate=True)
     service = Postback(storage, allowed_networks=TEST_ALLOWED)
     account, api_key = await service.create_account("restart")
+    await service.create_event_type(account.id, "t", {"type": "object"})
     await service.create_endpoint(account.id, url=receiver.url("/hook"))
     await storage.close()
 

@@ -23,6 +23,7 @@ async def test_two_workers_share_one_rate_limit(
     try:
         service = Postback(storage, allowed_networks=TEST_ALLOWED)
         account, _key = await service.create_account("fleet")
+        await service.create_event_type(account.id, "t", {"type": "object"})
         await service.create_endpoint(
             account.id, url=receiver.url("/limited"), rate_limit_per_s=RATE
         )

@@ -20,6 +20,7 @@ async def test_sigterm_releases_unfinished_work_and_exits(
     try:
         service = Postback(storage, allowed_networks=TEST_ALLOWED)
         account, _key = await service.create_account("graceful")
+        await service.create_event_type(account.id, "t", {"type": "object"})
         await service.create_endpoint(
             account.id, url=receiver.on("/hang", sleep(8)), timeout_ms=7_000
         )

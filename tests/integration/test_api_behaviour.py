@@ -11,6 +11,7 @@ from standardwebhooks import Webhook
 
 from postback.api.schemas import DeliveryOut
 from postback.client import Client, PostbackError
+from tests.support.payloads import mo_text, recipient_report
 from tests.support.receiver import Receiver, sequence, status
 from tests.support.service import RunningPostback, wait_until
 
@@ -37,7 +38,10 @@ async def raw(
 
 async def new_key(postback: RunningPostback) -> str:
     async with postback.client() as admin:
-        return (await admin.create_account("acct")).api_key
+        key = (await admin.create_account("acct")).api_key
+    async with postback.client(key) as setup:
+        await setup.create_event_type("t", {"type": "object"})
+    return key
 
 
 @pytest.mark.parametrize(
@@ -304,10 +308,10 @@ async def test_event_type_filter_disabled_patch_and_delete(
         off = await pb.create_endpoint(receiver.url("/off"), disabled=True)
         moved = await pb.create_endpoint(receiver.url("/before"))
         await pb.update_endpoint(moved.id, url=receiver.url("/after"))
-        sent = await pb.send("recipient_delivery_report_sms", {"status": "Delivered"})
+        sent = await pb.send("recipient_delivery_report_sms", recipient_report())
         assert {d.endpoint_id for d in sent.deliveries} == {moved.id}
         await receiver.wait_for("/after")
-        await pb.send("mo_text", {"body": "hi"})
+        await pb.send("mo_text", mo_text("hi"))
         await receiver.wait_for("/mo")
         await pb.delete_endpoint(mo_only.id)
         with pytest.raises(PostbackError) as gone:

@@ -14,6 +14,7 @@ import pytest
 
 from postback.api.schemas import DeliveryOut
 from postback.client import Client, PostbackError
+from tests.support.payloads import mo_text
 from tests.support.processes import PostbackProcess, postback_env
 from tests.support.receiver import Receiver, sequence, status
 from tests.support.service import free_port, wait_until
@@ -99,6 +100,7 @@ async def test_restart_with_a_retry_pending_still_retries(
         serve.start()
         async with Client(url, account["api_key"]) as pb:
             await wait_until(lambda: _healthy(pb), timeout=15)
+            await pb.create_event_type("t", {"type": "object"})
             await pb.create_endpoint(hook, retry_policy={"schedule_s": [2]})
             accepted = await pb.send("t", {"n": 1})
             await receiver.wait_for("/hook", 1)
@@ -171,14 +173,20 @@ async def test_endpoint_send_and_delivery_commands(tmp_path: Path, receiver: Rec
         )
         assert shown["retry_policy"] == {"preset": "notify"}
         payload = tmp_path / "mo.json"
-        payload.write_text('{"type": "mo_text", "body": "from a file"}')
+        payload.write_text(json.dumps(mo_text("from a file")))
         from_file = await asyncio.to_thread(run, "send", "mo_text", str(payload), env=env)
         from_stdin = await asyncio.to_thread(
-            run, "send", "mo_text", env=env, stdin='{"type": "mo_text", "body": "from stdin"}'
+            run, "send", "mo_text", env=env, stdin=json.dumps(mo_text("from stdin"))
         )
         assert from_file.returncode == 0 and from_stdin.returncode == 0, from_stdin.stderr
         bodies = {r.body for r in await receiver.wait_for("/cli", 2)}
-        assert bodies == {payload.read_bytes(), b'{"type": "mo_text", "body": "from stdin"}'}
+        assert bodies == {payload.read_bytes(), json.dumps(mo_text("from stdin")).encode()}
+        invalid = await asyncio.to_thread(
+            run, "send", "mo_text", env=env, stdin=json.dumps(mo_text(body="x" * 2001))
+        )
+        assert invalid.returncode == 1 and "payload.body" in invalid.stderr
+        listed_types = await asyncio.to_thread(run, "event-types", "list", env=env)
+        assert "recipient_delivery_report_sms" in listed_types.stdout
         bad = await asyncio.to_thread(run, "send", "mo_text", env=env, stdin="{oops")
         assert bad.returncode == 1 and "not valid JSON" in bad.stderr
         dead = await asyncio.to_thread(run, "deliveries", "list", "--state", "pending", env=env)

@@ -172,7 +172,7 @@ async def test_headers_signature_and_custom_headers(
             headers={"X-Tenant": "acme"},
             auth={"type": "basic", "username": "sinch", "password": "p:w"},
         )
-        accepted = await pb.send("mo_text", b'{"type": "mo_text",  "body":"x"}')
+        accepted = await pb.send("t", b'{"type": "mo_text",  "body":"x"}')
         [got] = await receiver.wait_for("/h")
     assert got.body == b'{"type": "mo_text",  "body":"x"}'  # exactly as submitted
     assert got.headers["content-type"] == "application/json"

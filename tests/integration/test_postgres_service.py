@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from postback.api.schemas import DeliveryOut
 from tests.integration.test_pacing import max_in_window
+from tests.support.payloads import mo_text
 from tests.support.receiver import Receiver, sequence, status
 from tests.support.service import RunningPostback, wait_until
 
@@ -18,7 +19,7 @@ async def test_deliver_retry_and_dead_letter_on_postgres(
             retry_policy={"schedule_s": [0.2]},
         )
         bad = await pb.create_endpoint(receiver.on("/bad", status(400)))
-        accepted = await pb.send("mo_text", {"type": "mo_text", "body": "hi"})
+        accepted = await pb.send("mo_text", mo_text("hi"))
         [ok] = await receiver.wait_for("/ok")
         flaky = await receiver.wait_for("/flaky", 2)
         assert ok.headers["webhook-id"] == accepted.id
@@ -29,8 +30,8 @@ async def test_deliver_retry_and_dead_letter_on_postgres(
 
         [dead_delivery] = await wait_until(dead)
         assert dead_delivery.endpoint_id == bad.id
-        again = await pb.send("mo_text", {"type": "mo_text"}, idempotency_key="k")
-        same = await pb.send("mo_text", {"type": "mo_text"}, idempotency_key="k")
+        again = await pb.send("t", {"n": 2}, idempotency_key="k")
+        same = await pb.send("t", {"n": 3}, idempotency_key="k")
         assert same.duplicate and same.id == again.id
 
 

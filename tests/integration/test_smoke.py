@@ -14,7 +14,7 @@ async def test_delivered_signed_and_dead_lettered(
     async with await postback.new_account() as pb:
         good = await pb.create_endpoint(receiver.on("/good", status(204)))
         bad = await pb.create_endpoint(receiver.on("/bad", status(400)))
-        accepted = await pb.send("mo_text", {"type": "mo_text", "body": "hello"})
+        accepted = await pb.send("t", {"type": "mo_text", "body": "hello"})
         assert {d.endpoint_id for d in accepted.deliveries} == {good.id, bad.id}
         [arrival] = await receiver.wait_for("/good")
         assert arrival.body == b'{"type":"mo_text","body":"hello"}'

@@ -65,7 +65,10 @@ async def test_publishes_to_topic_and_subscriber_receives_it(
         "QueueArn"
     ]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    payload = b'{"type":"mo_text","body":"hello \\u00e9","from":"16051234567"}'
+    payload = (
+        b'{"type":"mo_text","id":"01X","body":"hello \\u00e9","from":"16051234567",'
+        b'"to":"13185551234","received_at":"2022-08-24T14:15:22Z"}'
+    )
     async with await postback.new_account() as pb:
         endpoint = await pb.create_endpoint(None, destination=destination(topic, moto_url))
         assert endpoint.url == topic and endpoint.destination is not None

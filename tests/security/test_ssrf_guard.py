@@ -79,6 +79,7 @@ async def test_connect_time_check_blocks_what_slipped_past_creation(
     try:
         service = Postback(storage, guard_destinations=False)
         account, _ = await service.create_account("a")
+        await service.create_event_type(account.id, "t", {"type": "object"})
         for url in (receiver.url("/by-ip"), f"http://localhost:{receiver.port}/by-name"):
             await service.create_endpoint(account.id, url=url)
         [result] = await service.submit(

@@ -11,6 +11,7 @@ from postback.client import Client
 from postback.config import Settings
 from postback.server import run_service
 from postback.storage import open_storage
+from tests.support.payloads import ANY_OBJECT, TEST_EVENT_TYPES
 from tests.support.processes import LOOPBACK, TEST_SEALER, TEST_SECRET_KEY
 
 
@@ -32,9 +33,12 @@ class RunningPostback:
         return Client(self.url, api_key, admin_token=self.admin_token)
 
     async def new_account(self, name: str = "acme") -> Client:
-        """A client for a fresh account (its API key set)."""
+        """A client for a fresh account (its API key set), with the test event types."""
         async with self.client() as admin:
             account = await admin.create_account(name)
+        async with self.client(account.api_key) as setup:
+            for event_type in TEST_EVENT_TYPES:
+                await setup.create_event_type(event_type, ANY_OBJECT)
         return self.client(account.api_key)
 
     async def shutdown(self) -> None:
