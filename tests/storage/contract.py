@@ -19,6 +19,7 @@ from postback.core.model import (
     BasicAuth,
     DeliveryState,
     Endpoint,
+    EventTypeDefinition,
     NewMessage,
     SigningSecret,
 )
@@ -396,6 +397,19 @@ class StorageContract:
         assert claimed[ids[0]].message_id == results[0].message_id  # same webhook-id
         await storage.delete_endpoint(acct.id, ep.id, T0 + 70)
         assert await storage.replay(acct.id, T0 + 80, endpoint_id=ep.id) == []
+
+    async def test_event_type_definitions_per_account(self, storage: Storage) -> None:
+        acct = await account(storage)
+        other = await account(storage, "other")
+        definition = EventTypeDefinition(
+            name="order.updated", schema='{"type":"object"}', description="d", created_at=T0
+        )
+        assert await storage.create_event_type(acct.id, definition)
+        assert not await storage.create_event_type(acct.id, definition)  # names are unique
+        assert await storage.create_event_type(other.id, definition)  # per account
+        assert await storage.event_type(acct.id, "order.updated") == definition
+        assert await storage.event_type(acct.id, "nope") is None
+        assert await storage.event_types(acct.id) == [definition]
 
     # -- pacing, retention, concurrency --------------------------------------------------------
 
