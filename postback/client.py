@@ -206,6 +206,33 @@ class Client:
     async def get_message(self, message_id: str) -> s.MessageOut:
         return await self._call("GET", f"/v1/messages/{message_id}", s.MessageOut)
 
+    async def batch_recipient_status(
+        self,
+        batch_id: str,
+        *,
+        delivery_report: str,
+        statuses: Sequence[Mapping[str, Any]] = (),
+        recipients: Sequence[str] = (),
+        type: str = "sms",
+        callback_url: str | None = None,
+        client_reference: str | None = None,
+        report_deadline_s: int | None = None,
+    ) -> s.RecipientStatusAccepted:
+        """Submit raw recipient status updates; Postback sends the reports the mode asks for."""
+        body = _drop_none(
+            {
+                "delivery_report": delivery_report,
+                "type": type,
+                "statuses": list(statuses),
+                "recipients": list(recipients),
+                "callback_url": callback_url,
+                "client_reference": client_reference,
+                "report_deadline_s": report_deadline_s,
+            }
+        )
+        path = f"/v1/batches/{batch_id}/recipient-status"
+        return await self._call("POST", path, s.RecipientStatusAccepted, body)
+
     # -- deliveries ---------------------------------------------------------------------------
 
     async def list_deliveries(

@@ -19,6 +19,7 @@ from postback.retention import run_sweeper
 from postback.sealing import Sealer
 from postback.service import Postback
 from postback.storage import open_storage
+from postback.storage.base import StorageError, StorageUnavailable
 from postback.transport.http import HTTPTransport
 from postback.transport.sns import SNSTransport
 
@@ -30,6 +31,19 @@ def sealer_for(settings: Settings) -> Sealer:
     if settings.secret_key:
         return Sealer.from_base64(settings.secret_key)
     return Sealer.from_key_file(Path(key_file_path(settings)))
+
+
+async def run_batch_reports(
+    service: Postback, stop: asyncio.Event, interval_s: float = 1.0
+) -> None:
+    """Send batch delivery reports whose deadline passed before all recipients were final."""
+    while not stop.is_set():
+        try:
+            await service.send_due_batch_reports()
+        except (StorageUnavailable, StorageError) as exc:
+            log.warning("batch report sweep failed (%s); will try again", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
 
 def _crashed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
@@ -107,6 +121,9 @@ async def run_service(
             asyncio.create_task(
                 run_sweeper(storage, settings.retention_days, stop), name="postback-retention"
             )
+        )
+        tasks.append(
+            asyncio.create_task(run_batch_reports(service, stop), name="postback-batch-reports")
         )
         for task in tasks:
             # A background task that dies would leave a process that looks alive but does

@@ -417,6 +417,32 @@ async def list_event_types(request: web.Request) -> web.Response:
     )
 
 
+async def batch_recipient_status(request: web.Request) -> web.Response:
+    account = await account_of(request)
+    body = await decode(request, s.RecipientStatusRequest)
+    batch_id = request.match_info["batch_id"]
+    progress = await request.app[SERVICE].batch_recipient_status(
+        account.id,
+        batch_id,
+        mode=body.delivery_report,
+        kind=body.type,
+        recipients=body.recipients,
+        updates=body.statuses,
+        callback_url=body.callback_url,
+        client_reference=body.client_reference,
+        report_deadline_s=body.report_deadline_s,
+    )
+    out = s.RecipientStatusAccepted(
+        batch_id=batch_id,
+        delivery_report=progress.batch.mode,
+        messages=[_accepted(r) for r in progress.messages],
+        final_recipients=progress.final_recipients,
+        known_recipients=progress.known_recipients,
+        batch_report_sent=progress.batch_report_sent,
+    )
+    return json_response(out, 202)
+
+
 async def openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document())
 
@@ -451,6 +477,7 @@ def create_app(service: Postback, *, admin_token: str = "") -> web.Application:
     r.add_post("/v1/messages", create_message)
     r.add_post("/v1/messages/batch", create_messages_batch)
     r.add_get("/v1/messages/{id}", get_message)
+    r.add_post("/v1/batches/{batch_id}/recipient-status", batch_recipient_status)
     r.add_get("/v1/deliveries", list_deliveries)
     r.add_get("/v1/deliveries/{id}", get_delivery)
     r.add_get("/v1/deliveries/{id}/attempts", list_attempts)

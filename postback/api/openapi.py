@@ -75,6 +75,15 @@ _ROUTES: list[tuple[str, str, str, Any, int, Any, tuple[str, ...]]] = [
     ),
     ("get", "/v1/messages/{id}", "Get a message and its deliveries", None, 200, s.MessageOut, ()),
     (
+        "post",
+        "/v1/batches/{batch_id}/recipient-status",
+        "Per-recipient status updates; delivery reports per the batch's mode",
+        s.RecipientStatusRequest,
+        202,
+        s.RecipientStatusAccepted,
+        (),
+    ),
+    (
         "get",
         "/v1/deliveries",
         "List deliveries",

@@ -21,6 +21,7 @@ from postback.core.model import (
     SNSDestination,
 )
 from postback.core.policy import RetryPolicy
+from postback.core.reports import MessageKind, RecipientUpdate, ReportMode
 
 _UNSET = msgspec.UNSET
 UnsetType = msgspec.UnsetType
@@ -358,3 +359,26 @@ class EventTypeOut(msgspec.Struct, kw_only=True):
 
 class EventTypeList(msgspec.Struct, kw_only=True):
     data: list[EventTypeOut]
+
+
+class RecipientStatusRequest(Request):
+    """Raw per-recipient status updates of one batch, and how the customer wants reports."""
+
+    delivery_report: ReportMode
+    type: MessageKind = "sms"
+    recipients: list[str] = []
+    """The batch's recipients: a batch report waits until all of them are final."""
+    statuses: list[RecipientUpdate] = []
+    callback_url: str | None = None
+    client_reference: str | None = None
+    report_deadline_s: int = 86_400
+    """Send the batch report after this long even if some recipients are not final yet."""
+
+
+class RecipientStatusAccepted(msgspec.Struct, kw_only=True):
+    batch_id: str
+    delivery_report: str
+    messages: list[MessageAccepted]
+    final_recipients: int
+    known_recipients: int
+    batch_report_sent: bool

@@ -22,3 +22,26 @@ def encode_ulid(timestamp_ms: int, randomness: bytes) -> str:
 
 def make_id(prefix: str, timestamp_ms: int, randomness: bytes) -> str:
     return f"{prefix}_{encode_ulid(timestamp_ms, randomness)}"
+
+
+class MonotonicIds:
+    """Ids that sort in the order they were made, even within one millisecond.
+
+    Within a millisecond the random part is incremented instead of redrawn (the ULID spec's
+    monotonic mode), so ordering by id is ordering by creation in this process: what keeps one
+    recipient's status reports in order.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._last_ms = -1
+        self._last_random = 0
+
+    def next(self, timestamp_ms: int, randomness: bytes) -> str:
+        if timestamp_ms <= self._last_ms:
+            timestamp_ms = self._last_ms
+            value = self._last_random + 1
+        else:
+            value = int.from_bytes(randomness, "big") >> 1  # room to increment
+        self._last_ms, self._last_random = timestamp_ms, value
+        return make_id(self.prefix, timestamp_ms, value.to_bytes(10, "big"))

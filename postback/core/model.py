@@ -195,6 +195,8 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
     payload: bytes
     idempotency_key: str | None = None
     callback_endpoint_id: str | None = None
+    ordering_key: str | None = None
+    """Deliveries sharing a key go to an endpoint one after the other, in submission order."""
 
 
 class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -241,3 +243,24 @@ class EventTypeDefinition(msgspec.Struct, frozen=True, kw_only=True):
     """The JSON Schema, as JSON text."""
     description: str = ""
     created_at: int = 0
+
+
+class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch whose recipient status updates Postback turns into delivery reports."""
+
+    batch_id: str
+    mode: str
+    kind: str = "sms"
+    client_reference: str | None = None
+    callback_url: str | None = None
+    expected_recipients: int = 0
+    report_deadline: int = 0
+    report_state: str = "waiting"
+    """waiting (a batch report is still to be sent), sent, or none (no batch report)."""
+    created_at: int = 0
+
+
+class RecipientStatus(msgspec.Struct, frozen=True, kw_only=True):
+    recipient: str
+    status: str
+    code: int

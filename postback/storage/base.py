@@ -18,6 +18,7 @@ from postback.core.model import (
     Account,
     Attempt,
     AttemptRecord,
+    BatchRecord,
     ClaimedDelivery,
     Delivery,
     DeliveryState,
@@ -26,6 +27,7 @@ from postback.core.model import (
     IngestResult,
     Message,
     NewMessage,
+    RecipientStatus,
     SigningSecret,
 )
 from postback.core.throttle import Pacing
@@ -161,5 +163,26 @@ class Storage(Protocol):
 
     async def event_types(self, account_id: str) -> list[EventTypeDefinition]: ...
     async def event_type(self, account_id: str, name: str) -> EventTypeDefinition | None: ...
+
+    async def update_batch(
+        self,
+        account_id: str,
+        batch: BatchRecord,
+        recipients: list[str],
+        updates: list[RecipientStatus],
+    ) -> tuple[BatchRecord, dict[str, tuple[str | None, int | None]]]:
+        """Create the batch on first use (later calls keep its settings), add recipients,
+        apply status updates in order; return the batch as stored and every recipient's
+        latest (status, code), None for recipients not heard of yet."""
+
+    async def batch_statuses(
+        self, account_id: str, batch_id: str
+    ) -> tuple[BatchRecord, dict[str, tuple[str | None, int | None]]] | None: ...
+
+    async def mark_batch_reported(self, account_id: str, batch_id: str) -> bool:
+        """waiting -> sent; False when another process got there first."""
+
+    async def due_batch_reports(self, now: int, limit: int) -> list[tuple[str, str]]:
+        """(account_id, batch_id) of batches whose report deadline passed unreported."""
 
     async def count_by_state(self, account_id: str | None) -> dict[str, int]: ...

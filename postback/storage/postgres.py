@@ -22,11 +22,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import msgspec
 
-from postback.core.ids import make_id
+from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
     Account,
     Attempt,
     AttemptRecord,
+    BatchRecord,
     ClaimedDelivery,
     Delivery,
     DeliveryState,
@@ -35,6 +36,7 @@ from postback.core.model import (
     IngestResult,
     Message,
     NewMessage,
+    RecipientStatus,
     SigningSecret,
 )
 from postback.core.throttle import Pacing
@@ -43,6 +45,7 @@ from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailab
 from postback.storage.queries import load_queries, migration_files, to_positional
 from postback.storage.rows import (
     attempt_from_row,
+    batch_from_row,
     delivery_from_row,
     endpoint_from_row,
     endpoint_params,
@@ -55,6 +58,7 @@ from postback.storage.rows import (
 
 log = logging.getLogger("postback.storage.postgres")
 T = TypeVar("T")
+_DELIVERY_IDS = MonotonicIds("dlv")  # ordered deliveries rely on id order
 
 _Q = load_queries("postgres")
 NOTIFY_CHANNEL = "postback_work"
@@ -443,11 +447,12 @@ class PostgresStorage:
                 "subscribed_endpoints", {"account_id": account_id, "event_type": event_type}
             )
             subscribed[event_type] = [r[0] for r in await conn.fetch(sql, *args)]
-        columns: dict[str, list[str]] = {
+        columns: dict[str, list[str | None]] = {
             "ids": [],
             "message_ids": [],
             "endpoint_ids": [],
             "event_types": [],
+            "ordering_keys": [],
         }
         results = []
         for message in messages:
@@ -456,11 +461,12 @@ class PostgresStorage:
                 targets.append(message.callback_endpoint_id)
             deliveries = []
             for endpoint_id in targets:
-                delivery_id = make_id("dlv", now, os.urandom(10))
+                delivery_id = _DELIVERY_IDS.next(now, os.urandom(10))
                 columns["ids"].append(delivery_id)
                 columns["message_ids"].append(message.id)
                 columns["endpoint_ids"].append(endpoint_id)
                 columns["event_types"].append(message.event_type)
+                columns["ordering_keys"].append(message.ordering_key)
                 deliveries.append(
                     Delivery(
                         id=delivery_id,
@@ -713,6 +719,52 @@ class PostgresStorage:
     async def event_type(self, account_id: str, name: str) -> EventTypeDefinition | None:
         rows = await self._fetch("event_type_definition", {"account_id": account_id, "name": name})
         return event_type_from_row(rows[0]) if rows else None
+
+    async def update_batch(
+        self,
+        account_id: str,
+        batch: BatchRecord,
+        recipients: list[str],
+        updates: list[RecipientStatus],
+    ) -> tuple[BatchRecord, dict[str, tuple[str | None, int | None]]]:
+        key = {"account_id": account_id, "batch_id": batch.batch_id}
+        async with self._tx() as conn:
+            sql, args = _bind(
+                "insert_batch", {"account_id": account_id, **msgspec.structs.asdict(batch)}
+            )
+            await conn.execute(sql, *args)
+            sql, args = _bind("get_batch", key)
+            # Lock the batch: concurrent updates of one batch apply one after the other.
+            stored = batch_from_row(await conn.fetchrow(sql + " FOR UPDATE", *args))
+            if recipients:
+                sql, _names = to_positional(_Q["add_batch_recipient"])
+                await conn.executemany(sql, [(account_id, batch.batch_id, r) for r in recipients])
+            for update in updates:
+                sql, args = _bind("set_recipient_status", {**key, **msgspec.structs.asdict(update)})
+                await conn.execute(sql, *args)
+            sql, args = _bind("batch_recipient_statuses", key)
+            rows = await conn.fetch(sql, *args)
+        return stored, {r[0]: (r[1], r[2]) for r in rows}
+
+    async def batch_statuses(
+        self, account_id: str, batch_id: str
+    ) -> tuple[BatchRecord, dict[str, tuple[str | None, int | None]]] | None:
+        key = {"account_id": account_id, "batch_id": batch_id}
+        rows = await self._fetch("get_batch", key)
+        if not rows:
+            return None
+        statuses = await self._fetch("batch_recipient_statuses", key)
+        return batch_from_row(rows[0]), {r[0]: (r[1], r[2]) for r in statuses}
+
+    async def mark_batch_reported(self, account_id: str, batch_id: str) -> bool:
+        status = await self._execute(
+            "mark_batch_reported", {"account_id": account_id, "batch_id": batch_id}
+        )
+        return status == "UPDATE 1"
+
+    async def due_batch_reports(self, now: int, limit: int) -> list[tuple[str, str]]:
+        rows = await self._fetch("due_batch_reports", {"now": now, "limit": limit})
+        return [(r[0], r[1]) for r in rows]
 
     async def count_by_state(self, account_id: str | None) -> dict[str, int]:
         rows = await self._fetch("count_by_state", {"account_id": account_id})

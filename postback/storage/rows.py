@@ -10,6 +10,7 @@ import msgspec
 from postback.core.model import (
     Attempt,
     Auth,
+    BatchRecord,
     ClientTLS,
     Delivery,
     DeliveryState,
@@ -173,3 +174,17 @@ def secret_from_row(endpoint_id: str, row: Any, sealer: Sealer) -> SigningSecret
 
 def event_type_from_row(row: Any) -> EventTypeDefinition:
     return EventTypeDefinition(name=row[0], description=row[1], schema=row[2], created_at=row[3])
+
+
+def batch_from_row(row: Any) -> BatchRecord:
+    return BatchRecord(
+        batch_id=row[0],
+        mode=row[1],
+        kind=row[2],
+        client_reference=row[3],
+        callback_url=row[4],
+        expected_recipients=row[5],
+        report_deadline=row[6],
+        report_state=row[7],
+        created_at=row[8],
+    )

@@ -23,11 +23,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from postback.core.ids import make_id
+from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
     Account,
     Attempt,
     AttemptRecord,
+    BatchRecord,
     ClaimedDelivery,
     Delivery,
     DeliveryState,
@@ -36,6 +37,7 @@ from postback.core.model import (
     IngestResult,
     Message,
     NewMessage,
+    RecipientStatus,
     SigningSecret,
 )
 from postback.core.throttle import Pacing
@@ -44,6 +46,7 @@ from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailab
 from postback.storage.queries import load_queries, migration_files
 from postback.storage.rows import (
     attempt_from_row,
+    batch_from_row,
     delivery_from_row,
     endpoint_from_row,
     endpoint_params,
@@ -55,6 +58,7 @@ from postback.storage.rows import (
 )
 
 T = TypeVar("T")
+_DELIVERY_IDS = MonotonicIds("dlv")  # ordered deliveries rely on id order
 Write = Callable[[sqlite3.Connection], Any]
 
 MAX_WRITES_PER_COMMIT = 512
@@ -437,12 +441,11 @@ class SQLiteStorage:
     async def ingest(
         self, account_id: str, messages: list[NewMessage], now: int, idempotency_window_ms: int
     ) -> list[IngestResult]:
-        delivery_ids = [[make_id("dlv", now, os.urandom(10)) for _ in range(4)] for _ in messages]
 
         def write(conn: sqlite3.Connection) -> list[IngestResult]:
             results: list[IngestResult] = []
             subscribed: dict[str, list[str]] = {}
-            for message, spare_ids in zip(messages, delivery_ids, strict=True):
+            for message in messages:
                 if message.idempotency_key is not None:
                     found = conn.execute(
                         _Q["find_idempotency_key"],
@@ -493,10 +496,10 @@ class SQLiteStorage:
                     and message.callback_endpoint_id not in endpoint_ids
                 ):
                     endpoint_ids.append(message.callback_endpoint_id)
-                while len(spare_ids) < len(endpoint_ids):
-                    spare_ids.append(make_id("dlv", now, os.urandom(10)))
+                # Made here, on the one writer thread, so their order is the commit order.
+                new_ids = [_DELIVERY_IDS.next(now, os.urandom(10)) for _ in endpoint_ids]
                 deliveries = []
-                for endpoint_id, delivery_id in zip(endpoint_ids, spare_ids, strict=False):
+                for endpoint_id, delivery_id in zip(endpoint_ids, new_ids, strict=True):
                     conn.execute(
                         _Q["insert_delivery"],
                         {
@@ -506,6 +509,7 @@ class SQLiteStorage:
                             "endpoint_id": endpoint_id,
                             "event_type": message.event_type,
                             "created_at": now,
+                            "ordering_key": message.ordering_key,
                         },
                     )
                     deliveries.append(
@@ -768,6 +772,60 @@ class SQLiteStorage:
                 _Q["event_type_definition"], {"account_id": account_id, "name": name}
             ).fetchone()
             return None if row is None else event_type_from_row(row)
+
+        return await self._read(read)
+
+    async def update_batch(
+        self,
+        account_id: str,
+        batch: BatchRecord,
+        recipients: list[str],
+        updates: list[RecipientStatus],
+    ) -> tuple[BatchRecord, dict[str, tuple[str | None, int | None]]]:
+        key = {"account_id": account_id, "batch_id": batch.batch_id}
+
+        def write(
+            conn: sqlite3.Connection,
+        ) -> tuple[BatchRecord, dict[str, tuple[str | None, int | None]]]:
+            conn.execute(
+                _Q["insert_batch"], {"account_id": account_id, **msgspec.structs.asdict(batch)}
+            )
+            for recipient in recipients:
+                conn.execute(_Q["add_batch_recipient"], {**key, "recipient": recipient})
+            for update in updates:
+                conn.execute(_Q["set_recipient_status"], {**key, **msgspec.structs.asdict(update)})
+            stored = batch_from_row(conn.execute(_Q["get_batch"], key).fetchone())
+            rows = conn.execute(_Q["batch_recipient_statuses"], key)
+            return stored, {r: (st, code) for r, st, code in rows}
+
+        return await self._write(write)
+
+    async def batch_statuses(
+        self, account_id: str, batch_id: str
+    ) -> tuple[BatchRecord, dict[str, tuple[str | None, int | None]]] | None:
+        key = {"account_id": account_id, "batch_id": batch_id}
+
+        def read(
+            conn: sqlite3.Connection,
+        ) -> tuple[BatchRecord, dict[str, tuple[str | None, int | None]]] | None:
+            row = conn.execute(_Q["get_batch"], key).fetchone()
+            if row is None:
+                return None
+            rows = conn.execute(_Q["batch_recipient_statuses"], key)
+            return batch_from_row(row), {r: (st, code) for r, st, code in rows}
+
+        return await self._read(read)
+
+    async def mark_batch_reported(self, account_id: str, batch_id: str) -> bool:
+        key = {"account_id": account_id, "batch_id": batch_id}
+        return await self._write(
+            lambda conn: conn.execute(_Q["mark_batch_reported"], key).rowcount == 1
+        )
+
+    async def due_batch_reports(self, now: int, limit: int) -> list[tuple[str, str]]:
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = conn.execute(_Q["due_batch_reports"], {"now": now, "limit": limit})
+            return [(a, b) for a, b in rows]
 
         return await self._read(read)
 

@@ -83,9 +83,9 @@ VALUES (:id, :account_id, :event_type, :payload, :idempotency_key, :created_at);
 
 -- name: insert_delivery
 INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
-                        next_attempt_at, created_at, updated_at)
+                        next_attempt_at, created_at, updated_at, ordering_key)
 VALUES (:id, :message_id, :account_id, :endpoint_id, :event_type, 'pending',
-        :created_at, :created_at, :created_at);
+        :created_at, :created_at, :created_at, :ordering_key);
 
 -- name: get_message
 SELECT id, account_id, event_type, payload, idempotency_key, created_at FROM messages
@@ -119,6 +119,14 @@ WHERE id IN (
                 AND endpoint_id NOT IN (SELECT id FROM endpoints WHERE disabled = 1)
                 AND endpoint_id NOT IN (SELECT endpoint_id FROM endpoint_pacing
                                         WHERE paused_until > :now)
+                -- Ordered deliveries (one recipient's status reports) wait for the ones
+                -- before them to the same endpoint to finish.
+                AND (ordering_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM deliveries AS earlier
+                        WHERE earlier.endpoint_id = deliveries.endpoint_id
+                          AND earlier.ordering_key = deliveries.ordering_key
+                          AND earlier.id < deliveries.id
+                          AND earlier.state IN ('pending', 'delivering')))
               ORDER BY next_attempt_at
               LIMIT :scan) AS d
     ) AS ranked
@@ -228,3 +236,39 @@ WHERE account_id = :account_id ORDER BY name;
 -- name: event_type_definition
 SELECT name, description, schema, created_at FROM event_types
 WHERE account_id = :account_id AND name = :name;
+
+-- name: insert_batch
+INSERT INTO batches (account_id, batch_id, mode, kind, client_reference, callback_url,
+                     expected_recipients, report_deadline, report_state, created_at)
+VALUES (:account_id, :batch_id, :mode, :kind, :client_reference, :callback_url,
+        :expected_recipients, :report_deadline, :report_state, :created_at)
+ON CONFLICT (account_id, batch_id) DO NOTHING;
+
+-- name: get_batch
+SELECT batch_id, mode, kind, client_reference, callback_url, expected_recipients,
+       report_deadline, report_state, created_at
+FROM batches WHERE account_id = :account_id AND batch_id = :batch_id;
+
+-- name: add_batch_recipient
+INSERT INTO batch_recipients (account_id, batch_id, recipient)
+VALUES (:account_id, :batch_id, :recipient)
+ON CONFLICT (account_id, batch_id, recipient) DO NOTHING;
+
+-- name: set_recipient_status
+INSERT INTO batch_recipients (account_id, batch_id, recipient, status, code)
+VALUES (:account_id, :batch_id, :recipient, :status, :code)
+ON CONFLICT (account_id, batch_id, recipient) DO UPDATE
+    SET status = excluded.status, code = excluded.code;
+
+-- name: batch_recipient_statuses
+SELECT recipient, status, code FROM batch_recipients
+WHERE account_id = :account_id AND batch_id = :batch_id;
+
+-- name: mark_batch_reported
+UPDATE batches SET report_state = 'sent'
+WHERE account_id = :account_id AND batch_id = :batch_id AND report_state = 'waiting';
+
+-- name: due_batch_reports
+SELECT account_id, batch_id FROM batches
+WHERE report_state = 'waiting' AND report_deadline <= :now
+ORDER BY report_deadline LIMIT :limit;
