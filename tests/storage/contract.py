@@ -17,10 +17,12 @@ from postback.core.model import (
     Attempt,
     AttemptRecord,
     BasicAuth,
+    BatchRecord,
     DeliveryState,
     Endpoint,
     EventTypeDefinition,
     NewMessage,
+    RecipientStatus,
     SigningSecret,
 )
 from postback.core.policy import RetryPolicy
@@ -410,6 +412,65 @@ class StorageContract:
         assert await storage.event_type(acct.id, "order.updated") == definition
         assert await storage.event_type(acct.id, "nope") is None
         assert await storage.event_types(acct.id) == [definition]
+
+    async def test_ordered_deliveries_wait_for_earlier_ones(self, storage: Storage) -> None:
+        acct = await account(storage)
+        await endpoint(storage, acct.id)
+        first, second = await storage.ingest(
+            acct.id, [message(ordering_key="b/1"), message(ordering_key="b/1")], T0, WINDOW
+        )
+        [other] = await storage.ingest(acct.id, [message(ordering_key="b/2")], T0, WINDOW)
+        claimed = await storage.claim(T0, 10, 60_000)
+        assert {c.delivery_id for c in claimed} == {
+            first.deliveries[0].id,
+            other.deliveries[0].id,
+        }  # the second of b/1 waits while the first is in flight
+        await storage.record(
+            [
+                record(
+                    first.deliveries[0].id,
+                    DeliveryState.PENDING,
+                    next_attempt_at=T0 + 1000,
+                    status_code=503,
+                )
+            ]
+        )
+        assert await storage.claim(T0 + 10, 10, 60_000) == []  # still waiting: first retries
+        [retry] = await storage.claim(T0 + 1000, 10, 60_000)
+        assert retry.delivery_id == first.deliveries[0].id
+        await storage.record([record(retry.delivery_id, DeliveryState.DELIVERED, attempt_number=2)])
+        [then] = await storage.claim(T0 + 1000, 10, 60_000)
+        assert then.delivery_id == second.deliveries[0].id
+
+    async def test_batches_keep_settings_and_latest_statuses(self, storage: Storage) -> None:
+        acct = await account(storage)
+        batch = BatchRecord(
+            batch_id="b1",
+            mode="summary",
+            expected_recipients=2,
+            report_deadline=T0 + 5000,
+            created_at=T0,
+        )
+        stored, statuses = await storage.update_batch(
+            acct.id,
+            batch,
+            ["1", "2"],
+            [RecipientStatus(recipient="1", status="Dispatched", code=0)],
+        )
+        assert stored == batch and statuses == {"1": ("Dispatched", 0), "2": (None, None)}
+        changed = BatchRecord(batch_id="b1", mode="full", report_deadline=T0 + 9000)
+        stored, statuses = await storage.update_batch(
+            acct.id, changed, [], [RecipientStatus(recipient="1", status="Delivered", code=0)]
+        )
+        assert stored == batch  # the first call's settings stay
+        assert statuses["1"] == ("Delivered", 0)
+        assert await storage.due_batch_reports(T0 + 4999, 10) == []
+        assert await storage.due_batch_reports(T0 + 5000, 10) == [(acct.id, "b1")]
+        assert await storage.mark_batch_reported(acct.id, "b1")
+        assert not await storage.mark_batch_reported(acct.id, "b1")  # exactly once
+        assert await storage.due_batch_reports(T0 + 5000, 10) == []
+        other = await account(storage, "other")
+        assert await storage.batch_statuses(other.id, "b1") is None
 
     # -- pacing, retention, concurrency --------------------------------------------------------
 
