@@ -62,6 +62,17 @@ def signature_header(keys: Iterable[bytes], msg_id: str, timestamp: int, body: b
     return " ".join(sign(key, msg_id, timestamp, body) for key in keys)
 
 
+def _fresh_timestamp(header: str, timestamp: str, now_s: float, tolerance_s: float) -> int:
+    """The timestamp as an integer, refused when too far from now (replay protection)."""
+    try:
+        ts = int(timestamp)
+    except ValueError as exc:
+        raise SignatureError(f"{header} is not an integer") from exc
+    if abs(now_s - ts) > tolerance_s:
+        raise SignatureError(f"{header} is outside the tolerance window")
+    return ts
+
+
 def verify(
     secrets: Iterable[str],
     msg_id: str,
@@ -73,12 +84,7 @@ def verify(
     tolerance_s: float = 300,
 ) -> None:
     """Raise SignatureError unless one signature in the header matches one of ``secrets``."""
-    try:
-        ts = int(timestamp)
-    except ValueError as exc:
-        raise SignatureError("webhook-timestamp is not an integer") from exc
-    if abs(now_s - ts) > tolerance_s:
-        raise SignatureError("webhook-timestamp is outside the tolerance window")
+    ts = _fresh_timestamp("webhook-timestamp", timestamp, now_s, tolerance_s)
     offered = [
         part.split(",", 1)[1]
         for part in signature_header_value.split(" ")
@@ -112,12 +118,7 @@ def verify_sinch(
     tolerance_s: float = 300,
 ) -> None:
     """Raise SignatureError unless ``signature`` is the Sinch-scheme HMAC under a secret."""
-    try:
-        ts = int(timestamp)
-    except ValueError as exc:
-        raise SignatureError(f"{SINCH_TIMESTAMP} is not an integer") from exc
-    if abs(now_s - ts) > tolerance_s:
-        raise SignatureError(f"{SINCH_TIMESTAMP} is outside the tolerance window")
+    ts = _fresh_timestamp(SINCH_TIMESTAMP, timestamp, now_s, tolerance_s)
     for secret in secrets:
         if hmac.compare_digest(sinch_signature(secret, body, nonce, ts), signature):
             return

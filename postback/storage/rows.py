@@ -188,3 +188,33 @@ def batch_from_row(row: Any) -> BatchRecord:
         report_state=row[7],
         created_at=row[8],
     )
+
+
+def delivery_filter(
+    account_id: str,
+    *,
+    message_id: str | None,
+    state: DeliveryState | None,
+    endpoint_id: str | None,
+    since: int | None,
+    until: int | None,
+    after: str | None,
+    limit: int,
+) -> tuple[str, dict[str, Any]]:
+    """``WHERE … ORDER BY … LIMIT`` of a delivery listing (newest first), with ``:name``
+    parameters that both dialects bind; only given filters appear."""
+    where = ["account_id = :account_id"]
+    params: dict[str, Any] = {"account_id": account_id, "limit": limit}
+    for column, value, op in (
+        ("message_id", message_id, "="),
+        ("state", state.value if state else None, "="),
+        ("endpoint_id", endpoint_id, "="),
+        ("created_at", since, ">="),
+        ("created_at", until, "<"),
+        ("id", after, "<"),
+    ):
+        if value is not None:
+            name = f"p{len(params)}"
+            where.append(f"{column} {op} :{name}")
+            params[name] = value
+    return " WHERE " + " AND ".join(where) + " ORDER BY id DESC LIMIT :limit", params

@@ -47,6 +47,7 @@ from postback.storage.queries import load_queries, migration_files
 from postback.storage.rows import (
     attempt_from_row,
     batch_from_row,
+    delivery_filter,
     delivery_from_row,
     endpoint_from_row,
     endpoint_params,
@@ -569,26 +570,17 @@ class SQLiteStorage:
         after: str | None = None,
         limit: int = 100,
     ) -> list[Delivery]:
-        where = ["account_id = :account_id"]
-        params: dict[str, Any] = {"account_id": account_id, "limit": limit}
-        for column, value, op in (
-            ("message_id", message_id, "="),
-            ("state", state.value if state else None, "="),
-            ("endpoint_id", endpoint_id, "="),
-            ("created_at", since, ">="),
-            ("created_at", until, "<"),
-            ("id", after, "<"),
-        ):
-            if value is not None:
-                name = f"p{len(params)}"
-                where.append(f"{column} {op} :{name}")
-                params[name] = value
-        sql = (
-            _Q["delivery_columns"]
-            + " WHERE "
-            + " AND ".join(where)
-            + " ORDER BY id DESC LIMIT :limit"
+        clause, params = delivery_filter(
+            account_id,
+            message_id=message_id,
+            state=state,
+            endpoint_id=endpoint_id,
+            since=since,
+            until=until,
+            after=after,
+            limit=limit,
         )
+        sql = _Q["delivery_columns"] + clause
 
         def read(conn: sqlite3.Connection) -> list[Delivery]:
             return [delivery_from_row(r) for r in conn.execute(sql, params)]
