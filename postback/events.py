@@ -38,7 +38,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
 class InboundText(Event, frozen=True, kw_only=True):
     """Sinch ``mo_text``: an SMS sent to one of your numbers."""
 
-    type: Literal["mo_text"] = "mo_text"
+    type: Literal["mo_text"]
     id: str
     from_: str = msgspec.field(name="from")
     to: str
@@ -52,7 +52,7 @@ class InboundText(Event, frozen=True, kw_only=True):
 class InboundBinary(Event, frozen=True, kw_only=True):
     """Sinch ``mo_binary``: ``body`` is base64, ``udh`` the user data header in hex."""
 
-    type: Literal["mo_binary"] = "mo_binary"
+    type: Literal["mo_binary"]
     id: str
     from_: str = msgspec.field(name="from")
     to: str
@@ -80,7 +80,7 @@ class MediaBody(msgspec.Struct, frozen=True, kw_only=True):
 class InboundMedia(Event, frozen=True, kw_only=True):
     """Sinch ``mo_media``: an MMS, its media as URLs."""
 
-    type: Literal["mo_media"] = "mo_media"
+    type: Literal["mo_media"]
     id: str
     from_: str = msgspec.field(name="from")
     to: str
