@@ -128,11 +128,11 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, body, status, response, query in _ROUTES:
         op: dict[str, Any] = {"summary": summary, "responses": {}}
-        params = (
-            [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-            if "{id}" in path
-            else []
-        )
+        params: list[dict[str, Any]] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in ("id", "batch_id")
+            if "{" + name + "}" in path
+        ]
         params += [{"name": q, "in": "query", "schema": {"type": "string"}} for q in query]
         if params:
             op["parameters"] = params

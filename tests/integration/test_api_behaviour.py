@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from openapi_spec_validator import validate as validate_openapi
 from standardwebhooks import Webhook
 
 from postback.api.schemas import DeliveryOut
@@ -361,6 +362,7 @@ async def test_callback_url_gets_its_own_signed_delivery(
 async def test_openapi_docs_and_health(postback: RunningPostback) -> None:
     code, document = await raw(postback, "GET", "/openapi.json", None)
     assert code == 200 and document["openapi"].startswith("3.1")
+    validate_openapi(document)  # a third-party validator of the OpenAPI specification
     for path in (
         "/v1/endpoints",
         "/v1/messages/batch",
