@@ -686,16 +686,18 @@ class PostgresStorage:
         async with self._tx() as conn:
             sql, args = _bind("purge_messages", {"before_id": before_id, "limit": limit})
             ids = [r[0] for r in await conn.fetch(sql, *args)]
-            if not ids:
-                return 0
-            for name in ("purge_attempts", "purge_deliveries"):
-                sql, args = _bind(name, {"ids": ids})
+            deleted = 0
+            if ids:
+                for name in ("purge_attempts", "purge_deliveries"):
+                    sql, args = _bind(name, {"ids": ids})
+                    await conn.execute(sql, *args)
+                sql, args = _bind("purge_message_rows", {"ids": ids})
+                status: str = await conn.execute(sql, *args)
+                deleted = int(status.split()[-1])
+            for name in ("purge_idempotency_keys", "purge_batch_recipients", "purge_batches"):
+                sql, args = _bind(name, {"before": before})
                 await conn.execute(sql, *args)
-            sql, args = _bind("purge_message_rows", {"ids": ids})
-            status: str = await conn.execute(sql, *args)
-            sql, args = _bind("purge_idempotency_keys", {"before": before})
-            await conn.execute(sql, *args)
-            return int(status.split()[-1])
+            return deleted
 
     async def create_event_type(self, account_id: str, definition: EventTypeDefinition) -> bool:
         status = await self._execute(

@@ -741,6 +741,8 @@ class SQLiteStorage:
                 conn.execute(_Q[name], {"ids": ids})
             deleted = conn.execute(_Q["purge_message_rows"], {"ids": ids}).rowcount
             conn.execute(_Q["purge_idempotency_keys"], {"before": before})
+            for name in ("purge_batch_recipients", "purge_batches"):
+                conn.execute(_Q[name], {"before": before})
             return deleted
 
         return await self._write(write)

@@ -272,3 +272,11 @@ WHERE account_id = :account_id AND batch_id = :batch_id AND report_state = 'wait
 SELECT account_id, batch_id FROM batches
 WHERE report_state = 'waiting' AND report_deadline <= :now
 ORDER BY report_deadline LIMIT :limit;
+
+-- name: purge_batch_recipients
+DELETE FROM batch_recipients
+WHERE (account_id, batch_id) IN (SELECT account_id, batch_id FROM batches
+                                 WHERE created_at < :before AND report_state <> 'waiting');
+
+-- name: purge_batches
+DELETE FROM batches WHERE created_at < :before AND report_state <> 'waiting';

@@ -509,6 +509,23 @@ class StorageContract:
         assert await storage.get_message(acct.id, new[0].message_id) is not None
         assert await storage.purge(T0 + 50_000, 100) == 0
 
+    async def test_purge_removes_old_reported_batches(self, storage: Storage) -> None:
+        acct = await account(storage)
+        await endpoint(storage, acct.id)
+        await storage.ingest(acct.id, [message()], T0, WINDOW)  # something for purge to find
+        for batch_id, state in (("done", "sent"), ("quiet", "none"), ("open", "waiting")):
+            await storage.update_batch(
+                acct.id,
+                BatchRecord(batch_id=batch_id, mode="summary", report_state=state, created_at=T0),
+                ["1"],
+                [],
+            )
+        await storage.purge(T0 + 1, 100)
+        assert await storage.batch_statuses(acct.id, "done") is None
+        assert await storage.batch_statuses(acct.id, "quiet") is None
+        kept = await storage.batch_statuses(acct.id, "open")  # its report is still to come
+        assert kept is not None and kept[1] == {"1": (None, None)}
+
     async def test_concurrent_ingest_and_claim_lose_nothing_and_double_nothing(
         self, storage: Storage
     ) -> None:
