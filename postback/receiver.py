@@ -54,7 +54,7 @@ def verify(
     body: bytes,
     secrets: str | Sequence[str],
     *,
-    tolerance_s: float = 300,
+    tolerance: float = 300,
     now_s: float | None = None,
 ) -> None:
     """Check a callback's signature; raise WebhookVerificationError if it fails.
@@ -62,7 +62,7 @@ def verify(
     Both schemes Postback signs with are understood: Standard Webhooks (``webhook-signature``)
     and Sinch's (``x-sinch-webhook-signature`` with its nonce and timestamp). ``body`` must be
     the raw bytes as received (not re-serialised JSON). ``secrets`` may list several (during a
-    rotation both the old and the new secret are valid). Timestamps more than ``tolerance_s``
+    rotation both the old and the new secret are valid). Timestamps more than ``tolerance`` seconds
     away from now are refused, so a captured request cannot be replayed later.
     """
     candidates = [secrets] if isinstance(secrets, str) else list(secrets)
@@ -78,7 +78,7 @@ def verify(
                 _header(headers, signing.SINCH_SIGNATURE),
                 body,
                 now_s=now,
-                tolerance_s=tolerance_s,
+                tolerance_s=tolerance,
             )
         except signing.SignatureError as exc:
             raise WebhookVerificationError(str(exc)) from None
@@ -91,7 +91,7 @@ def verify(
             _header(headers, "webhook-signature"),
             body,
             now_s=now,
-            tolerance_s=tolerance_s,
+            tolerance_s=tolerance,
         )
     except signing.SignatureError as exc:
         raise WebhookVerificationError(str(exc)) from None

@@ -230,3 +230,24 @@ def test_the_schemas_and_the_parser_agree_on_the_seed_samples() -> None:
     PayloadValidator(BUILT_IN_SCHEMAS["notify_delivery_receipt"]).check(
         json.dumps(SEED_NOTIFY_RECEIPT).encode()
     )
+
+
+def test_verify_tolerance_and_missing_headers() -> None:
+    from postback.core import signing
+    from postback.receiver import WebhookVerificationError, verify
+
+    secret = signing.secret_from_key(b"s" * 24)
+    body = b'{"a":1}'
+    headers = {
+        "Webhook-Id": "msg_1",
+        "Webhook-Timestamp": "1000",
+        "Webhook-Signature": signing.sign(signing.secret_key(secret), "msg_1", 1000, body),
+    }
+    verify(headers, body, secret, now_s=1200)  # header names are case-insensitive
+    verify(headers, body, [secret], tolerance=1000, now_s=1900)
+    with pytest.raises(WebhookVerificationError, match="tolerance"):
+        verify(headers, body, secret, now_s=1400)
+    with pytest.raises(WebhookVerificationError, match="missing webhook-id"):
+        verify({k: v for k, v in headers.items() if k != "Webhook-Id"}, body, secret, now_s=1000)
+    with pytest.raises(WebhookVerificationError, match="no secret"):
+        verify(headers, body, [], now_s=1000)
