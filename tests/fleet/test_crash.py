@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 from postback.core.model import DeliveryState
-from postback.service import MessageSubmission, Postback
-from postback.storage import open_storage
-from tests.support.processes import TEST_ALLOWED, TEST_SEALER, PostbackProcess, worker
+from tests.fleet.conftest import Fleet
+from tests.support.processes import PostbackProcess, worker
 from tests.support.receiver import Receiver
 
 EVENTS = 5000
@@ -19,24 +18,13 @@ LEASE_S = 3
 
 
 async def test_sigkilled_workers_lose_nothing(
-    postgres_url: str, receiver: Receiver, tmp_path: Path
+    postgres_url: str, fleet: Fleet, receiver: Receiver, tmp_path: Path
 ) -> None:
-    storage = open_storage(postgres_url, TEST_SEALER)
-    await storage.open(migrate=True)
+    storage = fleet.storage
     workers: list[PostbackProcess] = []
     try:
-        service = Postback(storage, allowed_networks=TEST_ALLOWED)
-        account, _key = await service.create_account("crash")
-        await service.create_event_type(account.id, "t", {"type": "object"})
-        await service.create_endpoint(account.id, url=receiver.url("/hook"))
-        for start in range(0, EVENTS, 500):
-            await service.submit(
-                account.id,
-                [
-                    MessageSubmission(event_type="t", payload=b'{"n":%d}' % n)
-                    for n in range(start, start + 500)
-                ],
-            )
+        await fleet.service.create_endpoint(fleet.account_id, url=receiver.url("/hook"))
+        await fleet.submit(EVENTS)
         workers = [
             worker(postgres_url, tmp_path / f"worker{i}.log", POSTBACK_LEASE_SECONDS=str(LEASE_S))
             for i in range(WORKERS)
@@ -67,7 +55,6 @@ async def test_sigkilled_workers_lose_nothing(
     finally:
         for w in workers:
             w.kill()
-        await storage.close()
     ids = [r.headers["webhook-id"] for r in receiver.received]
     unique = set(ids)
     duplicates = len(ids) - len(unique)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from postback.service import MessageSubmission, Postback
-from postback.storage import open_storage
+from tests.fleet.conftest import Fleet
 from tests.integration.test_pacing import max_in_window
-from tests.support.processes import TEST_ALLOWED, TEST_SEALER, PostbackProcess, worker
+from tests.support.processes import PostbackProcess, worker
 from tests.support.receiver import Receiver
 
 RATE = 50
@@ -15,23 +14,15 @@ SECONDS = 10
 
 
 async def test_two_workers_share_one_rate_limit(
-    postgres_url: str, receiver: Receiver, tmp_path: Path
+    postgres_url: str, fleet: Fleet, receiver: Receiver, tmp_path: Path
 ) -> None:
-    storage = open_storage(postgres_url, TEST_SEALER)
-    await storage.open(migrate=True)
     workers: list[PostbackProcess] = []
     try:
-        service = Postback(storage, allowed_networks=TEST_ALLOWED)
-        account, _key = await service.create_account("fleet")
-        await service.create_event_type(account.id, "t", {"type": "object"})
-        await service.create_endpoint(
-            account.id, url=receiver.url("/limited"), rate_limit_per_s=RATE
+        await fleet.service.create_endpoint(
+            fleet.account_id, url=receiver.url("/limited"), rate_limit_per_s=RATE
         )
         total = RATE * (SECONDS + 2)
-        await service.submit(
-            account.id,
-            [MessageSubmission(event_type="t", payload=b'{"n":%d}' % n) for n in range(total)],
-        )
+        await fleet.submit(total)
         workers = [worker(postgres_url, tmp_path / f"w{i}.log") for i in range(2)]
         for w in workers:
             w.start()
@@ -40,7 +31,6 @@ async def test_two_workers_share_one_rate_limit(
     finally:
         for w in workers:
             w.kill()
-        await storage.close()
     times = sorted(r.at for r in receiver.received)
     # Skip the first second (workers start at different moments); measure the next 10 s.
     start = times[0] + 1.0
