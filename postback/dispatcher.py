@@ -344,6 +344,9 @@ class Dispatcher:
         secrets = await self.storage.signing_secrets(endpoint_id, int(self.clock() * 1000))
         policy = resolve_policy(endpoint.retry_policy)
         timeout_ms = endpoint.timeout_ms or policy.timeout_ms or DEFAULT_TIMEOUT_MS
+        # An attempt must end well inside its lease, or another worker would take the
+        # delivery over and send it a second time while the first is still waiting.
+        timeout_ms = min(timeout_ms, self.settings.lease_ms // 2)
         runtime = EndpointRuntime(
             endpoint=endpoint,
             secrets=secrets,
