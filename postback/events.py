@@ -35,33 +35,31 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     """Fields this version of Postback does not know, kept as received."""
 
 
-class InboundText(Event, frozen=True, kw_only=True):
+class Inbound(Event, frozen=True, kw_only=True):
+    """The fields every Sinch inbound message (``mo_*``) has."""
+
+    id: str
+    from_: str = msgspec.field(name="from")
+    to: str
+    received_at: datetime
+    client_reference: str | None = None
+    operator_id: str | None = None
+    sent_at: datetime | None = None
+
+
+class InboundText(Inbound, frozen=True, kw_only=True):
     """Sinch ``mo_text``: an SMS sent to one of your numbers."""
 
     type: Literal["mo_text"]
-    id: str
-    from_: str = msgspec.field(name="from")
-    to: str
     body: str
-    received_at: datetime
-    client_reference: str | None = None
-    operator_id: str | None = None
-    sent_at: datetime | None = None
 
 
-class InboundBinary(Event, frozen=True, kw_only=True):
+class InboundBinary(Inbound, frozen=True, kw_only=True):
     """Sinch ``mo_binary``: ``body`` is base64, ``udh`` the user data header in hex."""
 
     type: Literal["mo_binary"]
-    id: str
-    from_: str = msgspec.field(name="from")
-    to: str
     body: str
-    received_at: datetime
     udh: str | None = None
-    client_reference: str | None = None
-    operator_id: str | None = None
-    sent_at: datetime | None = None
 
 
 class MediaItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,18 +75,11 @@ class MediaBody(msgspec.Struct, frozen=True, kw_only=True):
     media: tuple[MediaItem, ...] = ()
 
 
-class InboundMedia(Event, frozen=True, kw_only=True):
+class InboundMedia(Inbound, frozen=True, kw_only=True):
     """Sinch ``mo_media``: an MMS, its media as URLs."""
 
     type: Literal["mo_media"]
-    id: str
-    from_: str = msgspec.field(name="from")
-    to: str
     body: MediaBody
-    received_at: datetime
-    client_reference: str | None = None
-    operator_id: str | None = None
-    sent_at: datetime | None = None
 
 
 class RecipientDeliveryReport(Event, frozen=True, kw_only=True):
