@@ -18,7 +18,7 @@ $(BIN)/.installed-dev: $(BIN)/.installed-runtime requirements-dev.txt
 	touch $@
 
 demo: $(BIN)/.installed-runtime
-	$(BIN)/python -m postback.demo
+	$(BIN)/python examples/demo.py
 
 test: $(BIN)/.installed-dev lint typecheck
 	$(BIN)/python -m pytest -q

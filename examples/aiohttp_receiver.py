@@ -14,7 +14,6 @@ import os
 
 from aiohttp import web
 
-from postback.events import Event, InboundText, RecipientDeliveryReport
 from postback.receiver import (
     Deduplicator,
     PayloadError,
@@ -22,6 +21,7 @@ from postback.receiver import (
     parse,
     verify,
 )
+from postback.receiver.events import Event, InboundText, RecipientDeliveryReport
 
 QUEUE: web.AppKey[asyncio.Queue[Event]] = web.AppKey("queue", asyncio.Queue)
 HANDLED: web.AppKey[list[Event]] = web.AppKey("handled", list)

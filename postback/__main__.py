@@ -2,6 +2,6 @@ from __future__ import annotations
 
 import sys
 
-from postback.cli import main
+from postback.cli.main import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""The HTTP API: an aiohttp adapter over ``postback.service.Postback``.
+"""The HTTP API: an aiohttp adapter over ``postback.ingest.service.Postback``.
 
 Handlers decode JSON into ``schemas`` Structs, call the service, encode the answer. Every
 error is JSON: ``{"error": {"code", "message", "field"?}}``, never a traceback.
@@ -21,8 +21,7 @@ from postback.api import schemas as s
 from postback.api.openapi import docs_html, openapi_document, swagger_static_dir
 from postback.core.event_schemas import BUILT_IN_SCHEMAS
 from postback.core.model import Account, DeliveryState
-from postback.metrics import Metrics
-from postback.service import (
+from postback.ingest.service import (
     MAX_BATCH,
     Conflict,
     EndpointChanges,
@@ -31,7 +30,8 @@ from postback.service import (
     NotFound,
     Postback,
 )
-from postback.storage.base import StorageError, StorageUnavailable
+from postback.observe.metrics import Metrics
+from postback.store.base import StorageError, StorageUnavailable
 
 log = logging.getLogger("postback.api")
 

@@ -11,14 +11,14 @@ import pytest
 
 import postback
 from postback import receiver
-from postback.events import (
+from postback.receiver import Deduplicator, PayloadError, parse
+from postback.receiver.events import (
     BatchDeliveryReport,
     InboundText,
     NotifyDeliveryReceipt,
     NotifyReceivedText,
     RecipientDeliveryReport,
 )
-from postback.receiver import Deduplicator, PayloadError, parse
 
 # The request sample of the seeds' "Incoming SMS" webhook (Sinch), verbatim.
 SEED_MO_TEXT = b"""{

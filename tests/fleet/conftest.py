@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from postback.service import MessageSubmission, Postback
-from postback.storage import open_storage
-from postback.storage.base import Storage
+from postback.ingest.service import MessageSubmission, Postback
+from postback.store import open_storage
+from postback.store.base import Storage
 from tests.support.payloads import ANY_OBJECT
 from tests.support.processes import TEST_ALLOWED, TEST_SEALER
 

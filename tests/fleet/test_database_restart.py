@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from postback.client import Client, PostbackError
-from postback.service import Postback
-from postback.storage import open_storage
+from postback.ingest.service import Postback
+from postback.store import open_storage
 from tests.support.processes import TEST_ALLOWED, TEST_SEALER, PostbackProcess, postback_env
 from tests.support.receiver import Receiver
 from tests.support.service import free_port, wait_until

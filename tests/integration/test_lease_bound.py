@@ -6,10 +6,10 @@ import asyncio
 from pathlib import Path
 
 from postback.core.model import Attempt
-from postback.dispatcher import Dispatcher, DispatcherSettings
-from postback.service import MessageSubmission, Postback
-from postback.storage import open_storage
-from postback.transport.http import HTTPTransport
+from postback.dispatch.loop import Dispatcher, DispatcherSettings
+from postback.ingest.service import MessageSubmission, Postback
+from postback.store import open_storage
+from postback.transports.http import HTTPTransport
 from tests.support.payloads import ANY_OBJECT
 from tests.support.processes import TEST_ALLOWED
 from tests.support.receiver import Receiver, sleep

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from examples.aiohttp_receiver import HANDLED, SECRETS, make_app
 from postback.core import signing
-from postback.events import InboundText
+from postback.receiver.events import InboundText
 from tests.support.service import RunningPostback, free_port, wait_until
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from postback.client import PostbackError
-from postback.dispatcher import Dispatcher
-from postback.service import MessageSubmission, Postback
-from postback.storage import open_storage
-from postback.transport.http import HTTPTransport
+from postback.dispatch.loop import Dispatcher
+from postback.ingest.service import MessageSubmission, Postback
+from postback.store import open_storage
+from postback.transports.http import HTTPTransport
 from tests.support.receiver import Receiver
 from tests.support.service import RunningPostback, start_postback, wait_until
 

@@ -27,7 +27,7 @@ from postback.core.model import (
 )
 from postback.core.policy import RetryPolicy
 from postback.core.throttle import Pacing, reserve
-from postback.storage.base import Storage
+from postback.store.base import Storage
 
 T0 = 1_800_000_000_000  # a fixed "now" in ms
 WINDOW = 24 * 3600 * 1000

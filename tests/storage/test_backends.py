@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from postback.sealing import Sealer
-from postback.storage import open_storage
-from postback.storage.base import Storage
+from postback.store import open_storage
+from postback.store.base import Storage
+from postback.store.sealing import Sealer
 from tests.storage.contract import StorageContract
 from tests.support.postgres import fresh_schema
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from postback.sealing import Sealer
-from postback.storage import open_storage
-from postback.storage.base import SchemaMismatch
-from postback.storage.queries import migration_files
+from postback.store import open_storage
+from postback.store.base import SchemaMismatch
+from postback.store.queries import migration_files
+from postback.store.sealing import Sealer
 from tests.support.postgres import POSTGRES_URL, fresh_schema
 from tests.support.processes import postback_env
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from postback.core.netguard import parse_networks
-from postback.sealing import Sealer
+from postback.store.sealing import Sealer
 
 
 @dataclass

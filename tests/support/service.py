@@ -7,10 +7,10 @@ import dataclasses
 import socket
 from dataclasses import dataclass
 
+from postback.cli.config import Settings
+from postback.cli.serve import run_service
 from postback.client import Client
-from postback.config import Settings
-from postback.server import run_service
-from postback.storage import open_storage
+from postback.store import open_storage
 from tests.support.payloads import ANY_OBJECT, TEST_EVENT_TYPES
 from tests.support.processes import LOOPBACK, TEST_SEALER, TEST_SECRET_KEY
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from postback import __version__
-from postback.auth import AuthError, Authorizer, build_authorizer
 from postback.core import signing
 from postback.core.ids import make_id
 from postback.core.lifecycle import settle
@@ -39,12 +38,13 @@ from postback.core.model import (
 from postback.core.outcome import AttemptResult, FailureKind, Outcome
 from postback.core.policy import RetryPolicy, resolve_policy
 from postback.core.throttle import Pacing, SendRateMeter, recovered, reserve, throttled
-from postback.metrics import Metrics
-from postback.storage.base import Storage, StorageUnavailable
-from postback.transport.base import OutboundRequest, Transport
-from postback.transport.tls import client_ssl_context
+from postback.observe.metrics import Metrics
+from postback.store.base import Storage, StorageUnavailable
+from postback.transports.auth import AuthError, Authorizer, build_authorizer
+from postback.transports.base import OutboundRequest, Transport
+from postback.transports.tls import client_ssl_context
 
-log = logging.getLogger("postback.dispatcher")
+log = logging.getLogger("postback.dispatch.loop")
 alerts = logging.getLogger("postback.alerts")
 
 DEFAULT_TIMEOUT_MS = 5000

@@ -60,9 +60,9 @@ from postback.core.reports import (
     sends_recipient_report,
     wants_batch_report,
 )
-from postback.metrics import Metrics
-from postback.storage.base import Storage
-from postback.transport.tls import TLSConfigError, client_ssl_context
+from postback.observe.metrics import Metrics
+from postback.store.base import Storage
+from postback.transports.tls import TLSConfigError, client_ssl_context
 
 IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
 SECRET_OVERLAP_MS = 24 * 3600 * 1000

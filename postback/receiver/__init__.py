@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from postback.core import signing
-from postback.events import BUILT_IN_TYPES, Event
+from postback.receiver.events import BUILT_IN_TYPES, Event
 
 __all__ = [
     "BUILT_IN_TYPES",

@@ -19,11 +19,11 @@ from typing import Any
 import msgspec
 
 from postback import __version__
+from postback.cli.config import ConfigError, Settings
 from postback.client import Client, PostbackError
-from postback.config import ConfigError, Settings
 from postback.core.policy import PRESETS, PolicyError, RetryPolicy, resolve_policy, validate_policy
-from postback.sealing import SealingError
-from postback.storage.base import StorageError, StorageUnavailable
+from postback.store.base import StorageError, StorageUnavailable
+from postback.store.sealing import SealingError
 
 
 class CLIError(Exception):
@@ -114,8 +114,8 @@ def cmd_policies_show(args: argparse.Namespace) -> None:
 
 
 async def cmd_serve(args: argparse.Namespace, *, api: bool, dispatch: bool) -> None:
-    from postback.logs import configure_logging
-    from postback.server import run_service
+    from postback.cli.serve import run_service
+    from postback.observe.logs import configure_logging
 
     settings = _settings(args)
     configure_logging(settings.log_format)
@@ -129,8 +129,8 @@ async def cmd_serve(args: argparse.Namespace, *, api: bool, dispatch: bool) -> N
 
 
 async def cmd_migrate(args: argparse.Namespace) -> None:
-    from postback.server import sealer_for
-    from postback.storage import open_storage
+    from postback.cli.serve import sealer_for
+    from postback.store import open_storage
 
     settings = _settings(args)
     storage = open_storage(settings.database_url, sealer_for(settings))
@@ -140,9 +140,9 @@ async def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 async def cmd_accounts_create(args: argparse.Namespace) -> None:
-    from postback.server import sealer_for
-    from postback.service import InvalidInput, Postback
-    from postback.storage import open_storage
+    from postback.cli.serve import sealer_for
+    from postback.ingest.service import InvalidInput, Postback
+    from postback.store import open_storage
 
     settings = _settings(args)
     storage = open_storage(settings.database_url, sealer_for(settings))

@@ -19,7 +19,7 @@ import aiohttp
 
 from postback.core.outcome import AttemptResult, FailureKind
 from postback.core.sigv4 import sign_request
-from postback.transport.base import OutboundRequest
+from postback.transports.base import OutboundRequest
 
 API_VERSION = "2010-03-31"
 # AWS error codes that mean "slow down" (the SNS API reference lists Throttled/Throttling;

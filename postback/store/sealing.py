@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-log = logging.getLogger("postback.sealing")
+log = logging.getLogger("postback.store.sealing")
 
 PREFIX = "pbs1:"
 KEY_BYTES = 32

@@ -15,7 +15,7 @@ from yarl import URL
 from postback import __version__
 from postback.core.netguard import Network, blocked_reason, literal_address
 from postback.core.outcome import AttemptResult, FailureKind, parse_retry_after
-from postback.transport.base import OutboundRequest
+from postback.transports.base import OutboundRequest
 
 RESPONSE_BODY_LIMIT = 1024
 """How much of a receiver's answer is kept on the attempt record (for the customer to read)."""

@@ -22,7 +22,7 @@ from postback.core.model import (
 )
 from postback.core.policy import RetryPolicy
 from postback.core.throttle import Pacing
-from postback.sealing import Sealer
+from postback.store.sealing import Sealer
 
 
 class EndpointConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

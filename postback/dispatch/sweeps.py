@@ -12,9 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from postback.storage.base import Storage, StorageError, StorageUnavailable
+from postback.store.base import Storage, StorageError, StorageUnavailable
 
-log = logging.getLogger("postback.retention")
+log = logging.getLogger("postback.dispatch.sweeps")
 
 BATCH = 500
 DAY_MS = 86_400_000

@@ -11,19 +11,19 @@ from pathlib import Path
 from aiohttp import web
 
 from postback.api.app import create_app
-from postback.config import Settings, key_file_path
+from postback.cli.config import Settings, key_file_path
 from postback.core.netguard import parse_networks
-from postback.dispatcher import Dispatcher, DispatcherSettings
-from postback.metrics import Metrics
-from postback.retention import run_sweeper
-from postback.sealing import Sealer
-from postback.service import Postback
-from postback.storage import open_storage
-from postback.storage.base import StorageError, StorageUnavailable
-from postback.transport.http import HTTPTransport
-from postback.transport.sns import SNSTransport
+from postback.dispatch.loop import Dispatcher, DispatcherSettings
+from postback.dispatch.sweeps import run_sweeper
+from postback.ingest.service import Postback
+from postback.observe.metrics import Metrics
+from postback.store import open_storage
+from postback.store.base import StorageError, StorageUnavailable
+from postback.store.sealing import Sealer
+from postback.transports.http import HTTPTransport
+from postback.transports.sns import SNSTransport
 
-log = logging.getLogger("postback.server")
+log = logging.getLogger("postback.cli.serve")
 
 
 def sealer_for(settings: Settings) -> Sealer:

@@ -40,10 +40,9 @@ from postback.core.model import (
     SigningSecret,
 )
 from postback.core.throttle import Pacing
-from postback.sealing import Sealer
-from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailable
-from postback.storage.queries import load_queries, migration_files, to_positional
-from postback.storage.rows import (
+from postback.store.base import SchemaMismatch, StorageError, StorageUnavailable
+from postback.store.queries import load_queries, migration_files, to_positional
+from postback.store.rows import (
     attempt_from_row,
     batch_from_row,
     delivery_filter,
@@ -56,8 +55,9 @@ from postback.storage.rows import (
     secret_from_row,
     secret_params,
 )
+from postback.store.sealing import Sealer
 
-log = logging.getLogger("postback.storage.postgres")
+log = logging.getLogger("postback.store.postgres")
 T = TypeVar("T")
 _DELIVERY_IDS = MonotonicIds("dlv")  # ordered deliveries rely on id order
 

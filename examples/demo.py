@@ -24,11 +24,11 @@ from typing import Any
 
 from aiohttp import web
 
+from postback.cli.config import Settings
+from postback.cli.serve import run_service
 from postback.client import Client
-from postback.config import Settings
-from postback.logs import configure_logging
+from postback.observe.logs import configure_logging
 from postback.receiver import PayloadError, WebhookVerificationError, parse, verify
-from postback.server import run_service
 
 DEMO_DIR = Path(".demo")
 ADMIN_TOKEN = secrets.token_urlsafe(16)

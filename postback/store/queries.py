@@ -11,8 +11,8 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 @cache
 def load_queries(dialect: str) -> dict[str, str]:
-    """``{name: sql}`` from ``<dialect>_queries.sql``, split at ``-- name:`` lines."""
-    text = resources.files("postback.storage").joinpath(f"{dialect}_queries.sql").read_text()
+    """``{name: sql}`` from ``sql/<dialect>/queries.sql``, split at ``-- name:`` lines."""
+    text = resources.files("postback.store").joinpath("sql", dialect, "queries.sql").read_text()
     parts = _NAME.split(text)
     queries: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
@@ -25,8 +25,8 @@ def load_queries(dialect: str) -> dict[str, str]:
 
 @cache
 def migration_files(dialect: str) -> dict[int, str]:
-    """``{version: sql}`` from ``<dialect>_migrations/NNNN_name.sql``."""
-    folder = resources.files("postback.storage").joinpath(f"{dialect}_migrations")
+    """``{version: sql}`` from ``sql/<dialect>/migrations/NNNN_name.sql``."""
+    folder = resources.files("postback.store").joinpath("sql", dialect, "migrations")
     migrations: dict[int, str] = {}
     for entry in folder.iterdir():
         match = re.match(r"^(\d{4})_\w+\.sql$", entry.name)

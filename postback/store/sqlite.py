@@ -41,10 +41,9 @@ from postback.core.model import (
     SigningSecret,
 )
 from postback.core.throttle import Pacing
-from postback.sealing import Sealer
-from postback.storage.base import SchemaMismatch, StorageError, StorageUnavailable
-from postback.storage.queries import load_queries, migration_files
-from postback.storage.rows import (
+from postback.store.base import SchemaMismatch, StorageError, StorageUnavailable
+from postback.store.queries import load_queries, migration_files
+from postback.store.rows import (
     attempt_from_row,
     batch_from_row,
     delivery_filter,
@@ -57,6 +56,7 @@ from postback.storage.rows import (
     secret_from_row,
     secret_params,
 )
+from postback.store.sealing import Sealer
 
 T = TypeVar("T")
 _DELIVERY_IDS = MonotonicIds("dlv")  # ordered deliveries rely on id order

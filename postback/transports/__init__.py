@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from postback.transport.base import OutboundRequest, Transport
+from postback.transports.base import OutboundRequest, Transport
 
 __all__ = ["OutboundRequest", "Transport"]

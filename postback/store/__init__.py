@@ -1,9 +1,9 @@
-"""Storage adapters behind one interface (``postback.storage.base.Storage``)."""
+"""Storage adapters behind one interface (``postback.store.base.Storage``)."""
 
 from __future__ import annotations
 
-from postback.sealing import Sealer
-from postback.storage.base import Storage, StorageError, StorageUnavailable
+from postback.store.base import Storage, StorageError, StorageUnavailable
+from postback.store.sealing import Sealer
 
 
 def open_storage(database_url: str, sealer: Sealer | None = None) -> Storage:
@@ -12,11 +12,11 @@ def open_storage(database_url: str, sealer: Sealer | None = None) -> Storage:
     ``sealer`` seals credentials at rest; without one a throw-away key is used (tests, tools).
     """
     if database_url.startswith("sqlite://"):
-        from postback.storage.sqlite import SQLiteStorage
+        from postback.store.sqlite import SQLiteStorage
 
         return SQLiteStorage.from_url(database_url, sealer)
     if database_url.startswith(("postgresql://", "postgres://")):
-        from postback.storage.postgres import PostgresStorage
+        from postback.store.postgres import PostgresStorage
 
         return PostgresStorage.from_url(database_url, sealer)
     scheme = database_url.split(":", 1)[0]

@@ -1,0 +1,1 @@
+"""The command line: `postback serve|worker|migrate|...` and the process wiring behind it."""
