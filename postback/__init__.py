@@ -11,14 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "PostbackError", "SyncClient", "__version__"]
+__all__ = ["APIError", "Client", "PostbackError", "SyncClient", "__version__"]
 
 if TYPE_CHECKING:
-    from postback.client import Client, PostbackError, SyncClient
+    from postback.client import APIError, Client, SyncClient
+    from postback.core.errors import PostbackError
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Client", "PostbackError", "SyncClient"):
+    if name == "PostbackError":
+        from postback.core.errors import PostbackError
+
+        return PostbackError
+    if name in ("APIError", "Client", "SyncClient"):
         from postback import client
 
         return getattr(client, name)

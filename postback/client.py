@@ -4,7 +4,7 @@
         endpoint = await pb.create_endpoint("https://example.com/hook", event_types=["mo_text"])
         accepted = await pb.send("mo_text", {"type": "mo_text", "body": "hi", ...})
 
-Every failure raises ``PostbackError`` carrying the API's status, code, message and field.
+Every failure raises ``APIError`` carrying the API's status, code, message and field.
 ``SyncClient`` offers the same methods for code that is not async.
 """
 
@@ -19,12 +19,13 @@ import aiohttp
 import msgspec
 
 from postback.api import schemas as s
+from postback.core.errors import PostbackError
 
 T = TypeVar("T")
 JSONPayload = Mapping[str, Any] | bytes | str
 
 
-class PostbackError(Exception):
+class APIError(PostbackError):
     """An API call failed: ``status`` 0 means the server could not be reached."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
@@ -116,22 +117,22 @@ class Client:
                 if response.status >= 400:
                     raise self._error(response.status, raw)
         except aiohttp.ClientError as exc:
-            raise PostbackError(
+            raise APIError(
                 0, "unreachable", f"cannot reach Postback at {self.base_url}: {exc}"
             ) from None
         except TimeoutError:
-            raise PostbackError(0, "timeout", f"no answer from {self.base_url}{path}") from None
+            raise APIError(0, "timeout", f"no answer from {self.base_url}{path}") from None
         if type_ is None:
             return None  # type: ignore[return-value]
         return msgspec.json.decode(raw, type=type_)
 
     @staticmethod
-    def _error(status: int, raw: bytes) -> PostbackError:
+    def _error(status: int, raw: bytes) -> APIError:
         try:
             detail = msgspec.json.decode(raw, type=s.ErrorBody).error
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return PostbackError(status, "http_error", raw[:200].decode("utf-8", "replace"))
-        return PostbackError(status, detail.code, detail.message, detail.field)
+            return APIError(status, "http_error", raw[:200].decode("utf-8", "replace"))
+        return APIError(status, detail.code, detail.message, detail.field)
 
     # -- accounts and health ------------------------------------------------------------------
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from postback.core.errors import PostbackError
 from postback.core.netguard import parse_networks
 
 DEFAULT_DATABASE_URL = "sqlite:///./postback.db"
 
 
-class ConfigError(ValueError):
+class ConfigError(PostbackError, ValueError):
     """A setting with a value that cannot be used; the message names the variable."""
 
 

@@ -19,14 +19,13 @@ from typing import Any
 import msgspec
 
 from postback import __version__
-from postback.cli.config import ConfigError, Settings
-from postback.client import Client, PostbackError
+from postback.cli.config import Settings
+from postback.client import Client
+from postback.core.errors import PostbackError
 from postback.core.policy import PRESETS, PolicyError, RetryPolicy, resolve_policy, validate_policy
-from postback.store.base import StorageError, StorageUnavailable
-from postback.store.sealing import SealingError
 
 
-class CLIError(Exception):
+class CLIError(PostbackError):
     """A user-facing error: printed as one line."""
 
 
@@ -141,14 +140,16 @@ async def cmd_migrate(args: argparse.Namespace) -> None:
 
 async def cmd_accounts_create(args: argparse.Namespace) -> None:
     from postback.cli.serve import sealer_for
-    from postback.ingest.service import InvalidInput, Postback
+    from postback.core.errors import InvalidInput
+    from postback.ingest import Services
     from postback.store import open_storage
 
     settings = _settings(args)
     storage = open_storage(settings.database_url, sealer_for(settings))
-    await storage.open(migrate=True)
+    # Like `serve`: SQLite migrates itself, PostgreSQL waits for `postback migrate`.
+    await storage.open(migrate=settings.database_url.startswith("sqlite"))
     try:
-        account, api_key = await Postback(storage).create_account(args.name)
+        account, api_key = await Services.build(storage).accounts.create(args.name)
     except InvalidInput as exc:
         raise CLIError(exc.message) from None
     finally:
@@ -420,14 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dispatch(args)
-    except (
-        CLIError,
-        ConfigError,
-        SealingError,
-        StorageError,
-        StorageUnavailable,
-        PostbackError,
-    ) as exc:
+    except PostbackError as exc:
         print(f"postback: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ from postback.cli.config import Settings, key_file_path
 from postback.core.netguard import parse_networks
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
 from postback.dispatch.sweeps import run_sweeper
-from postback.ingest.service import Postback
+from postback.ingest import Services
 from postback.observe.metrics import Metrics
 from postback.store import open_storage
 from postback.store.base import StorageError, StorageUnavailable
@@ -34,12 +34,12 @@ def sealer_for(settings: Settings) -> Sealer:
 
 
 async def run_batch_reports(
-    service: Postback, stop: asyncio.Event, interval_s: float = 1.0
+    services: Services, stop: asyncio.Event, interval_s: float = 1.0
 ) -> None:
     """Send batch delivery reports whose deadline passed before all recipients were final."""
     while not stop.is_set():
         try:
-            await service.send_due_batch_reports()
+            await services.batches.send_due()
         except (StorageUnavailable, StorageError) as exc:
             log.warning("batch report sweep failed (%s); will try again", exc)
         with contextlib.suppress(TimeoutError):
@@ -98,7 +98,7 @@ async def run_service(
         auth_session=transport.session,
         sns_transport=SNSTransport(transport.session),
     )
-    service = Postback(
+    services = Services.build(
         storage,
         on_ingest=dispatcher.wake if dispatch else None,
         metrics=metrics,
@@ -108,7 +108,7 @@ async def run_service(
     tasks: list[asyncio.Task[None]] = []
     try:
         if api:
-            app = create_app(service, admin_token=settings.admin_token)
+            app = create_app(services, admin_token=settings.admin_token)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, host, port, backlog=1024)
@@ -123,7 +123,7 @@ async def run_service(
             )
         )
         tasks.append(
-            asyncio.create_task(run_batch_reports(service, stop), name="postback-batch-reports")
+            asyncio.create_task(run_batch_reports(services, stop), name="postback-batch-reports")
         )
         for task in tasks:
             # A background task that dies would leave a process that looks alive but does

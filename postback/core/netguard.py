@@ -139,3 +139,17 @@ def first_blocked(addresses: Iterable[IPAddress], allowed: Sequence[Network] = (
         if reason is not None:
             return reason
     return None
+
+
+def resolved_blocked(resolved_hosts: Iterable[str], allowed: Sequence[Network] = ()) -> str | None:
+    """Why a DNS answer must not be connected to, or None: the one rule shared by the check
+    at save time and the resolver at connect time. ``resolved_hosts`` are the textual
+    addresses a resolver returned (an IPv6 zone suffix such as ``%eth0`` is ignored)."""
+    for text in resolved_hosts:
+        address = literal_address(text.split("%", 1)[0])
+        if address is None:
+            return f"an answer that is not an address ({text!r})"
+        reason = blocked_reason(address, allowed)
+        if reason is not None:
+            return reason
+    return None

@@ -13,6 +13,8 @@ import jsonschema
 import msgspec
 from jsonschema.exceptions import SchemaError, best_match
 
+from postback.core.errors import PostbackError
+
 _FORMATS = jsonschema.FormatChecker(formats=())
 
 
@@ -29,7 +31,7 @@ def _is_date_time(value: object) -> bool:
 _FORMATS.checks("date-time", raises=ValueError)(_is_date_time)
 
 
-class PayloadInvalid(ValueError):
+class PayloadInvalid(PostbackError, ValueError):
     """A payload that breaks its schema; ``path`` is a JSON path, ``rule`` the keyword."""
 
     def __init__(self, path: str, rule: str, message: str) -> None:
@@ -39,7 +41,7 @@ class PayloadInvalid(ValueError):
         self.message = message
 
 
-class SchemaInvalid(ValueError):
+class SchemaInvalid(PostbackError, ValueError):
     """A JSON Schema that is not a valid draft 2020-12 schema."""
 
 

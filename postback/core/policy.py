@@ -23,6 +23,8 @@ from typing import Literal
 
 import msgspec
 
+from postback.core.errors import PostbackError
+
 StatusClass = Literal["3xx", "4xx", "429", "5xx", "timeout", "network"]
 """What a failed attempt can be, for the purpose of deciding whether to retry it."""
 
@@ -32,7 +34,7 @@ ALL_STATUS_CLASSES: tuple[StatusClass, ...] = ("3xx", "4xx", "429", "5xx", "time
 TRANSIENT_STATUS_CLASSES: tuple[StatusClass, ...] = ("429", "5xx", "timeout", "network")
 
 
-class PolicyError(ValueError):
+class PolicyError(PostbackError, ValueError):
     """A retry policy description that cannot be used; the message names the field."""
 
 

@@ -16,6 +16,8 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
+from postback.core.errors import PostbackError
+
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"
 
@@ -29,7 +31,7 @@ SINCH_ALGORITHM = "x-sinch-webhook-signature-algorithm"
 SINCH_ALGORITHM_NAME = "HmacSHA256"
 
 
-class SignatureError(ValueError):
+class SignatureError(PostbackError, ValueError):
     """A signature that does not verify, a stale timestamp, or a malformed secret."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from postback.core import signing
+from postback.core.errors import PostbackError
 from postback.receiver.events import BUILT_IN_TYPES, Event
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class WebhookVerificationError(Exception):
+class WebhookVerificationError(PostbackError):
     """The request is not a genuine, fresh callback signed with one of your secrets."""
 
 
@@ -97,7 +98,7 @@ def verify(
         raise WebhookVerificationError(str(exc)) from None
 
 
-class PayloadError(ValueError):
+class PayloadError(PostbackError, ValueError):
     """A callback body that does not fit its type; ``path`` is the JSON path at fault."""
 
     def __init__(self, path: str, message: str) -> None:

@@ -4,9 +4,9 @@ Adapters translate these calls into SQL for one engine; they make no policy deci
 (retry timing, classification and fan-out rules come in from the caller or are plain SQL
 filters). Driver exceptions are translated into the types below at the seam.
 
-    StorageError            any storage failure the caller cannot fix by retrying
+    StorageError            any storage failure (see the tree in ``postback.core.errors``)
     +-- SchemaMismatch      the database was not migrated, or was migrated by a newer Postback
-    StorageUnavailable      the database cannot be reached right now; try again later
+    +-- StorageUnavailable  the database cannot be reached right now; try again later
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol, TypeVar
 
+from postback.core.errors import SchemaMismatch, StorageError, StorageUnavailable
 from postback.core.model import (
     Account,
     Attempt,
@@ -34,17 +35,7 @@ from postback.core.throttle import Pacing
 
 T = TypeVar("T")
 
-
-class StorageError(Exception):
-    """A storage operation failed in a way retrying will not fix."""
-
-
-class SchemaMismatch(StorageError):
-    """The schema version is not the one this Postback expects."""
-
-
-class StorageUnavailable(Exception):
-    """The database is unreachable or busy; the operation may succeed later."""
+__all__ = ["SchemaMismatch", "Storage", "StorageError", "StorageUnavailable"]
 
 
 class Storage(Protocol):

@@ -17,13 +17,15 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from postback.core.errors import PostbackError
+
 log = logging.getLogger("postback.store.sealing")
 
 PREFIX = "pbs1:"
 KEY_BYTES = 32
 
 
-class SealingError(ValueError):
+class SealingError(PostbackError, ValueError):
     """A key that cannot be used, or a sealed value that does not open with it."""
 
 

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
+from postback.core.errors import PostbackError
 from postback.core.model import Auth, BasicAuth, BearerAuth, OAuth2Auth
 
 TOKEN_TIMEOUT_S = 10.0
@@ -28,7 +29,7 @@ DEFAULT_TOKEN_LIFETIME_S = 300.0
 """Used when a token response has no ``expires_in`` (RFC 6749 section 5.1 makes it optional)."""
 
 
-class AuthError(Exception):
+class AuthError(PostbackError):
     """Credentials could not be obtained (token URL down, refused, malformed answer)."""
 
 

@@ -13,7 +13,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from postback import __version__
-from postback.core.netguard import Network, blocked_reason, literal_address
+from postback.core.netguard import Network, blocked_reason, literal_address, resolved_blocked
 from postback.core.outcome import AttemptResult, FailureKind, parse_retry_after
 from postback.transports.base import OutboundRequest
 
@@ -41,13 +41,9 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        for result in results:
-            address = literal_address(result["host"].split("%", 1)[0])
-            if address is None:
-                raise BlockedDestination(f"{host} resolved to {result['host']!r}, not an address")
-            reason = blocked_reason(address, self._allowed)
-            if reason is not None:
-                raise BlockedDestination(f"{host} resolves to a {reason}")
+        reason = resolved_blocked((result["host"] for result in results), self._allowed)
+        if reason is not None:
+            raise BlockedDestination(f"{host} resolves to a {reason}")
         return results
 
     async def close(self) -> None:

@@ -19,10 +19,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from postback.core.errors import PostbackError
 from postback.core.model import ClientTLS
 
 
-class TLSConfigError(ValueError):
+class TLSConfigError(PostbackError, ValueError):
     """Certificate material that cannot be used; the message says which part and why."""
 
     def __init__(self, field: str, message: str) -> None:

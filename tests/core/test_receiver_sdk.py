@@ -159,7 +159,13 @@ def test_credential_helpers() -> None:
 def test_receiver_needs_no_server_or_http_client() -> None:
     code = "import sys, postback.receiver; assert 'aiohttp' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
-    assert sorted(postback.__all__) == ["Client", "PostbackError", "SyncClient", "__version__"]
+    assert sorted(postback.__all__) == [
+        "APIError",
+        "Client",
+        "PostbackError",
+        "SyncClient",
+        "__version__",
+    ]
     assert "parse" in receiver.__all__ and "verify" in receiver.__all__
 
 

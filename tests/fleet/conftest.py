@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from postback.ingest.service import MessageSubmission, Postback
+from postback.ingest import MessageSubmission, Services
 from postback.store import open_storage
 from postback.store.base import Storage
 from tests.support.payloads import ANY_OBJECT
@@ -18,12 +18,12 @@ class Fleet:
     through the service directly while the workers under test run as subprocesses."""
 
     storage: Storage
-    service: Postback
+    service: Services
     account_id: str
 
     async def submit(self, count: int, chunk: int = 500) -> None:
         for start in range(0, count, chunk):
-            await self.service.submit(
+            await self.service.messages.submit(
                 self.account_id,
                 [
                     MessageSubmission(event_type="t", payload=b'{"n":%d}' % n)
@@ -37,9 +37,9 @@ async def fleet(postgres_url: str) -> AsyncIterator[Fleet]:
     storage = open_storage(postgres_url, TEST_SEALER)
     await storage.open(migrate=True)
     try:
-        service = Postback(storage, allowed_networks=TEST_ALLOWED)
-        account, _key = await service.create_account("fleet")
-        await service.create_event_type(account.id, "t", ANY_OBJECT)
+        service = Services.build(storage, allowed_networks=TEST_ALLOWED)
+        account, _key = await service.accounts.create("fleet")
+        await service.event_types.create(account.id, "t", ANY_OBJECT)
         yield Fleet(storage, service, account.id)
     finally:
         await storage.close()

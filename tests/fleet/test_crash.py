@@ -23,7 +23,7 @@ async def test_sigkilled_workers_lose_nothing(
     storage = fleet.storage
     workers: list[PostbackProcess] = []
     try:
-        await fleet.service.create_endpoint(fleet.account_id, url=receiver.url("/hook"))
+        await fleet.service.endpoints.create(fleet.account_id, url=receiver.url("/hook"))
         await fleet.submit(EVENTS)
         workers = [
             worker(postgres_url, tmp_path / f"worker{i}.log", POSTBACK_LEASE_SECONDS=str(LEASE_S))

@@ -8,8 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from postback.client import Client, PostbackError
-from postback.ingest.service import Postback
+from postback.client import APIError, Client
+from postback.ingest import Services
 from postback.store import open_storage
 from tests.support.processes import TEST_ALLOWED, TEST_SEALER, PostbackProcess, postback_env
 from tests.support.receiver import Receiver
@@ -31,10 +31,10 @@ async def test_postgres_restart_loses_nothing_acknowledged(
 ) -> None:
     storage = open_storage(postgres_url, TEST_SEALER)
     await storage.open(migrate=True)
-    service = Postback(storage, allowed_networks=TEST_ALLOWED)
-    account, api_key = await service.create_account("restart")
-    await service.create_event_type(account.id, "t", {"type": "object"})
-    await service.create_endpoint(account.id, url=receiver.url("/hook"))
+    service = Services.build(storage, allowed_networks=TEST_ALLOWED)
+    account, api_key = await service.accounts.create("restart")
+    await service.event_types.create(account.id, "t", {"type": "object"})
+    await service.endpoints.create(account.id, url=receiver.url("/hook"))
     await storage.close()
 
     port = free_port()
@@ -50,7 +50,7 @@ async def test_postgres_restart_loses_nothing_acknowledged(
                 try:
                     await pb.health()
                     break
-                except PostbackError:
+                except APIError:
                     assert time.monotonic() < deadline, "serve did not start"
                     await asyncio.sleep(0.1)
 
@@ -62,7 +62,7 @@ async def test_postgres_restart_loses_nothing_acknowledged(
                     try:
                         accepted = await pb.send("t", {"n": n})
                         acknowledged.append(accepted.id)
-                    except PostbackError as exc:
+                    except APIError as exc:
                         refusals.append(exc.status)
                         await asyncio.sleep(0.05)
                     await asyncio.sleep(0.01)

@@ -18,7 +18,7 @@ async def test_two_workers_share_one_rate_limit(
 ) -> None:
     workers: list[PostbackProcess] = []
     try:
-        await fleet.service.create_endpoint(
+        await fleet.service.endpoints.create(
             fleet.account_id, url=receiver.url("/limited"), rate_limit_per_s=RATE
         )
         total = RATE * (SECONDS + 2)

@@ -16,7 +16,7 @@ async def test_sigterm_releases_unfinished_work_and_exits(
     storage = fleet.storage
     process = worker(postgres_url, tmp_path / "worker.log", POSTBACK_SHUTDOWN_TIMEOUT_SECONDS="2")
     try:
-        await fleet.service.create_endpoint(
+        await fleet.service.endpoints.create(
             fleet.account_id, url=receiver.on("/hang", sleep(8)), timeout_ms=7_000
         )
         await fleet.submit(3)

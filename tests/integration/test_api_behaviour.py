@@ -11,7 +11,7 @@ from openapi_spec_validator import validate as validate_openapi
 from standardwebhooks import Webhook
 
 from postback.api.schemas import DeliveryOut
-from postback.client import Client, PostbackError
+from postback.client import APIError, Client
 from tests.support.payloads import mo_text, recipient_report
 from tests.support.receiver import Receiver, sequence, status
 from tests.support.service import RunningPostback, wait_until
@@ -174,7 +174,7 @@ async def test_tenant_isolation_answers_404(postback: RunningPostback, receiver:
             b.replay(endpoint_id=endpoint.id),
         ]
         for call in calls:
-            with pytest.raises(PostbackError) as error:
+            with pytest.raises(APIError) as error:
                 await call
             assert error.value.status == 404
         assert (await b.list_endpoints()).data == []
@@ -237,7 +237,7 @@ async def test_replay_keeps_the_message_id(postback: RunningPostback, receiver: 
         dead = await wait_until(lambda: state_is("dead"))
         await pb.replay_delivery(dead.id)
         delivered = await wait_until(lambda: state_is("delivered"))
-        with pytest.raises(PostbackError) as not_dead:
+        with pytest.raises(APIError) as not_dead:
             await pb.replay_delivery(delivered.id)
         bulk_none = await pb.replay(endpoint_id=endpoint.id)
     first, replayed = receiver.at("/fixme")
@@ -315,7 +315,7 @@ async def test_event_type_filter_disabled_patch_and_delete(
         await pb.send("mo_text", mo_text("hi"))
         await receiver.wait_for("/mo")
         await pb.delete_endpoint(mo_only.id)
-        with pytest.raises(PostbackError) as gone:
+        with pytest.raises(APIError) as gone:
             await pb.get_endpoint(mo_only.id)
         assert gone.value.status == 404
     assert receiver.at("/off") == [] and receiver.at("/before") == []

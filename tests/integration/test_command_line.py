@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from postback.api.schemas import DeliveryOut
-from postback.client import Client, PostbackError
+from postback.client import APIError, Client
 from tests.support.payloads import mo_text
 from tests.support.processes import PostbackProcess, postback_env
 from tests.support.receiver import Receiver, sequence, status
@@ -135,7 +135,7 @@ async def _healthy(pb: Client) -> bool:
     try:
         await pb.health()
         return True
-    except PostbackError:
+    except APIError:
         return False
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from postback.client import PostbackError
+from postback.client import APIError
 from tests.core.test_receiver_sdk import SEED_MO_TEXT, SEED_NOTIFY_RECEIPT
 from tests.support.payloads import mo_text, recipient_report
 from tests.support.receiver import Receiver
@@ -51,7 +51,7 @@ async def test_payloads_that_break_their_schema_are_refused(
     postback: RunningPostback, event_type: str, payload: dict[str, object], field: str, rule: str
 ) -> None:
     async with await postback.new_account() as pb:
-        with pytest.raises(PostbackError) as error:
+        with pytest.raises(APIError) as error:
             await pb.send(event_type, payload)
         assert (await pb.list_deliveries()).data == []
     assert error.value.status == 400 and error.value.field == field
@@ -60,7 +60,7 @@ async def test_payloads_that_break_their_schema_are_refused(
 
 async def test_batch_error_names_the_item_and_the_path(postback: RunningPostback) -> None:
     async with await postback.new_account() as pb:
-        with pytest.raises(PostbackError) as error:
+        with pytest.raises(APIError) as error:
             await pb.send_batch(
                 [
                     {"event_type": "mo_text", "payload": mo_text()},
@@ -80,7 +80,7 @@ async def test_custom_event_types(postback: RunningPostback, receiver: Receiver)
         "properties": {"order_id": {"type": "string"}, "state": {"enum": ["paid", "shipped"]}},
     }
     async with await postback.new_account() as pb, await postback.new_account("other") as other:
-        with pytest.raises(PostbackError) as unknown:
+        with pytest.raises(APIError) as unknown:
             await pb.send("order.updated", {"order_id": "1", "state": "paid"})
         assert (
             unknown.value.field == "event_type" and "POST /v1/event-types" in unknown.value.message
@@ -89,19 +89,19 @@ async def test_custom_event_types(postback: RunningPostback, receiver: Receiver)
         assert created.schema == schema and not created.built_in
         await pb.create_endpoint(receiver.url("/orders"), event_types=["order.updated"])
         await pb.send("order.updated", {"order_id": "1", "state": "paid"})
-        with pytest.raises(PostbackError) as bad:
+        with pytest.raises(APIError) as bad:
             await pb.send("order.updated", {"order_id": "1", "state": "lost"})
         assert bad.value.field == "payload.state"
-        with pytest.raises(PostbackError) as duplicate:
+        with pytest.raises(APIError) as duplicate:
             await pb.create_event_type("order.updated", {"type": "object"})
         assert duplicate.value.status == 409
-        with pytest.raises(PostbackError) as builtin:
+        with pytest.raises(APIError) as builtin:
             await pb.create_event_type("mo_text", {"type": "object"})
         assert builtin.value.status == 409
-        with pytest.raises(PostbackError) as invalid:
+        with pytest.raises(APIError) as invalid:
             await pb.create_event_type("broken", {"type": "no-such-type"})
         assert invalid.value.status == 400 and invalid.value.field == "schema"
-        with pytest.raises(PostbackError) as elsewhere:  # event types belong to one account
+        with pytest.raises(APIError) as elsewhere:  # event types belong to one account
             await other.send("order.updated", {"order_id": "1", "state": "paid"})
         assert elsewhere.value.field == "event_type"
         listing = await pb.list_event_types()

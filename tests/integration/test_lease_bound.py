@@ -7,7 +7,7 @@ from pathlib import Path
 
 from postback.core.model import Attempt
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
-from postback.ingest.service import MessageSubmission, Postback
+from postback.ingest import MessageSubmission, Services
 from postback.store import open_storage
 from postback.transports.http import HTTPTransport
 from tests.support.payloads import ANY_OBJECT
@@ -21,16 +21,16 @@ async def test_attempt_timeout_is_capped_by_the_lease(tmp_path: Path, receiver: 
     await storage.open()
     transport = HTTPTransport(allowed_networks=TEST_ALLOWED)
     try:
-        service = Postback(storage, allowed_networks=TEST_ALLOWED)
-        account, _ = await service.create_account("lease")
-        await service.create_event_type(account.id, "t", ANY_OBJECT)
-        await service.create_endpoint(
+        service = Services.build(storage, allowed_networks=TEST_ALLOWED)
+        account, _ = await service.accounts.create("lease")
+        await service.event_types.create(account.id, "t", ANY_OBJECT)
+        await service.endpoints.create(
             account.id,
             url=receiver.on("/slow", sleep(5)),
             timeout_ms=60_000,
             retry_policy=None,
         )
-        [result] = await service.submit(
+        [result] = await service.messages.submit(
             account.id, [MessageSubmission(event_type="t", payload=b"{}")]
         )
         dispatcher = Dispatcher(storage, transport, DispatcherSettings(lease_ms=2_000))

@@ -7,7 +7,7 @@ import json
 import pytest
 from sinch.domains.sms.sinch_events.v1.sms_sinch_event import SmsSinchEvent
 
-from postback.client import Client, PostbackError
+from postback.client import APIError, Client
 from tests.support.receiver import Receiver, sequence, status
 from tests.support.service import RunningPostback
 
@@ -143,15 +143,15 @@ async def test_none_sends_nothing_and_mistakes_are_named(
             "b5", delivery_report="none", statuses=[update("1", "Delivered")]
         )
         assert quiet.messages == [] and not quiet.batch_report_sent
-        with pytest.raises(PostbackError) as conflict:
+        with pytest.raises(APIError) as conflict:
             await pb.batch_recipient_status("b5", delivery_report="full")
         assert conflict.value.status == 409
-        with pytest.raises(PostbackError) as bad:
+        with pytest.raises(APIError) as bad:
             await pb.batch_recipient_status(
                 "b6", delivery_report="summary", statuses=[update("1", "Sent")]
             )
         assert bad.value.field == "statuses[0].status"
-        with pytest.raises(PostbackError) as mode:
+        with pytest.raises(APIError) as mode:
             await pb.batch_recipient_status("b6", delivery_report="sometimes")
         assert mode.value.field == "delivery_report"
     assert receiver.at("/reports") == []

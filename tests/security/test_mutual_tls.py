@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from postback.api.schemas import AttemptOut
-from postback.client import PostbackError
+from postback.client import APIError
 from tests.support.service import RunningPostback, wait_until
 
 
@@ -112,7 +112,7 @@ async def test_pkcs12_keystore_with_password(
         "ca_bundle_pem": ca.cert_pem.bytes().decode(),
     }
     async with await postback.new_account() as pb:
-        with pytest.raises(PostbackError) as wrong:
+        with pytest.raises(APIError) as wrong:
             await pb.create_endpoint(tls_receiver.url, tls={**tls, "pkcs12_password": "nope"})
         assert wrong.value.status == 400 and wrong.value.field == "tls.pkcs12_password"
         await pb.create_endpoint(tls_receiver.url, tls={**tls, "pkcs12_password": "keystore-pass"})

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from postback.client import PostbackError
+from postback.client import APIError
 from postback.dispatch.loop import Dispatcher
-from postback.ingest.service import MessageSubmission, Postback
+from postback.ingest import MessageSubmission, Services
 from postback.store import open_storage
 from postback.transports.http import HTTPTransport
 from tests.support.receiver import Receiver
@@ -44,7 +44,7 @@ async def test_forbidden_destinations_refused_at_creation(
     guarded: RunningPostback, url: str
 ) -> None:
     async with await guarded.new_account() as pb:
-        with pytest.raises(PostbackError) as refused:
+        with pytest.raises(APIError) as refused:
             await pb.create_endpoint(url)
         assert refused.value.status == 400 and refused.value.field == "url"
         assert "not allowed" in refused.value.message
@@ -53,10 +53,10 @@ async def test_forbidden_destinations_refused_at_creation(
 
 async def test_callback_url_and_token_url_are_guarded_too(guarded: RunningPostback) -> None:
     async with await guarded.new_account() as pb:
-        with pytest.raises(PostbackError) as refused:
+        with pytest.raises(APIError) as refused:
             await pb.send("t", {"n": 1}, callback_url="http://127.0.0.1:9/x")
         assert refused.value.field == "callback_url"
-        with pytest.raises(PostbackError) as token:
+        with pytest.raises(APIError) as token:
             await pb.create_endpoint(
                 "https://example.com/hook",
                 auth={
@@ -77,12 +77,12 @@ async def test_connect_time_check_blocks_what_slipped_past_creation(
     storage = open_storage(f"sqlite:///{tmp_path / 'pb.db'}")
     await storage.open()
     try:
-        service = Postback(storage, guard_destinations=False)
-        account, _ = await service.create_account("a")
-        await service.create_event_type(account.id, "t", {"type": "object"})
+        service = Services.build(storage, guard_destinations=False)
+        account, _ = await service.accounts.create("a")
+        await service.event_types.create(account.id, "t", {"type": "object"})
         for url in (receiver.url("/by-ip"), f"http://localhost:{receiver.port}/by-name"):
-            await service.create_endpoint(account.id, url=url)
-        [result] = await service.submit(
+            await service.endpoints.create(account.id, url=url)
+        [result] = await service.messages.submit(
             account.id, [MessageSubmission(event_type="t", payload=b'{"n":1}')]
         )
         transport = HTTPTransport()  # the default guard, no allow-list

@@ -1,0 +1,190 @@
+"""The field checks every input passes before it is stored: pure rules, no I/O.
+
+Each check raises ``InvalidInput`` naming the JSON path of the offending value, so the API and
+the CLI can tell a user exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from urllib.parse import urlsplit
+
+from postback.core import signing
+from postback.core.errors import InvalidInput
+from postback.core.model import (
+    RESERVED_HEADERS,
+    Auth,
+    BasicAuth,
+    BearerAuth,
+    NoAuth,
+    OAuth2Auth,
+    SNSDestination,
+)
+from postback.core.policy import PolicyError, RetryPolicy, validate_policy
+
+MAX_BATCH = 1000
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
+_BATCH_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
+_EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]{0,127}$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+
+
+def new_signing_secret() -> str:
+    return signing.secret_from_key(secrets.token_bytes(24))
+
+
+def check_url(url: str, field: str = "url") -> str:
+    if len(url) > 2048:
+        raise InvalidInput(field, "URL is longer than 2048 characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(field, f"not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise InvalidInput(field, "URL must start with http:// or https://")
+    if not parts.hostname:
+        raise InvalidInput(field, "URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput(field, "put credentials in `auth`, not in the URL")
+    if port == 0:
+        raise InvalidInput(field, "URL port must be from 1 to 65535")
+    if parts.fragment:
+        raise InvalidInput(field, "URL must not have a #fragment")
+    return url
+
+
+def check_event_type(name: str, field: str = "event_type") -> str:
+    if not _EVENT_TYPE.match(name):
+        raise InvalidInput(
+            field,
+            "event type must be 1-128 characters of letters, digits and _ . : - / "
+            f"starting with a letter or digit, got {name!r}",
+        )
+    return name
+
+
+def check_headers(
+    headers: dict[str, str], *, auth_set: bool, field: str = "headers"
+) -> dict[str, str]:
+    """Custom headers; Postback's own may not be overridden (Authorization only when the
+    endpoint has no auth method: then a custom scheme is the customer's business)."""
+    if len(headers) > 50:
+        raise InvalidInput(field, "at most 50 custom headers")
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise InvalidInput(f"{field}.{name}", "not a valid HTTP header name")
+        lowered = name.lower()
+        if lowered in RESERVED_HEADERS and (lowered != "authorization" or auth_set):
+            raise InvalidInput(
+                f"{field}.{name}", f"{name} is set by Postback and cannot be overridden"
+            )
+        if any(c in value for c in "\r\n\0") or len(value) > 4096:
+            raise InvalidInput(f"{field}.{name}", "header value must be one line, ≤ 4096 chars")
+    return headers
+
+
+def check_auth(auth: Auth | None) -> Auth | None:
+    if isinstance(auth, NoAuth):
+        return None
+    if isinstance(auth, BasicAuth):
+        if not auth.username or ":" in auth.username:
+            raise InvalidInput("auth.username", "username must be non-empty and contain no ':'")
+        if any(c in auth.username + auth.password for c in "\r\n"):
+            raise InvalidInput("auth", "credentials must not contain line breaks")
+    if isinstance(auth, BearerAuth) and (not auth.token or any(c in auth.token for c in " \r\n\t")):
+        raise InvalidInput("auth.token", "token must be non-empty with no whitespace")
+    if isinstance(auth, OAuth2Auth):
+        check_url(auth.token_url, "auth.token_url")
+        if not auth.client_id:
+            raise InvalidInput("auth.client_id", "client_id is required")
+        if auth.grant == "password" and not (auth.username and auth.password is not None):
+            raise InvalidInput("auth.username", "the password grant needs username and password")
+    return auth
+
+
+_TOPIC_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(\.fifo)?)$"
+)
+
+
+def check_destination_config(destination: SNSDestination) -> str:
+    """An SNS destination; returns the topic ARN, which the endpoint shows as its URL."""
+    match = _TOPIC_ARN.match(destination.topic_arn)
+    if match is None:
+        raise InvalidInput(
+            "destination.topic_arn", "expected arn:aws:sns:<region>:<account>:<topic name>"
+        )
+    if match.group(1) != destination.region:
+        raise InvalidInput(
+            "destination.region", f"topic is in {match.group(1)}, not {destination.region}"
+        )
+    if not destination.access_key_id or not destination.secret_access_key:
+        raise InvalidInput("destination", "access_key_id and secret_access_key are required")
+    if destination.endpoint_url is not None:
+        check_url(destination.endpoint_url, "destination.endpoint_url")
+    return destination.topic_arn
+
+
+def check_policy(policy: RetryPolicy | None) -> RetryPolicy | None:
+    if policy is None:
+        return None
+    try:
+        return validate_policy(policy)
+    except PolicyError as exc:
+        message = str(exc)
+        field = message.split(" ", 1)[0].rstrip(":")
+        field = field if field.startswith("retry_policy") else "retry_policy"
+        raise InvalidInput(field, message) from None
+
+
+def check_timeout(timeout_ms: int | None) -> int | None:
+    if timeout_ms is not None and not 100 <= timeout_ms <= 60_000:
+        raise InvalidInput("timeout_ms", "timeout_ms must be from 100 to 60000")
+    return timeout_ms
+
+
+def check_rate(rate: float | None) -> float | None:
+    if rate is not None and not 0.1 <= rate <= 100_000:
+        raise InvalidInput("rate_limit_per_s", "rate_limit_per_s must be from 0.1 to 100000")
+    return rate
+
+
+def check_secret(
+    secret: str | None, scheme: str = "standard-webhooks", field: str = "signing_secret"
+) -> str:
+    if scheme == "sinch":
+        # Sinch's scheme keys the HMAC with the secret's UTF-8 bytes: any string will do.
+        if secret is None:
+            return secrets.token_urlsafe(32)
+        if not 8 <= len(secret) <= 256 or any(c in secret for c in "\r\n"):
+            raise InvalidInput(field, "a Sinch signing secret is 8 to 256 characters, one line")
+        return secret
+    if secret is None:
+        return new_signing_secret()
+    try:
+        signing.secret_key(secret)
+    except signing.SignatureError as exc:
+        raise InvalidInput(field, f"{exc} (expected whsec_<base64>)") from exc
+    if not secret.startswith(signing.SECRET_PREFIX):
+        raise InvalidInput(field, "signing secret must start with whsec_")
+    return secret
+
+
+def check_event_types(event_types: list[str] | None) -> tuple[str, ...] | None:
+    """An endpoint's subscription: None is every type, else a sorted set of valid names."""
+    if event_types is None:
+        return None
+    if len(event_types) > 100:
+        raise InvalidInput("event_types", "at most 100 event types per endpoint")
+    for i, name in enumerate(event_types):
+        check_event_type(name, f"event_types[{i}]")
+    return tuple(sorted(set(event_types)))
+
+
+def check_batch_id(batch_id: str) -> str:
+    if not _BATCH_ID.match(batch_id):
+        raise InvalidInput("batch_id", "batch_id must be 1-100 letters, digits, _ . : -")
+    return batch_id

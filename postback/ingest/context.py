@@ -1,0 +1,62 @@
+"""What every domain operation needs: the store, the clock, ids, and the save-time SSRF probe."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from postback.core.errors import InvalidInput
+from postback.core.ids import make_id
+from postback.core.netguard import Network, blocked_reason, literal_address, resolved_blocked
+from postback.observe.metrics import Metrics
+from postback.store.base import Storage
+
+
+@dataclass(slots=True, kw_only=True)
+class IngestContext:
+    """Shared by the services of one process; ``on_ingest`` wakes the local dispatcher."""
+
+    storage: Storage
+    clock: Callable[[], float] = time.time
+    metrics: Metrics = field(default_factory=Metrics)
+    on_ingest: Callable[[], None] | None = None
+    allowed_networks: tuple[Network, ...] = ()
+    guard_destinations: bool = True
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def new_id(self, prefix: str) -> str:
+        return make_id(prefix, self.now_ms(), os.urandom(10))
+
+    def woke(self) -> None:
+        if self.on_ingest is not None:
+            self.on_ingest()
+
+    async def check_destination(self, url: str, field: str) -> None:
+        """The SSRF guard at save time: refuse a URL whose host is, or resolves to, a
+        forbidden address (it is checked again at every connect)."""
+        if not self.guard_destinations:
+            return
+        host = urlsplit(url).hostname or ""
+        literal = literal_address(host)
+        if literal is not None:
+            reason = blocked_reason(literal, self.allowed_networks)
+            if reason is not None:
+                raise InvalidInput(field, f"{host}: {reason}")
+            return
+        try:
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM),
+                timeout=3,
+            )
+        except (OSError, TimeoutError):
+            return  # unresolvable now: the connect-time check still applies
+        reason = resolved_blocked((str(info[4][0]) for info in infos), self.allowed_networks)
+        if reason is not None:
+            raise InvalidInput(field, f"{host}: {reason}")

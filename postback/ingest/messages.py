@@ -1,0 +1,158 @@
+"""Messages: validated, then stored with their deliveries in one transaction; replay of dead ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from postback.core.errors import Conflict, InvalidInput, NotFound
+from postback.core.model import (
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    IngestResult,
+    Message,
+    NewMessage,
+    SigningSecret,
+)
+from postback.core.payloads import PayloadInvalid
+from postback.core.validation import (
+    MAX_BATCH,
+    MAX_PAYLOAD_BYTES,
+    check_event_type,
+    check_url,
+    new_signing_secret,
+)
+from postback.ingest.context import IngestContext
+from postback.ingest.endpoints import EndpointService
+from postback.ingest.event_types import EventTypeRegistry
+
+IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageSubmission:
+    event_type: str
+    payload: bytes
+    idempotency_key: str | None = None
+    callback_url: str | None = None
+    ordering_key: str | None = None
+
+
+class MessageService:
+    def __init__(
+        self, context: IngestContext, event_types: EventTypeRegistry, endpoints: EndpointService
+    ) -> None:
+        self.context = context
+        self.event_types = event_types
+        self.endpoints = endpoints
+
+    async def submit(
+        self, account_id: str, submissions: list[MessageSubmission], *, field_prefix: str = ""
+    ) -> list[IngestResult]:
+        """Validate every message first (all or nothing), then store them in one transaction."""
+        if len(submissions) > MAX_BATCH:
+            raise InvalidInput(field_prefix or "$", f"at most {MAX_BATCH} messages per batch")
+        callback_endpoints: dict[str, str] = {}
+        for i, sub in enumerate(submissions):
+            at = f"{field_prefix}[{i}]." if field_prefix else ""
+            check_event_type(sub.event_type, f"{at}event_type")
+            if len(sub.payload) > MAX_PAYLOAD_BYTES:
+                raise InvalidInput(f"{at}payload", f"payload exceeds {MAX_PAYLOAD_BYTES} bytes")
+            if not sub.payload.lstrip()[:1] == b"{":
+                raise InvalidInput(f"{at}payload", "payload must be a JSON object")
+            validator = await self.event_types.validator(
+                account_id, sub.event_type, f"{at}event_type"
+            )
+            try:
+                validator.check(sub.payload)
+            except PayloadInvalid as exc:
+                raise InvalidInput(
+                    f"{at}payload{exc.path[1:]}",
+                    f"payload does not match event type {sub.event_type}: {exc.message} "
+                    f"(rule: {exc.rule})",
+                ) from None
+            if sub.idempotency_key is not None and not 1 <= len(sub.idempotency_key) <= 255:
+                raise InvalidInput(f"{at}idempotency_key", "idempotency_key must be 1-255 chars")
+            if sub.callback_url is not None:
+                check_url(sub.callback_url, f"{at}callback_url")
+        for i, sub in enumerate(submissions):
+            if sub.callback_url is not None and sub.callback_url not in callback_endpoints:
+                at = f"{field_prefix}[{i}]." if field_prefix else ""
+                endpoint = await self._callback_endpoint(
+                    account_id, sub.callback_url, f"{at}callback_url"
+                )
+                callback_endpoints[sub.callback_url] = endpoint.id
+        messages = [
+            NewMessage(
+                id=self.context.new_id("msg"),
+                event_type=sub.event_type,
+                payload=sub.payload,
+                idempotency_key=sub.idempotency_key,
+                callback_endpoint_id=callback_endpoints.get(sub.callback_url or ""),
+                ordering_key=sub.ordering_key,
+            )
+            for sub in submissions
+        ]
+        results = await self.context.storage.ingest(
+            account_id, messages, self.context.now_ms(), IDEMPOTENCY_WINDOW_MS
+        )
+        self.context.metrics.ingested(sum(not r.duplicate for r in results))
+        self.context.woke()
+        return results
+
+    async def _callback_endpoint(self, account_id: str, url: str, field: str) -> Endpoint:
+        """A per-message callback URL gets an endpoint of its own with the account defaults."""
+        await self.context.check_destination(url, field)
+        now = self.context.now_ms()
+        template = Endpoint(
+            id=self.context.new_id("ep"),
+            account_id=account_id,
+            url=url,
+            description="created for a message's callback_url",
+            event_types=(),
+            is_callback_url=True,
+            created_at=now,
+            updated_at=now,
+        )
+        secret = SigningSecret(secret=new_signing_secret(), created_at=now)
+        return await self.context.storage.callback_endpoint(account_id, url, template, secret)
+
+    async def get(self, account_id: str, message_id: str) -> tuple[Message, list[Delivery]]:
+        message = await self.context.storage.get_message(account_id, message_id)
+        if message is None:
+            raise NotFound(f"no message {message_id}")
+        deliveries = await self.context.storage.list_deliveries(
+            account_id, message_id=message_id, limit=1000
+        )
+        return message, deliveries
+
+    async def replay_delivery(self, account_id: str, delivery_id: str) -> str:
+        delivery = await self.context.storage.get_delivery(account_id, delivery_id)
+        if delivery is None:
+            raise NotFound(f"no delivery {delivery_id}")
+        if delivery.state is not DeliveryState.DEAD:
+            raise Conflict(f"delivery {delivery_id} is {delivery.state}; only dead ones replay")
+        replayed = await self.context.storage.replay(
+            account_id, self.context.now_ms(), delivery_id=delivery_id
+        )
+        if not replayed:
+            raise Conflict(f"delivery {delivery_id} cannot be replayed: its endpoint was deleted")
+        self.context.woke()
+        return replayed[0]
+
+    async def replay(
+        self,
+        account_id: str,
+        *,
+        endpoint_id: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> list[str]:
+        if endpoint_id is not None:
+            await self.endpoints.get(account_id, endpoint_id)
+        replayed = await self.context.storage.replay(
+            account_id, self.context.now_ms(), endpoint_id=endpoint_id, since=since, until=until
+        )
+        if replayed:
+            self.context.woke()
+        return replayed
