@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from postback.api import schemas as s
+from postback.core import wire as s
 from postback.core.errors import PostbackError
 
 T = TypeVar("T")

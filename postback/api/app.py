@@ -17,8 +17,8 @@ import msgspec
 from aiohttp import web
 
 from postback import __version__
-from postback.api import schemas as s
 from postback.api.openapi import docs_html, openapi_document, swagger_static_dir
+from postback.core import wire as s
 from postback.core.errors import (
     Conflict,
     InvalidInput,

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from postback import __version__
-from postback.api import schemas as s
+from postback.core import wire as s
 
 # (method, path, summary, request body type, success status, response type, query params)
 _ROUTES: list[tuple[str, str, str, Any, int, Any, tuple[str, ...]]] = [

@@ -424,6 +424,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PostbackError as exc:
         print(f"postback: error: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] == "postback":
+            raise
+        # The bare package is the client and the receiver SDK; the service is an extra.
+        print(
+            f"postback: error: {args.command} needs the service's dependencies "
+            f"({exc.name} is not installed): pip install 'postback[server]'",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

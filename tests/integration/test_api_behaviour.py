@@ -10,8 +10,8 @@ import pytest
 from openapi_spec_validator import validate as validate_openapi
 from standardwebhooks import Webhook
 
-from postback.api.schemas import DeliveryOut
 from postback.client import APIError, Client
+from postback.core.wire import DeliveryOut
 from tests.support.payloads import mo_text, recipient_report
 from tests.support.receiver import Receiver, sequence, status
 from tests.support.service import RunningPostback, wait_until

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from postback.api.schemas import DeliveryOut
 from postback.client import APIError, Client
+from postback.core.wire import DeliveryOut
 from tests.support.payloads import mo_text
 from tests.support.processes import PostbackProcess, postback_env
 from tests.support.receiver import Receiver, sequence, status

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from postback.api.schemas import AttemptOut, DeliveryOut
 from postback.client import Client
 from postback.core import signing
+from postback.core.wire import AttemptOut, DeliveryOut
 from tests.support.receiver import (
     Behaviour,
     Receiver,

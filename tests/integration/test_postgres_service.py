@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postback.api.schemas import DeliveryOut
+from postback.core.wire import DeliveryOut
 from tests.integration.test_pacing import max_in_window
 from tests.support.payloads import mo_text
 from tests.support.receiver import Receiver, sequence, status

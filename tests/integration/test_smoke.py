@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import time
 
-from postback.api.schemas import DeliveryOut
 from postback.core import signing
+from postback.core.wire import DeliveryOut
 from tests.support.receiver import Receiver, status
 from tests.support.service import RunningPostback, wait_until
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from postback.api.schemas import DeliveryOut
+from postback.core.wire import DeliveryOut
 from postback.receiver import check_basic, check_bearer
 from tests.support.receiver import Received, Receiver
 from tests.support.service import RunningPostback, wait_until

@@ -14,8 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from postback.api.schemas import AttemptOut
 from postback.client import APIError
+from postback.core.wire import AttemptOut
 from tests.support.service import RunningPostback, wait_until
 
 

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import pytest
 from aiohttp import web
 
-from postback.api.schemas import DeliveryOut
+from postback.core.wire import DeliveryOut
 from tests.support.receiver import Received, Receiver
 from tests.support.service import RunningPostback, wait_until
 

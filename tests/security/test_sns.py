@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from moto.server import ThreadedMotoServer
 
-from postback.api.schemas import AttemptOut
 from postback.core import signing
+from postback.core.wire import AttemptOut
 from tests.support.receiver import Received, Receiver, sequence
 from tests.support.service import RunningPostback, wait_until
 

@@ -1,5 +1,8 @@
-"""Request and response bodies of the HTTP API (also the Python client's return types).
+"""Request and response bodies of the HTTP API: what goes over the wire, in both directions.
 
+The server (``postback.api``) decodes requests and encodes responses with these Structs; the
+Python client (``postback.Client``) returns them; ``ingest`` takes the endpoint requests as
+its input. They live in the core so the client needs nothing of the server's.
 Responses never carry credentials: ``auth`` comes back as its type (and Basic username) only.
 """
 
