@@ -128,32 +128,22 @@ async def cmd_serve(args: argparse.Namespace, *, api: bool, dispatch: bool) -> N
 
 
 async def cmd_migrate(args: argparse.Namespace) -> None:
-    from postback.cli.serve import sealer_for
-    from postback.store import open_storage
+    from postback.cli.serve import migrate_database
 
-    settings = _settings(args)
-    storage = open_storage(settings.database_url, sealer_for(settings))
-    await storage.open(migrate=True)
-    await storage.close()
+    await migrate_database(_settings(args))
     print("database is up to date")
 
 
 async def cmd_accounts_create(args: argparse.Namespace) -> None:
-    from postback.cli.serve import sealer_for
+    from postback.cli.serve import open_services
     from postback.core.errors import InvalidInput
-    from postback.ingest import Services
-    from postback.store import open_storage
 
-    settings = _settings(args)
-    storage = open_storage(settings.database_url, sealer_for(settings))
     # Like `serve`: SQLite migrates itself, PostgreSQL waits for `postback migrate`.
-    await storage.open(migrate=settings.database_url.startswith("sqlite"))
-    try:
-        account, api_key = await Services.build(storage).accounts.create(args.name)
-    except InvalidInput as exc:
-        raise CLIError(exc.message) from None
-    finally:
-        await storage.close()
+    async with open_services(_settings(args)) as services:
+        try:
+            account, api_key = await services.accounts.create(args.name)
+        except InvalidInput as exc:
+            raise CLIError(exc.message) from None
     print(json.dumps({"id": account.id, "name": account.name, "api_key": api_key}, indent=2))
 
 

@@ -6,19 +6,20 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from postback.api.app import create_app
 from postback.cli.config import Settings, key_file_path
+from postback.core.errors import StorageError, StorageUnavailable
 from postback.core.netguard import parse_networks
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
 from postback.dispatch.sweeps import run_sweeper
 from postback.ingest import Services
 from postback.observe.metrics import Metrics
-from postback.store import open_storage
-from postback.store.base import StorageError, StorageUnavailable
+from postback.store import Storage, open_storage
 from postback.store.sealing import Sealer
 from postback.transports.http import HTTPTransport
 from postback.transports.sns import SNSTransport
@@ -31,6 +32,35 @@ def sealer_for(settings: Settings) -> Sealer:
     if settings.secret_key:
         return Sealer.from_base64(settings.secret_key)
     return Sealer.from_key_file(Path(key_file_path(settings)))
+
+
+def _open(settings: Settings) -> Storage:
+    return open_storage(settings.database_url, sealer_for(settings))
+
+
+def _migrates_itself(settings: Settings) -> bool:
+    # The embedded SQLite file is created and upgraded on start (one command, no setup). A
+    # shared PostgreSQL is upgraded deliberately with `postback migrate`, once, not by
+    # whichever node happens to start first with a new version.
+    return settings.database_url.startswith("sqlite")
+
+
+async def migrate_database(settings: Settings) -> None:
+    """``postback migrate``: bring the database's schema up to date."""
+    storage = _open(settings)
+    await storage.open(migrate=True)
+    await storage.close()
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """The domain services over the configured database, for one admin command."""
+    storage = _open(settings)
+    await storage.open(migrate=_migrates_itself(settings))
+    try:
+        yield Services.build(storage)
+    finally:
+        await storage.close()
 
 
 async def run_batch_reports(
@@ -72,11 +102,8 @@ async def run_service(
     """Run until ``stop`` is set (or SIGTERM/SIGINT): stop claiming, finish, exit."""
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
-    storage = open_storage(settings.database_url, sealer_for(settings))
-    # The embedded SQLite file is created and upgraded on start (one command, no setup). A
-    # shared PostgreSQL is upgraded deliberately with `postback migrate`, once, not by
-    # whichever node happens to start first with a new version.
-    await storage.open(migrate=settings.database_url.startswith("sqlite"))
+    storage = _open(settings)
+    await storage.open(migrate=_migrates_itself(settings))
     metrics = Metrics()
     allowed = parse_networks(settings.allow_networks)
     transport = HTTPTransport(
