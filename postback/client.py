@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -52,12 +53,18 @@ def _message(
     payload: JSONPayload,
     idempotency_key: str | None = None,
     callback_url: str | None = None,
+    fanout: bool = False,
+    account: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"event_type": event_type, "payload": _raw_json(payload)}
     if idempotency_key is not None:
         body["idempotency_key"] = idempotency_key
     if callback_url is not None:
         body["callback_url"] = callback_url
+    if fanout:
+        body["fanout"] = True
+    if account is not None:
+        body["account"] = account
     return body
 
 
@@ -73,12 +80,31 @@ class Client:
         *,
         admin_token: str | None = None,
         timeout_s: float = 30.0,
+        account: str | None = None,
     ) -> None:
+        """``account`` (an id or external id): act on that account with a platform key, i.e.
+        send account-scoped calls to ``/v1/accounts/{account}/...``."""
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.admin_token = admin_token
+        self.account = account
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._parent: Client | None = None
+
+    def for_account(self, account: str) -> Client:
+        """The same client acting on ``account`` (id or external id), sharing its connections;
+        closing it is a no-op, close the original."""
+        child = Client(self.base_url, self.api_key, admin_token=self.admin_token, account=account)
+        child._timeout = self._timeout
+        child._parent = self._parent or self
+        return child
+
+    def _scoped(self, path: str) -> str:
+        """``/endpoints`` -> ``/v1/endpoints``, or ``/v1/accounts/{account}/endpoints``."""
+        if self.account is None:
+            return "/v1" + path
+        return f"/v1/accounts/{quote(self.account, safe='')}{path}"
 
     async def __aenter__(self) -> Client:
         return self
@@ -87,7 +113,7 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
+        if self._parent is None and self._session is not None:
             await self._session.close()
             self._session = None
 
@@ -101,8 +127,15 @@ class Client:
         params: Mapping[str, Any] | None = None,
         token: str | None = None,
     ) -> T:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        if self._parent is not None:
+            owner = self._parent
+            if owner._session is None:
+                owner._session = aiohttp.ClientSession(timeout=owner._timeout)
+            session = owner._session
+        else:
+            if self._session is None:
+                self._session = aiohttp.ClientSession(timeout=self._timeout)
+            session = self._session
         token = token or self.api_key
         headers = {"content-type": "application/json"}
         if token:
@@ -110,7 +143,7 @@ class Client:
         data = None if body is None else msgspec.json.encode(body)
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
         try:
-            async with self._session.request(
+            async with session.request(
                 method, self.base_url + path, data=data, headers=headers, params=query
             ) as response:
                 raw = await response.read()
@@ -139,36 +172,89 @@ class Client:
     async def health(self) -> s.Health:
         return await self._call("GET", "/healthz", s.Health)
 
-    async def create_account(self, name: str) -> s.AccountCreated:
-        """Needs ``admin_token`` (the server's POSTBACK_ADMIN_TOKEN)."""
+    async def create_account(
+        self, name: str, *, external_id: str | None = None, create_key: bool = True
+    ) -> s.AccountCreated:
+        """Needs a platform key or ``admin_token`` (the server's POSTBACK_ADMIN_TOKEN)."""
+        body = _drop_none({"name": name, "external_id": external_id})
+        if not create_key:
+            body["create_key"] = False
         return await self._call(
-            "POST", "/v1/accounts", s.AccountCreated, {"name": name}, token=self.admin_token
+            "POST", "/v1/accounts", s.AccountCreated, body, token=self.admin_token
         )
+
+    async def list_accounts(
+        self, *, q: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> s.AccountPage:
+        """Platform key or admin token; ``q`` matches part of the name or external id."""
+        params = {"q": q, "limit": limit, "cursor": cursor}
+        return await self._call(
+            "GET", "/v1/accounts", s.AccountPage, params=params, token=self.admin_token
+        )
+
+    async def get_account(self, account: str) -> s.AccountOut:
+        """By id or external id."""
+        path = f"/v1/accounts/{quote(account, safe='')}"
+        return await self._call("GET", path, s.AccountOut, token=self.admin_token)
+
+    # -- API keys -----------------------------------------------------------------------------
+
+    async def create_key(
+        self, *, platform: bool = False, account: str | None = None, name: str = ""
+    ) -> s.KeyCreated:
+        """A new key, shown once. ``platform``: needs ``admin_token``; otherwise a key for
+        ``account`` (an account key's own account by default)."""
+        body = _drop_none({"account": account, "name": name or None})
+        if platform:
+            body["platform"] = True
+        token = self.admin_token if platform else None
+        return await self._call("POST", "/v1/keys", s.KeyCreated, body, token=token)
+
+    async def list_keys(
+        self, *, account: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> s.KeyPage:
+        """Keys as id, prefix, last four characters and dates: never the keys themselves."""
+        params = {"account": account, "limit": limit, "cursor": cursor}
+        return await self._call("GET", "/v1/keys", s.KeyPage, params=params)
+
+    async def rotate_key(self, key_id: str, *, grace_s: int = 0) -> s.KeyCreated:
+        """A new key with the same scope; the old one keeps working ``grace_s`` seconds."""
+        path = f"/v1/keys/{key_id}/rotate"
+        return await self._call("POST", path, s.KeyCreated, {"grace_s": grace_s})
+
+    async def revoke_key(self, key_id: str) -> s.KeyOut:
+        return await self._call("POST", f"/v1/keys/{key_id}/revoke", s.KeyOut)
 
     # -- endpoints ----------------------------------------------------------------------------
 
     async def create_endpoint(self, url: str, **fields: Any) -> s.EndpointOut:
         """Fields as in ``POST /v1/endpoints``: event_types, retry_policy, timeout_ms, auth, ..."""
-        return await self._call("POST", "/v1/endpoints", s.EndpointOut, {"url": url, **fields})
+        return await self._call(
+            "POST", self._scoped("/endpoints"), s.EndpointOut, {"url": url, **fields}
+        )
 
     async def list_endpoints(self, *, limit: int = 50, cursor: str | None = None) -> s.EndpointPage:
         params = {"limit": limit, "cursor": cursor}
-        return await self._call("GET", "/v1/endpoints", s.EndpointPage, params=params)
+        return await self._call("GET", self._scoped("/endpoints"), s.EndpointPage, params=params)
 
     async def get_endpoint(self, endpoint_id: str) -> s.EndpointOut:
-        return await self._call("GET", f"/v1/endpoints/{endpoint_id}", s.EndpointOut)
+        return await self._call("GET", self._scoped(f"/endpoints/{endpoint_id}"), s.EndpointOut)
 
     async def update_endpoint(self, endpoint_id: str, **changes: Any) -> s.EndpointOut:
-        return await self._call("PATCH", f"/v1/endpoints/{endpoint_id}", s.EndpointOut, changes)
+        return await self._call(
+            "PATCH", self._scoped(f"/endpoints/{endpoint_id}"), s.EndpointOut, changes
+        )
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
-        await self._call("DELETE", f"/v1/endpoints/{endpoint_id}", None)
+        await self._call("DELETE", self._scoped(f"/endpoints/{endpoint_id}"), None)
 
     async def get_secret(self, endpoint_id: str) -> s.SecretOut:
-        return await self._call("GET", f"/v1/endpoints/{endpoint_id}/secret", s.SecretOut)
+        return await self._call(
+            "GET", self._scoped(f"/endpoints/{endpoint_id}/secret"), s.SecretOut
+        )
 
     async def rotate_secret(self, endpoint_id: str, key: str | None = None) -> s.SecretOut:
-        path = f"/v1/endpoints/{endpoint_id}/secret/rotate"
+        path = self._scoped(f"/endpoints/{endpoint_id}/secret/rotate")
         return await self._call("POST", path, s.SecretOut, _drop_none({"key": key}))
 
     # -- event types --------------------------------------------------------------------------
@@ -177,10 +263,10 @@ class Client:
         self, name: str, schema: Mapping[str, Any], description: str = ""
     ) -> s.EventTypeOut:
         body = {"name": name, "schema": dict(schema), "description": description}
-        return await self._call("POST", "/v1/event-types", s.EventTypeOut, body)
+        return await self._call("POST", self._scoped("/event-types"), s.EventTypeOut, body)
 
     async def list_event_types(self) -> s.EventTypeList:
-        return await self._call("GET", "/v1/event-types", s.EventTypeList)
+        return await self._call("GET", self._scoped("/event-types"), s.EventTypeList)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -191,21 +277,34 @@ class Client:
         *,
         idempotency_key: str | None = None,
         callback_url: str | None = None,
+        fanout: bool = False,
+        account: str | None = None,
     ) -> s.MessageAccepted:
-        """Submit one event; ``payload`` is a dict or ready JSON bytes (sent unchanged)."""
-        body = _message(event_type, payload, idempotency_key, callback_url)
-        return await self._call("POST", "/v1/messages", s.MessageAccepted, body)
+        """Submit one event; ``payload`` is a dict or ready JSON bytes (sent unchanged).
+
+        ``callback_url`` sends it there instead of to the subscribed endpoints, unless
+        ``fanout``. ``account`` (platform keys): the account it belongs to."""
+        body = _message(event_type, payload, idempotency_key, callback_url, fanout, account)
+        return await self._call("POST", self._scoped("/messages"), s.MessageAccepted, body)
 
     async def send_batch(self, messages: Sequence[Mapping[str, Any]]) -> s.BatchAccepted:
-        """Each item: {"event_type", "payload", "idempotency_key"?, "callback_url"?}."""
+        """Each item: {"event_type", "payload", "idempotency_key"?, "callback_url"?, "fanout"?,
+        "account"?}; with a platform key, "account" (id or external id) may differ per item."""
         body = [
-            _message(m["event_type"], m["payload"], m.get("idempotency_key"), m.get("callback_url"))
+            _message(
+                m["event_type"],
+                m["payload"],
+                m.get("idempotency_key"),
+                m.get("callback_url"),
+                bool(m.get("fanout", False)),
+                m.get("account"),
+            )
             for m in messages
         ]
-        return await self._call("POST", "/v1/messages/batch", s.BatchAccepted, body)
+        return await self._call("POST", self._scoped("/messages/batch"), s.BatchAccepted, body)
 
     async def get_message(self, message_id: str) -> s.MessageOut:
-        return await self._call("GET", f"/v1/messages/{message_id}", s.MessageOut)
+        return await self._call("GET", self._scoped(f"/messages/{message_id}"), s.MessageOut)
 
     async def batch_recipient_status(
         self,
@@ -231,7 +330,7 @@ class Client:
                 "report_deadline_s": report_deadline_s,
             }
         )
-        path = f"/v1/batches/{batch_id}/recipient-status"
+        path = self._scoped(f"/batches/{batch_id}/recipient-status")
         return await self._call("POST", path, s.RecipientStatusAccepted, body)
 
     # -- deliveries ---------------------------------------------------------------------------
@@ -256,21 +355,23 @@ class Client:
             "limit": limit,
             "cursor": cursor,
         }
-        return await self._call("GET", "/v1/deliveries", s.DeliveryPage, params=params)
+        return await self._call("GET", self._scoped("/deliveries"), s.DeliveryPage, params=params)
 
     async def get_delivery(self, delivery_id: str) -> s.DeliveryOut:
-        return await self._call("GET", f"/v1/deliveries/{delivery_id}", s.DeliveryOut)
+        return await self._call("GET", self._scoped(f"/deliveries/{delivery_id}"), s.DeliveryOut)
 
     async def list_attempts(
         self, delivery_id: str, *, limit: int = 50, cursor: str | None = None
     ) -> s.AttemptPage:
-        path = f"/v1/deliveries/{delivery_id}/attempts"
+        path = self._scoped(f"/deliveries/{delivery_id}/attempts")
         return await self._call(
             "GET", path, s.AttemptPage, params={"limit": limit, "cursor": cursor}
         )
 
     async def replay_delivery(self, delivery_id: str) -> s.ReplayResult:
-        return await self._call("POST", f"/v1/deliveries/{delivery_id}/replay", s.ReplayResult)
+        return await self._call(
+            "POST", self._scoped(f"/deliveries/{delivery_id}/replay"), s.ReplayResult
+        )
 
     async def replay(
         self,
@@ -281,7 +382,7 @@ class Client:
     ) -> s.ReplayResult:
         """Replay every dead delivery matching the filters (all of the account's by default)."""
         body = _drop_none({"endpoint_id": endpoint_id, "since": since, "until": until})
-        return await self._call("POST", "/v1/replay", s.ReplayResult, body)
+        return await self._call("POST", self._scoped("/replay"), s.ReplayResult, body)
 
 
 class SyncClient:

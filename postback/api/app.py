@@ -21,6 +21,7 @@ from postback.api.openapi import docs_html, openapi_document, swagger_static_dir
 from postback.core import wire as s
 from postback.core.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     StorageError,
@@ -31,6 +32,7 @@ from postback.core.model import Account, DeliveryState
 from postback.core.validation import MAX_BATCH
 from postback.ingest import MessageSubmission, Services
 from postback.ingest.endpoints import EndpointChanges
+from postback.ingest.keys import ADMIN, Caller, NewKey
 from postback.observe.metrics import Metrics
 
 log = logging.getLogger("postback.api")
@@ -112,6 +114,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(404, "not_found", str(exc))
     except Conflict as exc:
         return error_response(409, "conflict", str(exc))
+    except Forbidden as exc:
+        return error_response(403, "forbidden", str(exc))
     except StorageUnavailable:
         log.warning("storage unavailable while serving %s %s", request.method, request.path)
         return error_response(503, "unavailable", "the database is unavailable; retry shortly")
@@ -135,11 +139,30 @@ def _bearer(request: web.Request) -> str:
     return token.strip()
 
 
+async def caller_of(request: web.Request) -> Caller:
+    """Who is calling: the admin token, a platform key or an account key (else 401)."""
+    token = _bearer(request)
+    expected = request.app[ADMIN_TOKEN]
+    if expected and hmac.compare_digest(token.encode(), expected.encode()):
+        return ADMIN
+    caller = await services(request).keys.authenticate(token)
+    if caller is None:
+        raise ApiError(401, "unauthorized", "unknown or revoked API key")
+    return caller
+
+
 async def account_of(request: web.Request) -> Account:
-    account = await services(request).accounts.authenticate(_bearer(request))
-    if account is None:
-        raise ApiError(401, "unauthorized", "unknown API key")
-    return account
+    """The account a call acts on: ``{account}`` in the path (id or external id), else the
+    account key's own. An account key naming another account gets 404."""
+    caller = await caller_of(request)
+    return await services(request).accounts.resolve(caller, request.match_info.get("account"))
+
+
+async def platform_caller(request: web.Request) -> Caller:
+    caller = await caller_of(request)
+    if not caller.is_platform:
+        raise ApiError(403, "forbidden", "this needs a platform key or the admin token")
+    return caller
 
 
 def _limit(request: web.Request) -> int:
@@ -173,22 +196,80 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def create_account(request: web.Request) -> web.Response:
-    expected = request.app[ADMIN_TOKEN]
-    if not expected:
-        raise ApiError(
-            403, "forbidden", "account creation over HTTP needs POSTBACK_ADMIN_TOKEN set"
-        )
-    if not hmac.compare_digest(_bearer(request).encode(), expected.encode()):
-        raise ApiError(401, "unauthorized", "wrong admin token")
+    await platform_caller(request)
     body = await decode(request, s.AccountCreate)
-    account, api_key = await services(request).accounts.create(body.name)
+    account, api_key = await services(request).accounts.create(
+        body.name, external_id=body.external_id, with_key=body.create_key
+    )
     out = s.AccountCreated(
         id=account.id,
         name=account.name,
+        external_id=account.external_id,
         api_key=api_key,
         created_at=s.iso(account.created_at) or "",
     )
     return json_response(out, 201)
+
+
+async def list_accounts(request: web.Request) -> web.Response:
+    await platform_caller(request)
+    limit = _limit(request)
+    rows = await services(request).accounts.page(
+        request.query.get("q"), request.query.get("cursor"), limit + 1
+    )
+    page = rows[:limit]
+    cursor = page[-1].id if len(rows) > limit else None
+    return json_response(s.AccountPage(data=[s.AccountOut.of(a) for a in page], next_cursor=cursor))
+
+
+async def get_account(request: web.Request) -> web.Response:
+    return json_response(s.AccountOut.of(await account_of(request)))
+
+
+def _key_created(new: NewKey) -> s.KeyCreated:
+    listed = s.KeyOut.of(new.record)
+    return s.KeyCreated(**msgspec.structs.asdict(listed), key=new.secret)
+
+
+async def create_key(request: web.Request) -> web.Response:
+    caller = await caller_of(request)
+    body = await decode(request, s.KeyCreate)
+    account = None
+    if body.platform:
+        if body.account is not None:
+            raise ApiError(400, "invalid_request", "a platform key has no account", "account")
+    else:
+        account = await services(request).accounts.resolve(caller, body.account)
+    new = await services(request).keys.create(caller, account, body.name)
+    return json_response(_key_created(new), 201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    caller = await caller_of(request)
+    limit = _limit(request)
+    ref = request.query.get("account")
+    account = None if ref is None else await services(request).accounts.resolve(caller, ref)
+    rows = await services(request).keys.page(
+        caller, account, after=request.query.get("cursor"), limit=limit + 1
+    )
+    page = rows[:limit]
+    cursor = page[-1].id if len(rows) > limit else None
+    return json_response(s.KeyPage(data=[s.KeyOut.of(k) for k in page], next_cursor=cursor))
+
+
+async def rotate_key(request: web.Request) -> web.Response:
+    caller = await caller_of(request)
+    body = s.KeyRotate()
+    if (await request.read()).strip():
+        body = await decode(request, s.KeyRotate)
+    new = await services(request).keys.rotate(caller, request.match_info["id"], body.grace_s)
+    return json_response(_key_created(new), 201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    caller = await caller_of(request)
+    key = await services(request).keys.revoke(caller, request.match_info["id"])
+    return json_response(s.KeyOut.of(key))
 
 
 async def create_endpoint(request: web.Request) -> web.Response:
@@ -285,7 +366,26 @@ def _submission(m: s.MessageCreate) -> MessageSubmission:
         payload=bytes(m.payload),
         idempotency_key=m.idempotency_key,
         callback_url=m.callback_url,
+        fanout=m.fanout,
     )
+
+
+async def _message_account(
+    request: web.Request, caller: Caller, message: s.MessageCreate, field: str
+) -> str:
+    """A message's account: the path's, else its own ``account`` (platform keys), else the
+    account key's. A message may not name another account than the path."""
+    path_ref = request.match_info.get("account")
+    accounts = services(request).accounts
+    if path_ref is not None:
+        account = await accounts.resolve(caller, path_ref)
+        if message.account is not None and message.account not in (
+            account.id,
+            account.external_id,
+        ):
+            raise ApiError(400, "invalid_request", f"this path is for account {path_ref}", field)
+        return account.id
+    return (await accounts.resolve(caller, message.account, field)).id
 
 
 def _accepted(result: Any) -> s.MessageAccepted:
@@ -300,20 +400,28 @@ def _accepted(result: Any) -> s.MessageAccepted:
 
 
 async def create_message(request: web.Request) -> web.Response:
-    account = await account_of(request)
+    caller = await caller_of(request)
     body = await decode(request, s.MessageCreate)
-    [result] = await services(request).messages.submit(account.id, [_submission(body)])
+    account_id = await _message_account(request, caller, body, "account")
+    [result] = await services(request).messages.submit(account_id, [_submission(body)])
     return json_response(_accepted(result), 202)
 
 
 async def create_messages_batch(request: web.Request) -> web.Response:
-    account = await account_of(request)
+    """One request, one or many accounts: with a platform key each message names its own."""
+    caller = await caller_of(request)
     body = await decode(request, list[s.MessageCreate])
     if len(body) > MAX_BATCH:
         raise ApiError(400, "invalid_request", f"at most {MAX_BATCH} messages per batch", "$")
-    results = await services(request).messages.submit(
-        account.id, [_submission(m) for m in body], field_prefix="$"
-    )
+    resolved: dict[str | None, str] = {}  # each account looked up once per request
+    items = []
+    for i, m in enumerate(body):
+        account_id = resolved.get(m.account)
+        if account_id is None:
+            account_id = await _message_account(request, caller, m, f"$[{i}].account")
+            resolved[m.account] = account_id
+        items.append((account_id, _submission(m)))
+    results = await services(request).messages.submit_many(items, field_prefix="$")
     return json_response(s.BatchAccepted(data=[_accepted(r) for r in results]), 202)
 
 
@@ -454,6 +562,29 @@ async def docs(request: web.Request) -> web.Response:
     return web.Response(text=docs_html(), content_type="text/html")
 
 
+ACCOUNT_ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", "/endpoints", create_endpoint),
+    ("GET", "/endpoints", list_endpoints),
+    ("GET", "/endpoints/{id}", get_endpoint),
+    ("PATCH", "/endpoints/{id}", update_endpoint),
+    ("DELETE", "/endpoints/{id}", delete_endpoint),
+    ("GET", "/endpoints/{id}/secret", get_secret),
+    ("POST", "/endpoints/{id}/secret/rotate", rotate_secret),
+    ("POST", "/event-types", create_event_type),
+    ("GET", "/event-types", list_event_types),
+    ("POST", "/messages", create_message),
+    ("POST", "/messages/batch", create_messages_batch),
+    ("GET", "/messages/{id}", get_message),
+    ("POST", "/batches/{batch_id}/recipient-status", batch_recipient_status),
+    ("GET", "/deliveries", list_deliveries),
+    ("GET", "/deliveries/{id}", get_delivery),
+    ("GET", "/deliveries/{id}/attempts", list_attempts),
+    ("POST", "/deliveries/{id}/replay", replay_delivery),
+    ("POST", "/replay", replay_bulk),
+]
+"""Routes that act on one account; each is served at /v1/... and /v1/accounts/{account}/..."""
+
+
 def create_app(services: Services, *, admin_token: str = "") -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=32 * 1024 * 1024)
     app[SERVICES] = services
@@ -468,22 +599,15 @@ def create_app(services: Services, *, admin_token: str = "") -> web.Application:
     if static_dir is not None:
         r.add_static("/docs/static", static_dir)
     r.add_post("/v1/accounts", create_account)
-    r.add_post("/v1/endpoints", create_endpoint)
-    r.add_get("/v1/endpoints", list_endpoints)
-    r.add_get("/v1/endpoints/{id}", get_endpoint)
-    r.add_patch("/v1/endpoints/{id}", update_endpoint)
-    r.add_delete("/v1/endpoints/{id}", delete_endpoint)
-    r.add_get("/v1/endpoints/{id}/secret", get_secret)
-    r.add_post("/v1/endpoints/{id}/secret/rotate", rotate_secret)
-    r.add_post("/v1/event-types", create_event_type)
-    r.add_get("/v1/event-types", list_event_types)
-    r.add_post("/v1/messages", create_message)
-    r.add_post("/v1/messages/batch", create_messages_batch)
-    r.add_get("/v1/messages/{id}", get_message)
-    r.add_post("/v1/batches/{batch_id}/recipient-status", batch_recipient_status)
-    r.add_get("/v1/deliveries", list_deliveries)
-    r.add_get("/v1/deliveries/{id}", get_delivery)
-    r.add_get("/v1/deliveries/{id}/attempts", list_attempts)
-    r.add_post("/v1/deliveries/{id}/replay", replay_delivery)
-    r.add_post("/v1/replay", replay_bulk)
+    r.add_get("/v1/accounts", list_accounts)
+    r.add_get("/v1/accounts/{account}", get_account)
+    r.add_post("/v1/keys", create_key)
+    r.add_get("/v1/keys", list_keys)
+    r.add_post("/v1/keys/{id}/rotate", rotate_key)
+    r.add_post("/v1/keys/{id}/revoke", revoke_key)
+    # Every account-scoped route twice: the account key's own account, or /v1/accounts/{account}
+    # (id or external id) for platform keys.
+    for prefix in ("/v1", "/v1/accounts/{account}"):
+        for method, path, handler in ACCOUNT_ROUTES:
+            r.add_route(method, prefix + path, handler)
     return app

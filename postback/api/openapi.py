@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -11,114 +12,325 @@ import msgspec
 from postback import __version__
 from postback.core import wire as s
 
-# (method, path, summary, request body type, success status, response type, query params)
-_ROUTES: list[tuple[str, str, str, Any, int, Any, tuple[str, ...]]] = [
-    (
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    tag: str
+    summary: str
+    body: Any = None
+    status: int = 200
+    response: Any = None
+    query: tuple[str, ...] = ()
+    per_account: bool = False
+    """Also served at /v1/accounts/{account}/... (platform keys name the account there)."""
+
+
+_PAGE = ("limit", "cursor")
+_OPERATIONS: list[Operation] = [
+    Operation(
         "post",
         "/v1/accounts",
-        "Create an account (admin token)",
+        "createAccount",
+        "Accounts",
+        "Create an account (a customer; platform key or admin token)",
         s.AccountCreate,
         201,
         s.AccountCreated,
-        (),
     ),
-    (
+    Operation(
+        "get",
+        "/v1/accounts",
+        "listAccounts",
+        "Accounts",
+        "List accounts, searchable by name or external id (platform key or admin token)",
+        None,
+        200,
+        s.AccountPage,
+        ("q", *_PAGE),
+    ),
+    Operation(
+        "get",
+        "/v1/accounts/{account}",
+        "getAccount",
+        "Accounts",
+        "Get an account by id or external id",
+        None,
+        200,
+        s.AccountOut,
+    ),
+    Operation(
+        "post",
+        "/v1/keys",
+        "createKey",
+        "Keys",
+        "Create an API key (platform keys: admin token only); the key is shown once",
+        s.KeyCreate,
+        201,
+        s.KeyCreated,
+    ),
+    Operation(
+        "get",
+        "/v1/keys",
+        "listKeys",
+        "Keys",
+        "List API keys (never the keys themselves)",
+        None,
+        200,
+        s.KeyPage,
+        ("account", *_PAGE),
+    ),
+    Operation(
+        "post",
+        "/v1/keys/{id}/rotate",
+        "rotateKey",
+        "Keys",
+        "Replace a key by a new one; the old one works grace_s more",
+        s.KeyRotate,
+        201,
+        s.KeyCreated,
+    ),
+    Operation(
+        "post",
+        "/v1/keys/{id}/revoke",
+        "revokeKey",
+        "Keys",
+        "Revoke a key (effective on every node within a second)",
+        None,
+        200,
+        s.KeyOut,
+    ),
+    Operation(
         "post",
         "/v1/endpoints",
+        "createEndpoint",
+        "Endpoints",
         "Register a callback endpoint",
         s.EndpointCreate,
         201,
         s.EndpointOut,
-        (),
+        per_account=True,
     ),
-    ("get", "/v1/endpoints", "List endpoints", None, 200, s.EndpointPage, ("limit", "cursor")),
-    ("get", "/v1/endpoints/{id}", "Get an endpoint", None, 200, s.EndpointOut, ()),
-    ("patch", "/v1/endpoints/{id}", "Change an endpoint", s.EndpointUpdate, 200, s.EndpointOut, ()),
-    ("delete", "/v1/endpoints/{id}", "Delete an endpoint", None, 204, None, ()),
-    ("get", "/v1/endpoints/{id}/secret", "Current signing secrets", None, 200, s.SecretOut, ()),
-    (
+    Operation(
+        "get",
+        "/v1/endpoints",
+        "listEndpoints",
+        "Endpoints",
+        "List endpoints",
+        None,
+        200,
+        s.EndpointPage,
+        _PAGE,
+        per_account=True,
+    ),
+    Operation(
+        "get",
+        "/v1/endpoints/{id}",
+        "getEndpoint",
+        "Endpoints",
+        "Get an endpoint",
+        None,
+        200,
+        s.EndpointOut,
+        per_account=True,
+    ),
+    Operation(
+        "patch",
+        "/v1/endpoints/{id}",
+        "updateEndpoint",
+        "Endpoints",
+        "Change an endpoint",
+        s.EndpointUpdate,
+        200,
+        s.EndpointOut,
+        per_account=True,
+    ),
+    Operation(
+        "delete",
+        "/v1/endpoints/{id}",
+        "deleteEndpoint",
+        "Endpoints",
+        "Delete an endpoint",
+        None,
+        204,
+        None,
+        per_account=True,
+    ),
+    Operation(
+        "get",
+        "/v1/endpoints/{id}/secret",
+        "getEndpointSecret",
+        "Endpoints",
+        "Current signing secrets",
+        None,
+        200,
+        s.SecretOut,
+        per_account=True,
+    ),
+    Operation(
         "post",
         "/v1/endpoints/{id}/secret/rotate",
+        "rotateEndpointSecret",
+        "Endpoints",
         "Rotate the signing secret (old one signs 24 h more)",
         s.SecretRotate,
         200,
         s.SecretOut,
-        (),
+        per_account=True,
     ),
-    (
+    Operation(
         "post",
         "/v1/event-types",
+        "createEventType",
+        "Event types",
         "Register a custom event type with its JSON Schema",
         s.EventTypeCreate,
         201,
         s.EventTypeOut,
-        (),
+        per_account=True,
     ),
-    (
+    Operation(
         "get",
         "/v1/event-types",
+        "listEventTypes",
+        "Event types",
         "List built-in and custom event types with their schemas",
         None,
         200,
         s.EventTypeList,
-        (),
+        per_account=True,
     ),
-    ("post", "/v1/messages", "Submit an event", s.MessageCreate, 202, s.MessageAccepted, ()),
-    (
+    Operation(
+        "post",
+        "/v1/messages",
+        "createMessage",
+        "Messages",
+        "Submit an event",
+        s.MessageCreate,
+        202,
+        s.MessageAccepted,
+        per_account=True,
+    ),
+    Operation(
         "post",
         "/v1/messages/batch",
-        "Submit up to 1000 events",
+        "createMessageBatch",
+        "Messages",
+        "Submit up to 1000 events (platform keys: each names its account)",
         list[s.MessageCreate],
         202,
         s.BatchAccepted,
-        (),
+        per_account=True,
     ),
-    ("get", "/v1/messages/{id}", "Get a message and its deliveries", None, 200, s.MessageOut, ()),
-    (
+    Operation(
+        "get",
+        "/v1/messages/{id}",
+        "getMessage",
+        "Messages",
+        "Get a message and its deliveries",
+        None,
+        200,
+        s.MessageOut,
+        per_account=True,
+    ),
+    Operation(
         "post",
         "/v1/batches/{batch_id}/recipient-status",
+        "postRecipientStatus",
+        "Batches",
         "Per-recipient status updates; delivery reports per the batch's mode",
         s.RecipientStatusRequest,
         202,
         s.RecipientStatusAccepted,
-        (),
+        per_account=True,
     ),
-    (
+    Operation(
         "get",
         "/v1/deliveries",
+        "listDeliveries",
+        "Deliveries",
         "List deliveries",
         None,
         200,
         s.DeliveryPage,
-        ("state", "endpoint_id", "message_id", "since", "until", "limit", "cursor"),
+        ("state", "endpoint_id", "message_id", "since", "until", *_PAGE),
+        per_account=True,
     ),
-    ("get", "/v1/deliveries/{id}", "Get a delivery", None, 200, s.DeliveryOut, ()),
-    (
+    Operation(
+        "get",
+        "/v1/deliveries/{id}",
+        "getDelivery",
+        "Deliveries",
+        "Get a delivery",
+        None,
+        200,
+        s.DeliveryOut,
+        per_account=True,
+    ),
+    Operation(
         "get",
         "/v1/deliveries/{id}/attempts",
+        "listAttempts",
+        "Deliveries",
         "List a delivery's attempts",
         None,
         200,
         s.AttemptPage,
-        ("limit", "cursor"),
+        _PAGE,
+        per_account=True,
     ),
-    ("post", "/v1/deliveries/{id}/replay", "Replay a dead delivery", None, 202, s.ReplayResult, ()),
-    (
+    Operation(
+        "post",
+        "/v1/deliveries/{id}/replay",
+        "replayDelivery",
+        "Deliveries",
+        "Replay a dead delivery",
+        None,
+        202,
+        s.ReplayResult,
+        per_account=True,
+    ),
+    Operation(
         "post",
         "/v1/replay",
+        "replayDeliveries",
+        "Deliveries",
         "Replay dead deliveries in bulk",
         s.ReplayRequest,
         202,
         s.ReplayResult,
-        (),
+        per_account=True,
     ),
-    ("get", "/healthz", "Liveness", None, 200, s.Health, ()),
+    Operation("get", "/healthz", "health", "Service", "Liveness", None, 200, s.Health),
 ]
+_OPTIONAL_BODIES = (s.SecretRotate, s.ReplayRequest, s.KeyRotate)
+_PATH_PARAMETERS = ("account", "id", "batch_id")
+
+
+def operations() -> list[Operation]:
+    """Every operation, the account-scoped ones also under /v1/accounts/{account}."""
+    result: list[Operation] = []
+    for op in _OPERATIONS:
+        result.append(op)
+        if op.per_account:
+            result.append(
+                replace(
+                    op,
+                    path="/v1/accounts/{account}" + op.path.removeprefix("/v1"),
+                    operation_id=op.operation_id + "ForAccount",
+                    summary=op.summary + " (of the account in the path)",
+                    per_account=False,
+                )
+            )
+    return result
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    types = [t for route in _ROUTES for t in (route[3], route[5]) if t is not None]
+    ops = operations()
+    types = [t for op in ops for t in (op.body, op.response) if t is not None]
     types.append(s.ErrorBody)
     schemas, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
@@ -126,35 +338,41 @@ def openapi_document() -> dict[str, Any]:
     by_type = dict(zip(types, schemas, strict=True))
     error = {"content": {"application/json": {"schema": by_type[s.ErrorBody]}}}
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, body, status, response, query in _ROUTES:
-        op: dict[str, Any] = {"summary": summary, "responses": {}}
+    for op in ops:
+        spec: dict[str, Any] = {
+            "operationId": op.operation_id,
+            "tags": [op.tag],
+            "summary": op.summary,
+            "responses": {},
+        }
         params: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in ("id", "batch_id")
-            if "{" + name + "}" in path
+            for name in _PATH_PARAMETERS
+            if "{" + name + "}" in op.path
         ]
-        params += [{"name": q, "in": "query", "schema": {"type": "string"}} for q in query]
+        params += [{"name": q, "in": "query", "schema": {"type": "string"}} for q in op.query]
         if params:
-            op["parameters"] = params
-        if body is not None:
-            op["requestBody"] = {
-                "required": body is not s.SecretRotate and body is not s.ReplayRequest,
-                "content": {"application/json": {"schema": by_type[body]}},
+            spec["parameters"] = params
+        if op.body is not None:
+            spec["requestBody"] = {
+                "required": op.body not in _OPTIONAL_BODIES,
+                "content": {"application/json": {"schema": by_type[op.body]}},
             }
         ok: dict[str, Any] = {"description": "OK"}
-        if response is not None:
-            ok["content"] = {"application/json": {"schema": by_type[response]}}
-        op["responses"][str(status)] = ok
-        if path != "/healthz":
-            op["security"] = [{"bearer": []}]
+        if op.response is not None:
+            ok["content"] = {"application/json": {"schema": by_type[op.response]}}
+        spec["responses"][str(op.status)] = ok
+        if op.path != "/healthz":
+            spec["security"] = [{"bearer": []}]
             for code, what in (
                 ("400", "Invalid input"),
-                ("401", "Missing or wrong key"),
-                ("404", "Not found"),
+                ("401", "Missing, wrong or revoked key"),
+                ("403", "The key may not do this (e.g. an account key listing accounts)"),
+                ("404", "Not found (or another account's)"),
                 ("503", "Database unavailable"),
             ):
-                op["responses"][code] = {"description": what, **error}
-        paths.setdefault(path, {})[method] = op
+                spec["responses"][code] = {"description": what, **error}
+        paths.setdefault(op.path, {})[op.method] = spec
     return {
         "openapi": "3.1.0",
         "info": {
@@ -162,6 +380,7 @@ def openapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": "Durable, signed callback (webhook) delivery.",
         },
+        "tags": [{"name": name} for name in dict.fromkeys(op.tag for op in _OPERATIONS)],
         "paths": paths,
         "components": {
             "schemas": components,

@@ -8,6 +8,8 @@
     |   +-- TLSConfigError          a client certificate / key / CA that does not load
     |   +-- ConfigError             a setting of the process (environment, flags)
     +-- NotFound (LookupError)      no such object in this account
+    +-- Forbidden                   the caller's credentials may not do this (an account key
+    |                               creating a platform key)
     +-- Conflict                    valid, but the object's state forbids it
     +-- StorageError                a storage failure retrying will not fix
     |   +-- SchemaMismatch          the database schema is not the one this Postback expects
@@ -42,6 +44,10 @@ class InvalidInput(PostbackError, ValueError):
 
 class NotFound(PostbackError, LookupError):
     """No such object in this account (another account's ids are not found either)."""
+
+
+class Forbidden(PostbackError):
+    """The caller is known but its credentials do not allow this operation."""
 
 
 class Conflict(PostbackError):

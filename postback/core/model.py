@@ -111,9 +111,37 @@ class SNSDestination(
 
 
 class Account(msgspec.Struct, frozen=True, kw_only=True):
+    """One of the platform's customers; ``external_id`` is the platform's own id for it
+    (unique, usable wherever the account id is)."""
+
     id: str
     name: str
     created_at: int
+    external_id: str | None = None
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """An API key as stored, without the key: only its hash is kept, beside it.
+
+    ``account_id`` None: a platform key, which acts on every account. ``revoked_at``: the key
+    stops working at that time (a rotation may leave the old key a grace period).
+    """
+
+    id: str
+    account_id: str | None
+    name: str
+    prefix: str
+    """The key's first characters, to recognise it in a listing."""
+    last4: str
+    created_at: int
+    revoked_at: int | None = None
+
+    @property
+    def platform(self) -> bool:
+        return self.account_id is None
+
+    def live(self, now: int) -> bool:
+        return self.revoked_at is None or self.revoked_at > now
 
 
 class Endpoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -188,13 +216,19 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """A message to ingest, already validated; ``callback_endpoint_id`` adds a delivery."""
+    """A message to ingest, already validated.
+
+    ``callback_endpoint_id`` (a per-message ``callback_url``) replaces the account's subscribed
+    endpoints for this message, as Sinch's per-batch callback_url does, unless ``fanout``: then
+    it adds a delivery beside theirs.
+    """
 
     id: str
     event_type: str
     payload: bytes
     idempotency_key: str | None = None
     callback_endpoint_id: str | None = None
+    fanout: bool = False
     ordering_key: str | None = None
     """Deliveries sharing a key go to an endpoint one after the other, in submission order."""
 

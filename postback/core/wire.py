@@ -14,6 +14,8 @@ from typing import Any, Literal
 import msgspec
 
 from postback.core.model import (
+    Account,
+    ApiKey,
     Attempt,
     Auth,
     ClientTLS,
@@ -51,14 +53,89 @@ class Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class AccountCreate(Request):
     name: str
+    external_id: str | None = None
+    """The platform's own id for this customer: unique, usable wherever the account id is."""
+    create_key: bool = True
+    """Also make an account key (a platform acting with its platform key needs none)."""
 
 
 class AccountCreated(msgspec.Struct, kw_only=True):
     id: str
     name: str
-    api_key: str
-    """Shown once: only its hash is stored."""
+    external_id: str | None
+    api_key: str | None
+    """Shown once: only its hash is stored. None when ``create_key`` was false."""
     created_at: str
+
+
+class AccountOut(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    external_id: str | None
+    created_at: str
+
+    @classmethod
+    def of(cls, account: Account) -> AccountOut:
+        return cls(
+            id=account.id,
+            name=account.name,
+            external_id=account.external_id,
+            created_at=iso(account.created_at) or "",
+        )
+
+
+class AccountPage(msgspec.Struct, kw_only=True):
+    data: list[AccountOut]
+    next_cursor: str | None
+
+
+class KeyCreate(Request):
+    platform: bool = False
+    """A platform key acts on every account (admin token only)."""
+    account: str | None = None
+    """The account (id or external id) of an account key; an account key's own by default."""
+    name: str = ""
+
+
+class KeyRotate(Request):
+    grace_s: int = 0
+    """How long the old key keeps working (at most 7 days)."""
+
+
+class KeyOut(msgspec.Struct, kw_only=True):
+    """A key as listed: never the key itself, only how to recognise it."""
+
+    id: str
+    platform: bool
+    account_id: str | None
+    name: str
+    prefix: str
+    last4: str
+    created_at: str
+    revoked_at: str | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        return cls(
+            id=key.id,
+            platform=key.platform,
+            account_id=key.account_id,
+            name=key.name,
+            prefix=key.prefix,
+            last4=key.last4,
+            created_at=iso(key.created_at) or "",
+            revoked_at=iso(key.revoked_at),
+        )
+
+
+class KeyCreated(KeyOut, kw_only=True):
+    key: str
+    """Shown once: only its hash is stored."""
+
+
+class KeyPage(msgspec.Struct, kw_only=True):
+    data: list[KeyOut]
+    next_cursor: str | None
 
 
 class EndpointCreate(Request):
@@ -209,6 +286,11 @@ class MessageCreate(Request):
     """Any JSON object; stored and sent byte for byte as submitted."""
     idempotency_key: str | None = None
     callback_url: str | None = None
+    """Deliver this message here instead of to the account's endpoints (Sinch's override)."""
+    fanout: bool = False
+    """With ``callback_url``: deliver to the account's subscribed endpoints as well."""
+    account: str | None = None
+    """Platform keys: the account (id or external id) this message belongs to."""
 
 
 class DeliveryBrief(msgspec.Struct, kw_only=True):

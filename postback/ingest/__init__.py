@@ -1,4 +1,5 @@
-"""Domain operations the API and the CLI call: accounts, endpoints, messages, event types, batches.
+"""Domain operations the API and the CLI call: accounts, keys, endpoints, messages, event types,
+batches.
 
 Nothing here speaks HTTP or holds a database driver; storage is reached through
 ``postback.store.base.Storage``. Build every service of a process at once with ``Services.build``.
@@ -17,6 +18,7 @@ from postback.ingest.context import IngestContext
 from postback.ingest.deliveries import DeliveryLog
 from postback.ingest.endpoints import EndpointService
 from postback.ingest.event_types import EventTypeRegistry
+from postback.ingest.keys import KeyService
 from postback.ingest.messages import MessageService, MessageSubmission
 from postback.observe.metrics import Metrics
 from postback.store.base import Storage
@@ -30,6 +32,7 @@ class Services:
 
     context: IngestContext
     accounts: AccountService
+    keys: KeyService
     endpoints: EndpointService
     event_types: EventTypeRegistry
     messages: MessageService
@@ -69,6 +72,7 @@ class Services:
         return cls(
             context=context,
             accounts=AccountService(context),
+            keys=KeyService(context),
             endpoints=endpoints,
             event_types=event_types,
             messages=messages,

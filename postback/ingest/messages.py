@@ -35,6 +35,9 @@ class MessageSubmission:
     payload: bytes
     idempotency_key: str | None = None
     callback_url: str | None = None
+    """Sinch's per-batch override: this message goes here instead of the account's endpoints."""
+    fanout: bool = False
+    """With ``callback_url``: deliver to the subscribed endpoints too."""
     ordering_key: str | None = None
 
 
@@ -50,55 +53,81 @@ class MessageService:
         self, account_id: str, submissions: list[MessageSubmission], *, field_prefix: str = ""
     ) -> list[IngestResult]:
         """Validate every message first (all or nothing), then store them in one transaction."""
-        if len(submissions) > MAX_BATCH:
+        return await self.submit_many(
+            [(account_id, sub) for sub in submissions], field_prefix=field_prefix
+        )
+
+    async def submit_many(
+        self, items: list[tuple[str, MessageSubmission]], *, field_prefix: str = ""
+    ) -> list[IngestResult]:
+        """Messages for one or many accounts (a platform's batch), answered in input order.
+
+        Every message is validated before anything is stored; then each account's messages are
+        stored in one transaction (a batch spanning accounts is one transaction per account).
+        """
+        if len(items) > MAX_BATCH:
             raise InvalidInput(field_prefix or "$", f"at most {MAX_BATCH} messages per batch")
-        callback_endpoints: dict[str, str] = {}
-        for i, sub in enumerate(submissions):
+        for i, (account_id, sub) in enumerate(items):
             at = f"{field_prefix}[{i}]." if field_prefix else ""
-            check_event_type(sub.event_type, f"{at}event_type")
-            if len(sub.payload) > MAX_PAYLOAD_BYTES:
-                raise InvalidInput(f"{at}payload", f"payload exceeds {MAX_PAYLOAD_BYTES} bytes")
-            if not sub.payload.lstrip()[:1] == b"{":
-                raise InvalidInput(f"{at}payload", "payload must be a JSON object")
-            validator = await self.event_types.validator(
-                account_id, sub.event_type, f"{at}event_type"
-            )
-            try:
-                validator.check(sub.payload)
-            except PayloadInvalid as exc:
-                raise InvalidInput(
-                    f"{at}payload{exc.path[1:]}",
-                    f"payload does not match event type {sub.event_type}: {exc.message} "
-                    f"(rule: {exc.rule})",
-                ) from None
-            if sub.idempotency_key is not None and not 1 <= len(sub.idempotency_key) <= 255:
-                raise InvalidInput(f"{at}idempotency_key", "idempotency_key must be 1-255 chars")
-            if sub.callback_url is not None:
-                check_url(sub.callback_url, f"{at}callback_url")
-        for i, sub in enumerate(submissions):
-            if sub.callback_url is not None and sub.callback_url not in callback_endpoints:
+            await self._check(account_id, sub, at)
+        callback_endpoints: dict[tuple[str, str], str] = {}
+        for i, (account_id, sub) in enumerate(items):
+            if sub.callback_url is not None and (account_id, sub.callback_url) not in (
+                callback_endpoints
+            ):
                 at = f"{field_prefix}[{i}]." if field_prefix else ""
                 endpoint = await self._callback_endpoint(
                     account_id, sub.callback_url, f"{at}callback_url"
                 )
-                callback_endpoints[sub.callback_url] = endpoint.id
-        messages = [
-            NewMessage(
-                id=self.context.new_id("msg"),
-                event_type=sub.event_type,
-                payload=sub.payload,
-                idempotency_key=sub.idempotency_key,
-                callback_endpoint_id=callback_endpoints.get(sub.callback_url or ""),
-                ordering_key=sub.ordering_key,
+                callback_endpoints[account_id, sub.callback_url] = endpoint.id
+        by_account: dict[str, list[tuple[int, NewMessage]]] = {}
+        for i, (account_id, sub) in enumerate(items):
+            by_account.setdefault(account_id, []).append(
+                (
+                    i,
+                    NewMessage(
+                        id=self.context.new_id("msg"),
+                        event_type=sub.event_type,
+                        payload=sub.payload,
+                        idempotency_key=sub.idempotency_key,
+                        callback_endpoint_id=callback_endpoints.get(
+                            (account_id, sub.callback_url or "")
+                        ),
+                        fanout=sub.fanout,
+                        ordering_key=sub.ordering_key,
+                    ),
+                )
             )
-            for sub in submissions
-        ]
-        results = await self.context.storage.ingest(
-            account_id, messages, self.context.now_ms(), IDEMPOTENCY_WINDOW_MS
-        )
-        self.context.metrics.ingested(sum(not r.duplicate for r in results))
-        self.context.woke()
-        return results
+        results: list[IngestResult | None] = [None] * len(items)
+        for account_id, numbered in by_account.items():
+            stored = await self.context.storage.ingest(
+                account_id, [m for _, m in numbered], self.context.now_ms(), IDEMPOTENCY_WINDOW_MS
+            )
+            for (i, _), result in zip(numbered, stored, strict=True):
+                results[i] = result
+            self.context.metrics.ingested(sum(not r.duplicate for r in stored))
+            self.context.woke()
+        return [r for r in results if r is not None]
+
+    async def _check(self, account_id: str, sub: MessageSubmission, at: str) -> None:
+        check_event_type(sub.event_type, f"{at}event_type")
+        if len(sub.payload) > MAX_PAYLOAD_BYTES:
+            raise InvalidInput(f"{at}payload", f"payload exceeds {MAX_PAYLOAD_BYTES} bytes")
+        if not sub.payload.lstrip()[:1] == b"{":
+            raise InvalidInput(f"{at}payload", "payload must be a JSON object")
+        validator = await self.event_types.validator(account_id, sub.event_type, f"{at}event_type")
+        try:
+            validator.check(sub.payload)
+        except PayloadInvalid as exc:
+            raise InvalidInput(
+                f"{at}payload{exc.path[1:]}",
+                f"payload does not match event type {sub.event_type}: {exc.message} "
+                f"(rule: {exc.rule})",
+            ) from None
+        if sub.idempotency_key is not None and not 1 <= len(sub.idempotency_key) <= 255:
+            raise InvalidInput(f"{at}idempotency_key", "idempotency_key must be 1-255 chars")
+        if sub.callback_url is not None:
+            check_url(sub.callback_url, f"{at}callback_url")
 
     async def _callback_endpoint(self, account_id: str, url: str, field: str) -> Endpoint:
         """A per-message callback URL gets an endpoint of its own with the account defaults."""

@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 from postback.core.errors import SchemaMismatch, StorageError, StorageUnavailable
 from postback.core.model import (
     Account,
+    ApiKey,
     Attempt,
     AttemptRecord,
     BatchRecord,
@@ -47,9 +48,39 @@ class Storage(Protocol):
     def watch(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` when another process stores due work (a no-op where polling suffices)."""
 
-    # Accounts and API keys
-    async def create_account(self, account: Account, api_key_hash: str) -> None: ...
-    async def account_for_key(self, api_key_hash: str) -> Account | None: ...
+    # Accounts and API keys (keys are kept as hashes; ``ApiKey`` never holds the key)
+    async def create_account(
+        self, account: Account, key: ApiKey | None = None, key_hash: str | None = None
+    ) -> bool:
+        """Store the account (and its first key, if given) in one transaction; False, and
+        nothing stored, when another account already has its ``external_id``."""
+
+    async def account(self, ref: str) -> Account | None:
+        """The account whose id, or else whose ``external_id``, is ``ref``."""
+
+    async def list_accounts(
+        self, *, query: str | None, after: str | None, limit: int
+    ) -> list[Account]:
+        """By id; ``query`` (lowercase) is part of the name or of the external id."""
+
+    async def create_api_key(self, key: ApiKey, key_hash: str) -> None: ...
+    async def live_key(self, key_hash: str, now: int) -> tuple[ApiKey, Account | None] | None:
+        """The key with this hash if it works at ``now``, with its account (None: platform)."""
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None: ...
+    async def list_api_keys(
+        self, account_id: str | None, *, after: str | None, limit: int
+    ) -> list[ApiKey]:
+        """Every key (``account_id`` None) or one account's, revoked ones included, by id."""
+
+    async def revoke_api_key(self, key_id: str, at: int) -> bool:
+        """The key stops working at ``at``; False when it is unknown or already stops earlier."""
+
+    async def rotate_api_key(
+        self, key_id: str, new: ApiKey, new_hash: str, old_revoked_at: int
+    ) -> bool:
+        """Store ``new`` and revoke ``key_id`` at ``old_revoked_at``, in one transaction;
+        False, and nothing stored, when ``key_id`` is unknown or already revoked."""
 
     # Endpoints
     async def create_endpoint(self, endpoint: Endpoint, secret: SigningSecret) -> None: ...

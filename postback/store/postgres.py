@@ -25,6 +25,7 @@ import msgspec
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
     Account,
+    ApiKey,
     Attempt,
     AttemptRecord,
     BatchRecord,
@@ -43,6 +44,9 @@ from postback.core.throttle import Pacing
 from postback.store.base import SchemaMismatch, StorageError, StorageUnavailable
 from postback.store.queries import load_queries, migration_files, to_positional
 from postback.store.rows import (
+    account_from_row,
+    api_key_from_row,
+    api_key_params,
     attempt_from_row,
     batch_from_row,
     delivery_filter,
@@ -253,26 +257,63 @@ class PostgresStorage:
 
     # -- accounts -----------------------------------------------------------------------------
 
-    async def create_account(self, account: Account, api_key_hash: str) -> None:
+    async def create_account(
+        self, account: Account, key: ApiKey | None = None, key_hash: str | None = None
+    ) -> bool:
         async with self._tx() as conn:
-            sql, args = _bind(
-                "insert_account",
-                {"id": account.id, "name": account.name, "created_at": account.created_at},
-            )
-            await conn.execute(sql, *args)
-            sql, args = _bind(
-                "insert_api_key",
-                {
-                    "key_hash": api_key_hash,
-                    "account_id": account.id,
-                    "created_at": account.created_at,
-                },
-            )
-            await conn.execute(sql, *args)
+            sql, args = _bind("insert_account", msgspec.structs.asdict(account))
+            if await conn.execute(sql, *args) == "INSERT 0 0":
+                return False
+            if key is not None and key_hash is not None:
+                sql, args = _bind("insert_api_key", api_key_params(key, key_hash))
+                await conn.execute(sql, *args)
+            return True
 
-    async def account_for_key(self, api_key_hash: str) -> Account | None:
-        rows = await self._fetch("account_for_key", {"key_hash": api_key_hash})
-        return Account(id=rows[0][0], name=rows[0][1], created_at=rows[0][2]) if rows else None
+    async def account(self, ref: str) -> Account | None:
+        rows = await self._fetch("account_by_ref", {"ref": ref})
+        return account_from_row(rows[0]) if rows else None
+
+    async def list_accounts(
+        self, *, query: str | None, after: str | None, limit: int
+    ) -> list[Account]:
+        rows = await self._fetch("list_accounts", {"q": query, "after": after, "limit": limit})
+        return [account_from_row(r) for r in rows]
+
+    async def create_api_key(self, key: ApiKey, key_hash: str) -> None:
+        await self._execute("insert_api_key", api_key_params(key, key_hash))
+
+    async def live_key(self, key_hash: str, now: int) -> tuple[ApiKey, Account | None] | None:
+        rows = await self._fetch("live_key_for_hash", {"key_hash": key_hash, "now": now})
+        if not rows:
+            return None
+        row = rows[0]
+        return api_key_from_row(row), None if row[7] is None else account_from_row(row, 7)
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        rows = await self._fetch("get_api_key", {"id": key_id})
+        return api_key_from_row(rows[0]) if rows else None
+
+    async def list_api_keys(
+        self, account_id: str | None, *, after: str | None, limit: int
+    ) -> list[ApiKey]:
+        rows = await self._fetch(
+            "list_api_keys", {"account_id": account_id, "after": after, "limit": limit}
+        )
+        return [api_key_from_row(r) for r in rows]
+
+    async def revoke_api_key(self, key_id: str, at: int) -> bool:
+        return await self._execute("revoke_api_key", {"id": key_id, "at": at}) != "UPDATE 0"
+
+    async def rotate_api_key(
+        self, key_id: str, new: ApiKey, new_hash: str, old_revoked_at: int
+    ) -> bool:
+        async with self._tx() as conn:
+            sql, args = _bind("revoke_api_key", {"id": key_id, "at": old_revoked_at})
+            if await conn.execute(sql, *args) == "UPDATE 0":
+                return False
+            sql, args = _bind("insert_api_key", api_key_params(new, new_hash))
+            await conn.execute(sql, *args)
+            return True
 
     # -- endpoints ----------------------------------------------------------------------------
 

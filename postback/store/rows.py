@@ -8,6 +8,8 @@ from typing import Any
 import msgspec
 
 from postback.core.model import (
+    Account,
+    ApiKey,
     Attempt,
     Auth,
     BatchRecord,
@@ -23,6 +25,28 @@ from postback.core.model import (
 from postback.core.policy import RetryPolicy
 from postback.core.throttle import Pacing
 from postback.store.sealing import Sealer
+
+
+def account_from_row(row: Any, at: int = 0) -> Account:
+    """Columns id, name, created_at, external_id starting at ``at``."""
+    return Account(id=row[at], name=row[at + 1], created_at=row[at + 2], external_id=row[at + 3])
+
+
+def api_key_from_row(row: Any) -> ApiKey:
+    """Columns id, account_id, name, prefix, last4, created_at, revoked_at."""
+    return ApiKey(
+        id=row[0],
+        account_id=row[1],
+        name=row[2],
+        prefix=row[3],
+        last4=row[4],
+        created_at=row[5],
+        revoked_at=row[6],
+    )
+
+
+def api_key_params(key: ApiKey, key_hash: str) -> dict[str, Any]:
+    return {**msgspec.structs.asdict(key), "key_hash": key_hash}
 
 
 class EndpointConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

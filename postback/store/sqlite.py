@@ -26,6 +26,7 @@ import msgspec
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
     Account,
+    ApiKey,
     Attempt,
     AttemptRecord,
     BatchRecord,
@@ -44,6 +45,9 @@ from postback.core.throttle import Pacing
 from postback.store.base import SchemaMismatch, StorageError, StorageUnavailable
 from postback.store.queries import load_queries, migration_files
 from postback.store.rows import (
+    account_from_row,
+    api_key_from_row,
+    api_key_params,
     attempt_from_row,
     batch_from_row,
     delivery_filter,
@@ -306,26 +310,86 @@ class SQLiteStorage:
 
     # -- accounts -----------------------------------------------------------------------------
 
-    async def create_account(self, account: Account, api_key_hash: str) -> None:
+    async def create_account(
+        self, account: Account, key: ApiKey | None = None, key_hash: str | None = None
+    ) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            if conn.execute(_Q["insert_account"], msgspec.structs.asdict(account)).rowcount == 0:
+                return False
+            if key is not None and key_hash is not None:
+                conn.execute(_Q["insert_api_key"], api_key_params(key, key_hash))
+            return True
+
+        return await self._write(write)
+
+    async def account(self, ref: str) -> Account | None:
+        def read(conn: sqlite3.Connection) -> Account | None:
+            row = conn.execute(_Q["account_by_ref"], {"ref": ref}).fetchone()
+            return None if row is None else account_from_row(row)
+
+        return await self._read(read)
+
+    async def list_accounts(
+        self, *, query: str | None, after: str | None, limit: int
+    ) -> list[Account]:
+        params = {"q": query, "after": after, "limit": limit}
+
+        def read(conn: sqlite3.Connection) -> list[Account]:
+            return [account_from_row(r) for r in conn.execute(_Q["list_accounts"], params)]
+
+        return await self._read(read)
+
+    async def create_api_key(self, key: ApiKey, key_hash: str) -> None:
         def write(conn: sqlite3.Connection) -> None:
-            conn.execute(_Q["insert_account"], msgspec.structs.asdict(account))
-            conn.execute(
-                _Q["insert_api_key"],
-                {
-                    "key_hash": api_key_hash,
-                    "account_id": account.id,
-                    "created_at": account.created_at,
-                },
-            )
+            conn.execute(_Q["insert_api_key"], api_key_params(key, key_hash))
 
         await self._write(write)
 
-    async def account_for_key(self, api_key_hash: str) -> Account | None:
-        def read(conn: sqlite3.Connection) -> Account | None:
-            row = conn.execute(_Q["account_for_key"], {"key_hash": api_key_hash}).fetchone()
-            return None if row is None else Account(id=row[0], name=row[1], created_at=row[2])
+    async def live_key(self, key_hash: str, now: int) -> tuple[ApiKey, Account | None] | None:
+        def read(conn: sqlite3.Connection) -> tuple[ApiKey, Account | None] | None:
+            row = conn.execute(
+                _Q["live_key_for_hash"], {"key_hash": key_hash, "now": now}
+            ).fetchone()
+            if row is None:
+                return None
+            return api_key_from_row(row), None if row[7] is None else account_from_row(row, 7)
 
         return await self._read(read)
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        def read(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(_Q["get_api_key"], {"id": key_id}).fetchone()
+            return None if row is None else api_key_from_row(row)
+
+        return await self._read(read)
+
+    async def list_api_keys(
+        self, account_id: str | None, *, after: str | None, limit: int
+    ) -> list[ApiKey]:
+        params = {"account_id": account_id, "after": after, "limit": limit}
+
+        def read(conn: sqlite3.Connection) -> list[ApiKey]:
+            return [api_key_from_row(r) for r in conn.execute(_Q["list_api_keys"], params)]
+
+        return await self._read(read)
+
+    async def revoke_api_key(self, key_id: str, at: int) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            return conn.execute(_Q["revoke_api_key"], {"id": key_id, "at": at}).rowcount > 0
+
+        return await self._write(write)
+
+    async def rotate_api_key(
+        self, key_id: str, new: ApiKey, new_hash: str, old_revoked_at: int
+    ) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            revoked = conn.execute(_Q["revoke_api_key"], {"id": key_id, "at": old_revoked_at})
+            if revoked.rowcount == 0:
+                return False
+            conn.execute(_Q["insert_api_key"], api_key_params(new, new_hash))
+            return True
+
+        return await self._write(write)
 
     # -- endpoints ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import pytest
 from postback.core.ids import make_id
 from postback.core.model import (
     Account,
+    ApiKey,
     Attempt,
     AttemptRecord,
     BasicAuth,
@@ -37,9 +38,20 @@ def new_id(prefix: str, at: int = T0) -> str:
     return make_id(prefix, at, os.urandom(10))
 
 
-async def account(storage: Storage, name: str = "acme") -> Account:
-    acct = Account(id=new_id("acc"), name=name, created_at=T0)
-    await storage.create_account(acct, f"hash-{acct.id}")
+def api_key(account_id: str | None, at: int = T0, name: str = "") -> ApiKey:
+    return ApiKey(
+        id=new_id("key", at),
+        account_id=account_id,
+        name=name,
+        prefix="pbk_abcd",
+        last4="wxyz",
+        created_at=at,
+    )
+
+
+async def account(storage: Storage, name: str = "acme", external_id: str | None = None) -> Account:
+    acct = Account(id=new_id("acc"), name=name, created_at=T0, external_id=external_id)
+    assert await storage.create_account(acct, api_key(acct.id), f"hash-{acct.id}")
     return acct
 
 
@@ -109,8 +121,89 @@ class StorageContract:
 
     async def test_accounts_by_key_hash(self, storage: Storage) -> None:
         acct = await account(storage)
-        assert await storage.account_for_key(f"hash-{acct.id}") == acct
-        assert await storage.account_for_key("hash-unknown") is None
+        found = await storage.live_key(f"hash-{acct.id}", T0)
+        assert found is not None and found[1] == acct and found[0].account_id == acct.id
+        assert await storage.live_key("hash-unknown", T0) is None
+
+    async def test_accounts_by_id_or_external_id(self, storage: Storage) -> None:
+        acct = await account(storage, "Customer One", external_id="plan-17")
+        other = await account(storage, "Customer Two")
+        assert await storage.account(acct.id) == acct
+        assert await storage.account("plan-17") == acct
+        assert await storage.account(other.id) == other and other.external_id is None
+        assert await storage.account("plan-18") is None
+        # A taken external_id stores nothing, not even the key.
+        clash = Account(id=new_id("acc"), name="clash", created_at=T0, external_id="plan-17")
+        assert not await storage.create_account(clash, api_key(clash.id), "hash-clash")
+        assert await storage.account(clash.id) is None
+        assert await storage.live_key("hash-clash", T0) is None
+        # Many accounts may have no external_id.
+        assert await storage.create_account(Account(id=new_id("acc"), name="x", created_at=T0))
+
+    async def test_accounts_listed_by_id_and_searched(self, storage: Storage) -> None:
+        made = [
+            await account(storage, f"Shop {n}", external_id=f"EXT-{n}" if n % 2 else None)
+            for n in range(5)
+        ]
+        first = await storage.list_accounts(query=None, after=None, limit=3)
+        rest = await storage.list_accounts(query=None, after=first[-1].id, limit=3)
+        assert first + rest == sorted(made, key=lambda a: a.id)
+        # The query is lowercase; it matches part of the name or of the external id.
+        by_ext = await storage.list_accounts(query="ext-3", after=None, limit=10)
+        assert by_ext == [made[3]]
+        by_name = await storage.list_accounts(query="shop 4", after=None, limit=10)
+        assert by_name == [made[4]]
+        assert await storage.list_accounts(query="shop", after=None, limit=10) == sorted(
+            made, key=lambda a: a.id
+        )
+        assert await storage.list_accounts(query="%", after=None, limit=10) == []
+
+    async def test_platform_keys_have_no_account(self, storage: Storage) -> None:
+        key = api_key(None, name="platform")
+        await storage.create_api_key(key, "hash-platform")
+        assert key.platform
+        assert await storage.live_key("hash-platform", T0) == (key, None)
+        assert await storage.get_api_key(key.id) == key
+
+    async def test_api_keys_listed_per_account_and_revoked(self, storage: Storage) -> None:
+        one = await account(storage, "one")
+        two = await account(storage, "two")
+        extra = api_key(one.id, at=T0 + 1, name="second")
+        await storage.create_api_key(extra, "hash-extra")
+        platform = api_key(None, at=T0 + 2)
+        await storage.create_api_key(platform, "hash-platform")
+        keys_of_one = await storage.list_api_keys(one.id, after=None, limit=10)
+        assert [k.account_id for k in keys_of_one] == [one.id, one.id]
+        assert extra in keys_of_one
+        everything = await storage.list_api_keys(None, after=None, limit=10)
+        assert len(everything) == 4 and platform in everything
+        assert {k.account_id for k in everything} == {one.id, two.id, None}
+        page = await storage.list_api_keys(None, after=everything[1].id, limit=10)
+        assert page == everything[2:]
+
+        assert await storage.revoke_api_key(extra.id, T0 + 10)
+        assert await storage.live_key("hash-extra", T0 + 9) is not None
+        assert await storage.live_key("hash-extra", T0 + 10) is None
+        assert not await storage.revoke_api_key(extra.id, T0 + 20)  # never pushed back
+        assert await storage.revoke_api_key(extra.id, T0 + 5)  # brought forward
+        stored = await storage.get_api_key(extra.id)
+        assert stored is not None and stored.revoked_at == T0 + 5
+        assert not await storage.revoke_api_key("key_unknown", T0)
+
+    async def test_rotation_stores_the_new_key_and_revokes_the_old_at_once(
+        self, storage: Storage
+    ) -> None:
+        acct = await account(storage)
+        [old] = await storage.list_api_keys(acct.id, after=None, limit=10)
+        new = api_key(acct.id, at=T0 + 1)
+        assert await storage.rotate_api_key(old.id, new, "hash-new", T0 + 100)
+        assert await storage.live_key(f"hash-{acct.id}", T0 + 99) is not None  # grace
+        assert await storage.live_key(f"hash-{acct.id}", T0 + 100) is None
+        assert await storage.live_key("hash-new", T0 + 100) == (new, acct)
+        # An old key cannot be rotated twice once it is gone; nothing is stored then.
+        again = api_key(acct.id, at=T0 + 2)
+        assert not await storage.rotate_api_key(old.id, again, "hash-again", T0 + 100)
+        assert await storage.get_api_key(again.id) is None
 
     # -- endpoints -----------------------------------------------------------------------------
 

@@ -2,14 +2,55 @@
 -- Parameters are written :name and bound positionally by the adapter.
 
 -- name: insert_account
-INSERT INTO accounts (id, name, created_at) VALUES (:id, :name, :created_at);
+-- Nothing is inserted when the external_id is taken (the adapter reports it).
+INSERT INTO accounts (id, name, external_id, created_at)
+VALUES (:id, :name, :external_id, :created_at)
+ON CONFLICT DO NOTHING;
+
+-- name: account_by_ref
+-- An account by its id or its external_id (external ids never look like account ids).
+SELECT id, name, created_at, external_id FROM accounts
+WHERE id = :ref OR external_id = :ref
+ORDER BY id = :ref DESC
+LIMIT 1;
+
+-- name: list_accounts
+-- :q is lowercased by the adapter; it matches part of the name or of the external_id.
+SELECT id, name, created_at, external_id FROM accounts
+WHERE (:after::text IS NULL OR id > :after)
+  AND (:q::text IS NULL
+       OR strpos(lower(name), :q) > 0
+       OR strpos(lower(coalesce(external_id, '')), :q) > 0)
+ORDER BY id
+LIMIT :limit;
 
 -- name: insert_api_key
-INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (:key_hash, :account_id, :created_at);
+INSERT INTO api_keys (id, key_hash, account_id, name, prefix, last4, created_at, revoked_at)
+VALUES (:id, :key_hash, :account_id, :name, :prefix, :last4, :created_at, :revoked_at);
 
--- name: account_for_key
-SELECT a.id, a.name, a.created_at FROM api_keys k JOIN accounts a ON a.id = k.account_id
-WHERE k.key_hash = :key_hash;
+-- name: live_key_for_hash
+-- The key and its account (none for a platform key), if it works at :now.
+SELECT k.id, k.account_id, k.name, k.prefix, k.last4, k.created_at, k.revoked_at,
+       a.id, a.name, a.created_at, a.external_id
+FROM api_keys k LEFT JOIN accounts a ON a.id = k.account_id
+WHERE k.key_hash = :key_hash AND (k.revoked_at IS NULL OR k.revoked_at > :now);
+
+-- name: get_api_key
+SELECT id, account_id, name, prefix, last4, created_at, revoked_at FROM api_keys
+WHERE id = :id;
+
+-- name: list_api_keys
+-- Every key (:account_id NULL), or one account's.
+SELECT id, account_id, name, prefix, last4, created_at, revoked_at FROM api_keys
+WHERE (:account_id::text IS NULL OR account_id = :account_id)
+  AND (:after::text IS NULL OR id > :after)
+ORDER BY id
+LIMIT :limit;
+
+-- name: revoke_api_key
+-- Revoking again may bring the time forward (end a rotation's grace period), never back.
+UPDATE api_keys SET revoked_at = :at
+WHERE id = :id AND (revoked_at IS NULL OR revoked_at > :at);
 
 -- name: insert_endpoint
 INSERT INTO endpoints (id, account_id, url, description, all_event_types, config, disabled,
