@@ -49,11 +49,23 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _client(args: argparse.Namespace) -> Client:
+def _client(args: argparse.Namespace, *, admin: bool = False) -> Client:
+    """A client with the API key; ``admin``: with the admin token (POSTBACK_ADMIN_TOKEN) too,
+    which is enough on its own."""
     api_key = args.api_key or os.environ.get("POSTBACK_API_KEY")
-    if not api_key:
+    admin_token = os.environ.get("POSTBACK_ADMIN_TOKEN") if admin else None
+    if not api_key and not admin_token:
+        if admin:
+            raise CLIError(
+                "no credentials: set POSTBACK_ADMIN_TOKEN (or pass a platform --api-key)"
+            )
         raise CLIError("no API key: pass --api-key or set POSTBACK_API_KEY")
-    return Client(args.url, api_key)
+    return Client(
+        args.url,
+        api_key,
+        admin_token=admin_token or None,
+        account=getattr(args, "scope_account", None),
+    )
 
 
 def parse_policy(text: str) -> RetryPolicy:
@@ -136,15 +148,76 @@ async def cmd_migrate(args: argparse.Namespace) -> None:
 
 async def cmd_accounts_create(args: argparse.Namespace) -> None:
     from postback.cli.serve import open_services
-    from postback.core.errors import InvalidInput
+    from postback.core.errors import Conflict, InvalidInput
 
     # Like `serve`: SQLite migrates itself, PostgreSQL waits for `postback migrate`.
     async with open_services(_settings(args)) as services:
         try:
-            account, api_key = await services.accounts.create(args.name)
+            account, api_key = await services.accounts.create(
+                args.name, external_id=args.external_id, with_key=not args.no_key
+            )
         except InvalidInput as exc:
-            raise CLIError(exc.message) from None
-    print(json.dumps({"id": account.id, "name": account.name, "api_key": api_key}, indent=2))
+            raise CLIError(f"{exc.field}: {exc.message}") from None
+        except Conflict as exc:
+            raise CLIError(str(exc)) from None
+    out = {"id": account.id, "name": account.name, "external_id": account.external_id}
+    if api_key is not None:
+        out["api_key"] = api_key
+    print(json.dumps(out, indent=2))
+
+
+async def cmd_accounts_list(args: argparse.Namespace) -> None:
+    async with _client(args, admin=True) as client:
+        page = await client.list_accounts(q=args.search, limit=args.limit, cursor=args.cursor)
+    rows = [[a.id, a.external_id or "", a.name, a.created_at] for a in page.data]
+    print(_table(rows, ["id", "external id", "name", "created"]))
+    if page.next_cursor:
+        print(f"more: --cursor {page.next_cursor}")
+
+
+async def cmd_accounts_show(args: argparse.Namespace) -> None:
+    async with _client(args, admin=True) as client:
+        _print_json(await client.get_account(args.account_ref))
+
+
+async def cmd_keys_create(args: argparse.Namespace) -> None:
+    if args.platform and args.account:
+        raise CLIError("a platform key has no account: pass --platform or --account, not both")
+    async with _client(args, admin=args.platform) as client:
+        created = await client.create_key(
+            platform=args.platform, account=args.account, name=args.name or ""
+        )
+    _print_json(created)
+    print("store the key now: it is shown only once", file=sys.stderr)
+
+
+async def cmd_keys_list(args: argparse.Namespace) -> None:
+    async with _client(args, admin=True) as client:
+        page = await client.list_keys(account=args.account, limit=args.limit)
+    rows = [
+        [
+            k.id,
+            "platform" if k.platform else (k.account_id or ""),
+            k.name,
+            f"{k.prefix}…{k.last4}",
+            k.created_at,
+            k.revoked_at or "",
+        ]
+        for k in page.data
+    ]
+    print(_table(rows, ["id", "scope", "name", "key", "created", "revoked"]))
+
+
+async def cmd_keys_rotate(args: argparse.Namespace) -> None:
+    async with _client(args, admin=True) as client:
+        _print_json(await client.rotate_key(args.key_id, grace_s=args.grace_s))
+    print("store the key now: it is shown only once", file=sys.stderr)
+
+
+async def cmd_keys_revoke(args: argparse.Namespace) -> None:
+    async with _client(args, admin=True) as client:
+        key = await client.revoke_key(args.key_id)
+    print(f"revoked {key.id} ({key.prefix}…{key.last4})")
 
 
 def _header_pairs(values: list[str]) -> dict[str, str]:
@@ -242,6 +315,7 @@ async def cmd_send(args: argparse.Namespace) -> None:
                 raw,
                 idempotency_key=args.idempotency_key,
                 callback_url=args.callback_url,
+                fanout=args.fanout,
             )
         )
 
@@ -289,9 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return p
 
-    def with_api(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    def with_api(p: argparse.ArgumentParser, scoped: bool = True) -> argparse.ArgumentParser:
+        """``scoped``: an account-scoped command, which a platform key aims with --account."""
         p.add_argument("--url", default=os.environ.get("POSTBACK_URL", "http://127.0.0.1:8000"))
         p.add_argument("--api-key", help="default: $POSTBACK_API_KEY")
+        if scoped:
+            p.add_argument(
+                "--account",
+                dest="scope_account",
+                help="with a platform key: the account (id or external id) to act on",
+            )
         return p
 
     serve = with_db(sub.add_parser("serve", help="run the API and the dispatcher"))
@@ -306,6 +387,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create = with_db(accounts.add_parser("create", help="create an account; prints its API key"))
     create.add_argument("name")
+    create.add_argument("--external-id", help="your own id for this customer (unique)")
+    create.add_argument(
+        "--no-key", action="store_true", help="no account key (you act with a platform key)"
+    )
+    alist = accounts.add_parser("list", help="list accounts (platform key or admin token)")
+    alist.add_argument("--search", help="part of the name or external id")
+    alist.add_argument("--limit", type=int, default=100)
+    alist.add_argument("--cursor")
+    with_api(alist, scoped=False)
+    ashow = with_api(
+        accounts.add_parser("show", help="one account, by id or external id"), scoped=False
+    )
+    ashow.add_argument("account_ref", metavar="ACCOUNT")
+
+    keys = sub.add_parser("keys", help="API keys: create, list, rotate, revoke").add_subparsers(
+        dest="action", required=True
+    )
+    kcreate = keys.add_parser(
+        "create", help="a new key, shown once (--platform: needs POSTBACK_ADMIN_TOKEN)"
+    )
+    kcreate.add_argument("--platform", action="store_true", help="a key that acts on every account")
+    kcreate.add_argument("--account", help="the account (id or external id) of an account key")
+    kcreate.add_argument("--name", help="what the key is for")
+    with_api(kcreate, scoped=False)
+    klist = keys.add_parser("list", help="keys by id, prefix and last four characters")
+    klist.add_argument("--account", help="only this account's keys")
+    klist.add_argument("--limit", type=int, default=100)
+    with_api(klist, scoped=False)
+    krotate = with_api(
+        keys.add_parser("rotate", help="replace a key; prints the new one"), scoped=False
+    )
+    krotate.add_argument("key_id")
+    krotate.add_argument(
+        "--grace-s", type=int, default=0, help="seconds the old key keeps working (default 0)"
+    )
+    krevoke = with_api(
+        keys.add_parser("revoke", help="revoke a key (every node within 1 s)"), scoped=False
+    )
+    krevoke.add_argument("key_id")
 
     endpoints = sub.add_parser("endpoints", help="manage endpoints").add_subparsers(
         dest="action", required=True
@@ -337,7 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("event_type")
     send.add_argument("file", nargs="?", default="-", help="JSON file; '-' or omitted: stdin")
     send.add_argument("--idempotency-key")
-    send.add_argument("--callback-url")
+    send.add_argument("--callback-url", help="deliver here instead of the subscribed endpoints")
+    send.add_argument(
+        "--fanout", action="store_true", help="with --callback-url: the subscribed endpoints too"
+    )
 
     deliveries = sub.add_parser("deliveries", help="inspect deliveries").add_subparsers(
         dest="action", required=True
@@ -377,6 +500,18 @@ def dispatch(args: argparse.Namespace) -> None:
             coroutine = cmd_migrate(args)
         case ("accounts", "create"):
             coroutine = cmd_accounts_create(args)
+        case ("accounts", "list"):
+            coroutine = cmd_accounts_list(args)
+        case ("accounts", "show"):
+            coroutine = cmd_accounts_show(args)
+        case ("keys", "create"):
+            coroutine = cmd_keys_create(args)
+        case ("keys", "list"):
+            coroutine = cmd_keys_list(args)
+        case ("keys", "rotate"):
+            coroutine = cmd_keys_rotate(args)
+        case ("keys", "revoke"):
+            coroutine = cmd_keys_revoke(args)
         case ("endpoints", "add"):
             coroutine = cmd_endpoints_add(args)
         case ("endpoints", "list"):

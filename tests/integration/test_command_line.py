@@ -17,7 +17,7 @@ from postback.core.wire import DeliveryOut
 from tests.support.payloads import mo_text
 from tests.support.processes import PostbackProcess, postback_env
 from tests.support.receiver import Receiver, sequence, status
-from tests.support.service import free_port, wait_until
+from tests.support.service import RunningPostback, free_port, wait_until
 
 
 def run(
@@ -193,3 +193,58 @@ async def test_endpoint_send_and_delivery_commands(tmp_path: Path, receiver: Rec
         assert dead.returncode == 0 and endpoint["id"] in dead.stdout
     finally:
         serve.kill()
+
+
+async def test_platform_keys_accounts_and_key_commands(
+    postback: RunningPostback, sqlite_url: str, receiver: Receiver
+) -> None:
+    env = postback_env(sqlite_url, POSTBACK_URL=postback.url)
+    env.pop("POSTBACK_API_KEY", None)
+
+    async def cli(*args: str, stdin: str = "", **extra: str) -> subprocess.CompletedProcess[str]:
+        result = await asyncio.to_thread(run, *args, env={**env, **extra}, stdin=stdin)
+        assert "Traceback" not in result.stderr
+        return result
+
+    refused = await cli("keys", "create", "--platform")
+    assert refused.returncode == 1 and "POSTBACK_ADMIN_TOKEN" in refused.stderr
+    made = await cli("keys", "create", "--platform", POSTBACK_ADMIN_TOKEN=postback.admin_token)
+    assert made.returncode == 0, made.stderr
+    platform_key = json.loads(made.stdout)["key"]
+    assert platform_key.startswith("pbp_") and "shown only once" in made.stderr
+    env["POSTBACK_API_KEY"] = platform_key
+
+    created = await cli("accounts", "create", "Shop One", "--external-id", "shop-1", "--no-key")
+    assert created.returncode == 0, created.stderr
+    shop = json.loads(created.stdout)
+    assert shop["external_id"] == "shop-1" and "api_key" not in shop
+    clash = await cli("accounts", "create", "Shop Two", "--external-id", "shop-1")
+    assert clash.returncode == 1 and "shop-1" in clash.stderr
+    listed = await cli("accounts", "list", "--search", "SHOP")
+    assert shop["id"] in listed.stdout and "shop-1" in listed.stdout
+    shown = json.loads((await cli("accounts", "show", "shop-1")).stdout)
+    assert shown["id"] == shop["id"]
+
+    added = await cli("endpoints", "add", receiver.url("/shop"), "--account", "shop-1")
+    assert added.returncode == 0, added.stderr
+    sent = await cli(
+        "send", "mo_text", "--account", "shop-1", stdin=json.dumps(mo_text("to shop one"))
+    )
+    assert sent.returncode == 0, sent.stderr
+    [arrived] = await receiver.wait_for("/shop")
+    assert b"to shop one" in arrived.body
+
+    key = json.loads((await cli("keys", "create", "--account", "shop-1", "--name", "ci")).stdout)
+    keys = await cli("keys", "list", "--account", "shop-1")
+    assert key["id"] in keys.stdout and key["key"] not in keys.stdout
+    assert f"{key['prefix']}…{key['last4']}" in keys.stdout
+    rotated = await cli("keys", "rotate", key["id"], "--grace-s", "60")
+    new_key = json.loads(rotated.stdout)["key"]
+    revoked = await cli("keys", "revoke", key["id"], POSTBACK_API_KEY=new_key)
+    assert revoked.returncode == 0 and key["id"] in revoked.stdout
+    gone = await cli("endpoints", "list", POSTBACK_API_KEY=key["key"])
+    assert gone.returncode == 1 and "401" in gone.stderr
+    mine = await cli("endpoints", "list", POSTBACK_API_KEY=new_key)
+    assert mine.returncode == 0 and receiver.url("/shop") in mine.stdout
+    denied = await cli("accounts", "list", POSTBACK_API_KEY=new_key)
+    assert denied.returncode == 1 and "403" in denied.stderr
