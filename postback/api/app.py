@@ -31,7 +31,6 @@ from postback.core.event_schemas import BUILT_IN_SCHEMAS
 from postback.core.model import Account, DeliveryState
 from postback.core.validation import MAX_BATCH
 from postback.ingest import MessageSubmission, Services
-from postback.ingest.endpoints import EndpointChanges
 from postback.ingest.keys import ADMIN, Caller, NewKey
 from postback.observe.metrics import Metrics
 
@@ -275,22 +274,7 @@ async def revoke_key(request: web.Request) -> web.Response:
 async def create_endpoint(request: web.Request) -> web.Response:
     account = await account_of(request)
     body = await decode(request, s.EndpointCreate)
-    endpoint, secret = await services(request).endpoints.create(
-        account.id,
-        url=body.url,
-        description=body.description,
-        event_types=body.event_types,
-        retry_policy=body.retry_policy,
-        timeout_ms=body.timeout_ms,
-        rate_limit_per_s=body.rate_limit_per_s,
-        headers=body.headers,
-        auth=body.auth,
-        tls=body.tls,
-        destination=body.destination,
-        signing_secret=body.signing_secret,
-        signature_scheme=body.signature_scheme,
-        disabled=body.disabled,
-    )
+    endpoint, secret = await services(request).endpoints.create(account.id, body)
     return json_response(s.EndpointOut.of(endpoint, secret), 201)
 
 
@@ -316,10 +300,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
 async def update_endpoint(request: web.Request) -> web.Response:
     account = await account_of(request)
     body = await decode(request, s.EndpointUpdate)
-    changes = EndpointChanges(**msgspec.structs.asdict(body))
-    endpoint = await services(request).endpoints.update(
-        account.id, request.match_info["id"], changes
-    )
+    endpoint = await services(request).endpoints.update(account.id, request.match_info["id"], body)
     return json_response(s.EndpointOut.of(endpoint))
 
 

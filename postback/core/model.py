@@ -167,6 +167,38 @@ class Endpoint(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int = 0
 
 
+# Who writes which Endpoint field: the one table the API structs (core/wire.py), the ingest
+# service and the row mapping are derived from or checked against
+# (tests/core/test_endpoint_fields.py). A new field is one line in Endpoint, one here, and
+# (for a column of its own) a migration; the failing test names anything else to touch.
+ENDPOINT_SETTINGS: tuple[str, ...] = (
+    "url",
+    "description",
+    "event_types",
+    "retry_policy",
+    "timeout_ms",
+    "rate_limit_per_s",
+    "headers",
+    "auth",
+    "tls",
+    "destination",
+    "disabled",
+)
+"""Set by the customer on create and changeable later (``EndpointCreate``, ``EndpointUpdate``)."""
+ENDPOINT_CREATE_ONLY: tuple[str, ...] = ("signature_scheme",)
+"""Set on create and fixed afterwards: receivers verify with the scheme they were given."""
+ENDPOINT_WRITE_ONLY: frozenset[str] = frozenset({"auth", "tls", "destination"})
+"""Settings holding credentials: answered as summaries without their secrets, stored sealed."""
+ENDPOINT_SYSTEM: tuple[str, ...] = (
+    "id",
+    "account_id",
+    "is_callback_url",
+    "created_at",
+    "updated_at",
+)
+"""Set by Postback itself, never by a request."""
+
+
 class SigningSecret(msgspec.Struct, frozen=True, kw_only=True):
     secret: str
     created_at: int

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import msgspec
 
 from postback.core.errors import InvalidInput, NotFound
 from postback.core.model import (
-    Auth,
+    ENDPOINT_CREATE_ONLY,
+    ENDPOINT_SETTINGS,
     ClientTLS,
     Endpoint,
     OAuth2Auth,
-    SignatureScheme,
     SigningSecret,
-    SNSDestination,
 )
-from postback.core.policy import RetryPolicy
 from postback.core.validation import (
     check_auth,
     check_destination_config,
@@ -28,6 +24,7 @@ from postback.core.validation import (
     check_timeout,
     check_url,
 )
+from postback.core.wire import EndpointCreate, EndpointUpdate
 from postback.ingest.context import IngestContext
 from postback.transports.tls import TLSConfigError, client_ssl_context
 
@@ -46,67 +43,30 @@ def check_tls(tls: ClientTLS | None) -> ClientTLS | None:
     return tls
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EndpointChanges:
-    """Fields to change on an endpoint; ``msgspec.UNSET`` leaves a field as it is."""
-
-    url: str | msgspec.UnsetType = msgspec.UNSET
-    description: str | msgspec.UnsetType = msgspec.UNSET
-    event_types: list[str] | msgspec.UnsetType | None = msgspec.UNSET
-    retry_policy: RetryPolicy | msgspec.UnsetType | None = msgspec.UNSET
-    timeout_ms: int | msgspec.UnsetType | None = msgspec.UNSET
-    rate_limit_per_s: float | msgspec.UnsetType | None = msgspec.UNSET
-    headers: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
-    auth: Auth | msgspec.UnsetType | None = msgspec.UNSET
-    tls: ClientTLS | msgspec.UnsetType | None = msgspec.UNSET
-    destination: SNSDestination | msgspec.UnsetType | None = msgspec.UNSET
-    disabled: bool | msgspec.UnsetType = msgspec.UNSET
-
-
 class EndpointService:
     def __init__(self, context: IngestContext) -> None:
         self.context = context
 
-    async def create(
-        self,
-        account_id: str,
-        *,
-        url: str | None,
-        description: str = "",
-        event_types: list[str] | None = None,
-        retry_policy: RetryPolicy | None = None,
-        timeout_ms: int | None = None,
-        rate_limit_per_s: float | None = None,
-        headers: dict[str, str] | None = None,
-        auth: Auth | None = None,
-        tls: ClientTLS | None = None,
-        destination: SNSDestination | None = None,
-        signing_secret: str | None = None,
-        signature_scheme: SignatureScheme = "standard-webhooks",
-        disabled: bool = False,
-    ) -> tuple[Endpoint, str]:
-        """A new endpoint and its signing secret (generated unless one is given)."""
+    async def create(self, account_id: str, spec: EndpointCreate) -> tuple[Endpoint, str]:
+        """A new endpoint and its signing secret (generated unless ``spec`` gives one)."""
         now = self.context.now_ms()
+        fields = {name: getattr(spec, name) for name in ENDPOINT_SETTINGS + ENDPOINT_CREATE_ONLY}
         endpoint = Endpoint(
             id=self.context.new_id("ep"),
             account_id=account_id,
-            url=url or "",
-            description=description[:500],
-            event_types=check_event_types(event_types),
-            retry_policy=retry_policy,
-            timeout_ms=timeout_ms,
-            rate_limit_per_s=rate_limit_per_s,
-            headers=headers or {},
-            auth=auth,
-            tls=tls,
-            destination=destination,
-            signature_scheme=signature_scheme,
-            disabled=disabled,
             created_at=now,
             updated_at=now,
+            **fields,
         )
-        endpoint = await self._validated(endpoint)
-        secret = check_secret(signing_secret, signature_scheme)
+        endpoint = await self._validated(
+            msgspec.structs.replace(
+                endpoint,
+                url=spec.url or "",
+                description=spec.description[:500],
+                event_types=check_event_types(spec.event_types),
+            )
+        )
+        secret = check_secret(spec.signing_secret, spec.signature_scheme)
         await self.context.storage.create_endpoint(
             endpoint, SigningSecret(secret=secret, created_at=now)
         )
@@ -145,11 +105,12 @@ class EndpointService:
             raise NotFound(f"no endpoint {endpoint_id}")
         return endpoint
 
-    async def update(self, account_id: str, endpoint_id: str, changes: EndpointChanges) -> Endpoint:
+    async def update(self, account_id: str, endpoint_id: str, changes: EndpointUpdate) -> Endpoint:
+        """Change the fields ``changes`` sets; ``msgspec.UNSET`` leaves a field as it is."""
         current = await self.get(account_id, endpoint_id)
         updates: dict[str, object] = {
             name: getattr(changes, name)
-            for name in EndpointChanges.__slots__
+            for name in ENDPOINT_SETTINGS
             if getattr(changes, name) is not msgspec.UNSET
         }
         if "description" in updates:

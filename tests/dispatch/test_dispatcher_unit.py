@@ -18,6 +18,7 @@ import pytest
 from postback.core.errors import PostbackError
 from postback.core.model import Account, DeliveryState, Endpoint
 from postback.core.outcome import Outcome
+from postback.core.wire import EndpointCreate
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
 from postback.ingest import MessageSubmission, Services
 from postback.receiver import verify
@@ -94,7 +95,7 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
     )
     account, _ = await services.accounts.create("acme")
     endpoint, secret = await services.endpoints.create(
-        account.id, url="https://hooks.example.com/sms"
+        account.id, EndpointCreate(url="https://hooks.example.com/sms")
     )
     stop = asyncio.Event()
     running = asyncio.create_task(dispatcher.run(stop))

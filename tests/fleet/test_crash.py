@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from postback.core.model import DeliveryState
+from postback.core.wire import EndpointCreate
 from tests.fleet.conftest import Fleet
 from tests.support.processes import PostbackProcess, worker
 from tests.support.receiver import Receiver
@@ -23,7 +24,9 @@ async def test_sigkilled_workers_lose_nothing(
     storage = fleet.storage
     workers: list[PostbackProcess] = []
     try:
-        await fleet.service.endpoints.create(fleet.account_id, url=receiver.url("/hook"))
+        await fleet.service.endpoints.create(
+            fleet.account_id, EndpointCreate(url=receiver.url("/hook"))
+        )
         await fleet.submit(EVENTS)
         workers = [
             worker(postgres_url, tmp_path / f"worker{i}.log", POSTBACK_LEASE_SECONDS=str(LEASE_S))

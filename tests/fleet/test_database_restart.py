@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from postback.client import APIError, Client
+from postback.core.wire import EndpointCreate
 from postback.ingest import Services
 from postback.store import open_storage
 from tests.support.processes import TEST_ALLOWED, TEST_SEALER, PostbackProcess, postback_env
@@ -34,7 +35,7 @@ async def test_postgres_restart_loses_nothing_acknowledged(
     service = Services.build(storage, allowed_networks=TEST_ALLOWED)
     account, api_key = await service.accounts.create("restart")
     await service.event_types.create(account.id, "t", {"type": "object"})
-    await service.endpoints.create(account.id, url=receiver.url("/hook"))
+    await service.endpoints.create(account.id, EndpointCreate(url=receiver.url("/hook")))
     await storage.close()
 
     port = free_port()

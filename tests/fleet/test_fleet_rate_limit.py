@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from postback.core.wire import EndpointCreate
 from tests.fleet.conftest import Fleet
 from tests.integration.test_pacing import max_in_window
 from tests.support.processes import PostbackProcess, worker
@@ -19,7 +20,7 @@ async def test_two_workers_share_one_rate_limit(
     workers: list[PostbackProcess] = []
     try:
         await fleet.service.endpoints.create(
-            fleet.account_id, url=receiver.url("/limited"), rate_limit_per_s=RATE
+            fleet.account_id, EndpointCreate(url=receiver.url("/limited"), rate_limit_per_s=RATE)
         )
         total = RATE * (SECONDS + 2)
         await fleet.submit(total)

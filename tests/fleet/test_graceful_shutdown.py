@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from postback.core.wire import EndpointCreate
 from tests.fleet.conftest import Fleet
 from tests.support.processes import worker
 from tests.support.receiver import Receiver, sleep
@@ -17,7 +18,7 @@ async def test_sigterm_releases_unfinished_work_and_exits(
     process = worker(postgres_url, tmp_path / "worker.log", POSTBACK_SHUTDOWN_TIMEOUT_SECONDS="2")
     try:
         await fleet.service.endpoints.create(
-            fleet.account_id, url=receiver.on("/hang", sleep(8)), timeout_ms=7_000
+            fleet.account_id, EndpointCreate(url=receiver.on("/hang", sleep(8)), timeout_ms=7_000)
         )
         await fleet.submit(3)
         process.start()

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from postback.core.model import Attempt
+from postback.core.wire import EndpointCreate
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
 from postback.ingest import MessageSubmission, Services
 from postback.store import open_storage
@@ -26,9 +27,9 @@ async def test_attempt_timeout_is_capped_by_the_lease(tmp_path: Path, receiver: 
         await service.event_types.create(account.id, "t", ANY_OBJECT)
         await service.endpoints.create(
             account.id,
-            url=receiver.on("/slow", sleep(5)),
-            timeout_ms=60_000,
-            retry_policy=None,
+            EndpointCreate(
+                url=receiver.on("/slow", sleep(5)), timeout_ms=60_000, retry_policy=None
+            ),
         )
         [result] = await service.messages.submit(
             account.id, [MessageSubmission(event_type="t", payload=b"{}")]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from postback.client import APIError
+from postback.core.wire import EndpointCreate
 from postback.dispatch.loop import Dispatcher
 from postback.ingest import MessageSubmission, Services
 from postback.store import open_storage
@@ -81,7 +82,7 @@ async def test_connect_time_check_blocks_what_slipped_past_creation(
         account, _ = await service.accounts.create("a")
         await service.event_types.create(account.id, "t", {"type": "object"})
         for url in (receiver.url("/by-ip"), f"http://localhost:{receiver.port}/by-name"):
-            await service.endpoints.create(account.id, url=url)
+            await service.endpoints.create(account.id, EndpointCreate(url=url))
         [result] = await service.messages.submit(
             account.id, [MessageSubmission(event_type="t", payload=b'{"n":1}')]
         )
