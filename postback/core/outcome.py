@@ -48,22 +48,39 @@ class AttemptResult:
 def status_class(result: AttemptResult) -> StatusClass | None:
     """The failure class of a result, or None when it is a success (2xx)."""
     if result.failure is FailureKind.TIMEOUT:
+        # No answer in time. Sinch: "schedule a retry if the error is expected to be
+        # temporary"; Vibes keeps "a relatively short timeout process of two seconds" and
+        # tells receivers to "avoid timeouts (and retries)": a timeout is retried.
         return "timeout"
     if result.failure is not None or result.status_code is None:
+        # Refused, reset, DNS failure: no HTTP answer at all, temporary like a timeout.
         return "network"
     code = result.status_code
     if 200 <= code <= 299:
+        # RFC 9110 section 15.3: "the client's request was successfully received, understood,
+        # and accepted." Sinch: "a response code within the 2xx success range".
         return None
     if code == 429:
+        # Sinch: "For 429 the callback will be retried and the throughput will be lowered."
+        # (RFC 6585 section 4: "the user has sent too many requests in a given amount of
+        # time"); the Retry-After it may carry is honoured in ``decide``.
         return "429"
     if 500 <= code <= 599:
+        # Sinch: "For 5xx the callback will be retried." RFC 9110 section 15.6: "the server
+        # is aware that it has erred or is incapable of performing the requested method".
         return "5xx"
     if 400 <= code <= 499:
-        # 408 Request Timeout is a 4xx; Sinch's rule ("other status codes in the 4xx range
-        # ... not retried") treats it as permanent, and so do we unless the policy says 4xx.
+        # Sinch: "For other status codes in the 4xx range the callback will not be retried"
+        # ("A 4xx status counts as a permanent failure ... except for 429"). RFC 9110 section
+        # 15.5: "the client seems to have erred", so the same request would fail again.
+        # 410 Gone is one of them (section 15.5.11: "no longer available at the origin server
+        # and ... likely to be permanent"), and so is 408 Request Timeout: permanent under
+        # Sinch's rule unless the policy retries 4xx (Notify and Vibes retry every non-2xx).
         return "4xx"
-    # 1xx never reaches us as a final answer; 3xx because redirects are not followed
-    # (following them would let a receiver bounce signed payloads to a third party).
+    # 3xx: RFC 9110 section 15.4, "Automatic redirection needs to be done with care for
+    # methods not known to be safe" (a POST is not): redirects are not followed, which would
+    # let a receiver bounce signed payloads to a third party. Not 2xx, so not delivered;
+    # retried only if the policy says 3xx. A 1xx never reaches us as a final answer.
     return "3xx"
 
 
@@ -110,6 +127,8 @@ def decide(
     if cls is None:
         return Decision(outcome=Outcome.DELIVERED, next_delay_s=None)
     if not policy.retries(cls):
+        # The policy decides what is permanent: Sinch's 3xx and other 4xx, nothing under
+        # Notify ("If ... the request fails then we will retry") and Vibes.
         return Decision(
             outcome=Outcome.PERMANENT,
             next_delay_s=None,
@@ -123,6 +142,8 @@ def decide(
             dead_reason=f"retries exhausted after {failed_attempts} attempts: {describe(result)}",
         )
     if cls == "429":
+        # RFC 9110 section 10.2.3: Retry-After indicates "how long the user agent ought to
+        # wait before making a follow-up request"; never sooner than our own schedule.
         if result.retry_after_s is not None:
             delay = max(delay, result.retry_after_s)
         return Decision(outcome=Outcome.THROTTLED, next_delay_s=delay)

@@ -29,8 +29,11 @@ StatusClass = Literal["3xx", "4xx", "429", "5xx", "timeout", "network"]
 """What a failed attempt can be, for the purpose of deciding whether to retry it."""
 
 ALL_STATUS_CLASSES: tuple[StatusClass, ...] = ("3xx", "4xx", "429", "5xx", "timeout", "network")
-# Sinch semantics: 5xx, 429, timeouts and connection errors are temporary; 3xx and other 4xx
-# mean the receiver rejected the callback, so retrying would only repeat the rejection.
+# Sinch semantics: "For 5xx the callback will be retried. For 429 the callback will be
+# retried and the throughput will be lowered. For other status codes in the 4xx range the
+# callback will not be retried." Timeouts and connection errors are "expected to be
+# temporary"; 3xx and other 4xx mean the receiver rejected the callback, so retrying would
+# only repeat the rejection.
 TRANSIENT_STATUS_CLASSES: tuple[StatusClass, ...] = ("429", "5xx", "timeout", "network")
 
 
@@ -100,15 +103,23 @@ class RetryPolicy(
 
 
 PRESETS: dict[str, RetryPolicy] = {
+    # Sinch: "The first initial retry will happen 5 seconds after the first try. The next
+    # attempt is after 10 seconds, then after 20 seconds, ... doubling on every attempt. The
+    # last retry will be at 81920 seconds (or 22 hours 45 minutes) after the initial failed
+    # attempt." The seed's times run from the first failure; our delays from the previous one.
     "sinch": RetryPolicy(
         preset="sinch",
         # Waits between attempts whose running total is 5, 10, 20, ... 81920 s.
         schedule_s=(5.0, *(5.0 * 2**k for k in range(14))),
         retry_statuses=TRANSIENT_STATUS_CLASSES,
     ),
+    # GOV.UK Notify: "If Notify sends a POST request to your service, but the request fails
+    # then we will retry. We will retry every 5 minutes, up to a maximum of 5 times."
     "notify": RetryPolicy(
         preset="notify", schedule_s=(300.0,) * 5, retry_statuses=ALL_STATUS_CLASSES
     ),
+    # Vibes: "anything other than 2XX ... will be attempted again", "every five minutes, up
+    # to a maximum of five retries"; "a relatively short timeout process of two seconds".
     "vibes": RetryPolicy(
         preset="vibes",
         schedule_s=(300.0,) * 5,

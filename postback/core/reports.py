@@ -20,6 +20,7 @@ ReportMode = Literal["none", "summary", "full", "per_recipient", "per_recipient_
 MessageKind = Literal["sms", "mms"]
 
 # Sinch's delivery statuses: Queued and Dispatched are on the way; every other one is final.
+# The one table of them: the report modes here and the receiver SDK's ``is_final`` use it.
 IN_PROGRESS_STATUSES = frozenset({"Queued", "Dispatched"})
 FINAL_STATUSES = frozenset(
     {"Aborted", "Cancelled", "Delivered", "Expired", "Failed", "Rejected", "Deleted", "Unknown"}
@@ -28,6 +29,7 @@ KNOWN_STATUSES = IN_PROGRESS_STATUSES | FINAL_STATUSES
 
 
 def is_final(status: str) -> bool:
+    """A recipient's status that will not change again."""
     return status in FINAL_STATUSES
 
 

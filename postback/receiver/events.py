@@ -2,7 +2,7 @@
 
 Field for field as Sinch's SMS REST API and GOV.UK Notify document them (``shared/seeds``).
 Unknown extra fields are kept in ``extra`` rather than rejected: providers add fields.
-Used by ``postback.receiver.parse``; needs only msgspec.
+Used by ``postback.receiver.parse``; needs only msgspec (and the core's status table).
 """
 
 from __future__ import annotations
@@ -12,22 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-# Sinch delivery statuses; a recipient's status is final once it reaches one of FINAL.
-SINCH_STATUSES = (
-    "Queued",
-    "Dispatched",
-    "Aborted",
-    "Cancelled",
-    "Delivered",
-    "Failed",
-    "Expired",
-    "Rejected",
-    "Deleted",
-    "Unknown",
-)
-SINCH_FINAL_STATUSES = frozenset(
-    {"Aborted", "Cancelled", "Delivered", "Failed", "Expired", "Rejected", "Deleted", "Unknown"}
-)
+from postback.core import reports
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,7 +85,8 @@ class RecipientDeliveryReport(Event, frozen=True, kw_only=True):
 
     @property
     def is_final(self) -> bool:
-        return self.status in SINCH_FINAL_STATUSES
+        """The recipient's status will not change again (Sinch: all but Queued, Dispatched)."""
+        return reports.is_final(self.status)
 
 
 class StatusCount(msgspec.Struct, frozen=True, kw_only=True):
