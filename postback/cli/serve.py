@@ -128,6 +128,7 @@ async def run_service(
     services = Services.build(
         storage,
         on_ingest=dispatcher.wake if dispatch else None,
+        dispatcher=dispatcher if dispatch else None,
         metrics=metrics,
         allowed_networks=allowed,
     )

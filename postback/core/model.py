@@ -270,6 +270,8 @@ class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
     deliveries: list[Delivery]
     duplicate: bool = False
     """True when the idempotency key matched an earlier message: nothing was created."""
+    leased: list[ClaimedDelivery] = []
+    """Deliveries committed already leased to the local dispatcher (the fast path)."""
 
 
 class ClaimedDelivery(msgspec.Struct, frozen=True, kw_only=True):

@@ -24,6 +24,7 @@ import aiohttp
 
 from postback import __version__
 from postback.core import signing
+from postback.core.fanout import LeaseOffer
 from postback.core.ids import make_id
 from postback.core.lifecycle import settle
 from postback.core.model import (
@@ -79,7 +80,6 @@ class EndpointRuntime:
     pacing: Pacing = field(default_factory=Pacing)
     """The last shared pacing state this worker saw (the database holds the truth)."""
     meter: SendRateMeter = field(default_factory=SendRateMeter)
-    in_flight: int = 0
     keys: dict[str, bytes] = field(default_factory=dict)
 
     @property
@@ -141,6 +141,8 @@ class Dispatcher:
         self._runtimes: dict[str, EndpointRuntime] = {}
         self._loading: dict[str, asyncio.Future[EndpointRuntime | None]] = {}
         self._held: dict[str, asyncio.Task[None]] = {}
+        self._held_by_endpoint: dict[str, int] = {}
+        """Attempts started and not finished, per endpoint: this process's part of its share."""
         self._wake = asyncio.Event()
         self._records: list[AttemptRecord] = []
         self._records_ready = asyncio.Event()
@@ -157,6 +159,35 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return len(self._held)
+
+    def lease_offer(self) -> LeaseOffer | None:
+        """What this dispatcher can take straight from an ingest in this process (the fast
+        path): free slots, and room per endpoint it already knows and may send to at once.
+        Endpoints it has not loaded yet, and paced ones, go through the claim path."""
+        if self._stopping:
+            return None
+        free = self.settings.max_in_flight - len(self._held)
+        if free <= 0:
+            return None
+        now_ms = int(self.clock() * 1000)
+        share = self.settings.per_endpoint
+        room = {
+            endpoint_id: (
+                0
+                if runtime.configured_rate is not None
+                or runtime.pacing.is_paced(None, now_ms)
+                or runtime.endpoint.disabled
+                else share - self._held_by_endpoint.get(endpoint_id, 0)
+            )
+            for endpoint_id, runtime in self._runtimes.items()
+        }
+        return LeaseOffer(lease_ms=self.settings.lease_ms, total=free, share=share, room=room)
+
+    def accept(self, leased: list[ClaimedDelivery]) -> None:
+        """Deliveries an ingest committed already leased to this dispatcher: send them now,
+        with no claim query and no payload read."""
+        for item in leased:
+            self._start(item, None)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until ``stop`` is set, then shut down gracefully."""
@@ -232,7 +263,8 @@ class Dispatcher:
     async def _idle_wait(self, stop: asyncio.Event) -> None:
         timeout = self.settings.idle_poll_s
         with contextlib.suppress(StorageUnavailable):
-            due = await self.storage.next_due_at()
+            exclude, _allowance = self._endpoint_limits(self.clock())
+            due = await self.storage.next_due_at(exclude)
             if due is not None:
                 timeout = min(timeout, max(due / 1000 - self.clock(), 0.0))
         if timeout <= 0 and len(self._held) >= self.settings.max_in_flight:
@@ -257,11 +289,12 @@ class Dispatcher:
         share = self.settings.per_endpoint
         now_ms = int(now * 1000)
         for endpoint_id, runtime in self._runtimes.items():
-            room = share - runtime.in_flight
+            in_flight = self._held_by_endpoint.get(endpoint_id, 0)
+            room = share - in_flight
             rate = runtime.pacing.rate(runtime.configured_rate)
             if rate is not None:
                 # Claim no more than about a second of this endpoint's pace at a time.
-                room = min(room, max(1, math.ceil(rate)) - runtime.in_flight)
+                room = min(room, max(1, math.ceil(rate)) - in_flight)
             if room <= 0 or runtime.pacing.paused_until_ms > now_ms:
                 exclude.append(endpoint_id)
             elif room < share:
@@ -306,9 +339,17 @@ class Dispatcher:
         task = asyncio.create_task(self._deliver(item, not_before_ms))
         self._held[item.delivery_id] = task
         delivery_id = item.delivery_id
+        endpoint_id = item.endpoint_id
+        held = self._held_by_endpoint
+        held[endpoint_id] = held.get(endpoint_id, 0) + 1
 
         def finished(_task: asyncio.Task[None]) -> None:
             self._held.pop(delivery_id, None)
+            left = held[endpoint_id] - 1
+            if left:
+                held[endpoint_id] = left
+            else:
+                del held[endpoint_id]
             self._wake.set()
 
         task.add_done_callback(finished)
@@ -365,7 +406,6 @@ class Dispatcher:
             ),
             pacing=previous.pacing if previous is not None else Pacing(),
             meter=previous.meter if previous is not None else SendRateMeter(),
-            in_flight=previous.in_flight if previous is not None else 0,
             keys=previous.keys if previous is not None else {},
         )
         self._runtimes[endpoint_id] = runtime
@@ -394,20 +434,16 @@ class Dispatcher:
             return
         if runtime is None:
             return  # endpoint deleted: its deliveries were dead-lettered with it
-        runtime.in_flight += 1
-        try:
-            if not_before_ms is not None:
-                wait = not_before_ms / 1000 - self.clock()
-                if wait > self.settings.release_wait_over_s:
-                    # Do not hold a lease (and an in-flight slot) through a long pause.
-                    self._releases.append((item.delivery_id, not_before_ms))
-                    self._records_ready.set()
-                    return
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            await self._attempt(item, runtime)
-        finally:
-            runtime.in_flight -= 1
+        if not_before_ms is not None:
+            wait = not_before_ms / 1000 - self.clock()
+            if wait > self.settings.release_wait_over_s:
+                # Do not hold a lease (and an in-flight slot) through a long pause.
+                self._releases.append((item.delivery_id, not_before_ms))
+                self._records_ready.set()
+                return
+            if wait > 0:
+                await asyncio.sleep(wait)
+        await self._attempt(item, runtime)
 
     async def _attempt(self, item: ClaimedDelivery, runtime: EndpointRuntime) -> None:
         now = self.clock()

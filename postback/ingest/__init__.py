@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from postback.core.netguard import Network
 from postback.ingest.accounts import AccountService
 from postback.ingest.batches import BatchReports
-from postback.ingest.context import IngestContext
+from postback.ingest.context import IngestContext, LocalDispatcher
 from postback.ingest.deliveries import DeliveryLog
 from postback.ingest.endpoints import EndpointService
 from postback.ingest.event_types import EventTypeRegistry
@@ -53,6 +53,7 @@ class Services:
         storage: Storage,
         *,
         on_ingest: Callable[[], None] | None = None,
+        dispatcher: LocalDispatcher | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         allowed_networks: Sequence[Network] = (),
@@ -63,6 +64,7 @@ class Services:
             clock=clock,
             metrics=metrics or Metrics(),
             on_ingest=on_ingest,
+            dispatcher=dispatcher,
             allowed_networks=tuple(allowed_networks),
             guard_destinations=guard_destinations,
         )

@@ -8,13 +8,24 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from postback.core.errors import InvalidInput
+from postback.core.fanout import LeaseOffer
 from postback.core.ids import make_id
+from postback.core.model import ClaimedDelivery
 from postback.core.netguard import Network, blocked_reason, literal_address, resolved_blocked
 from postback.observe.metrics import Metrics
 from postback.store.base import Storage
+
+
+class LocalDispatcher(Protocol):
+    """The dispatcher in this process, for the fast path (``postback.dispatch.loop``)."""
+
+    def lease_offer(self) -> LeaseOffer | None: ...
+
+    def accept(self, leased: list[ClaimedDelivery]) -> None: ...
 
 
 @dataclass(slots=True, kw_only=True)
@@ -25,6 +36,8 @@ class IngestContext:
     clock: Callable[[], float] = time.time
     metrics: Metrics = field(default_factory=Metrics)
     on_ingest: Callable[[], None] | None = None
+    dispatcher: LocalDispatcher | None = None
+    """When set, new deliveries it has room for are committed leased to it and handed over."""
     allowed_networks: tuple[Network, ...] = ()
     guard_destinations: bool = True
 

@@ -100,13 +100,23 @@ class MessageService:
             )
         results: list[IngestResult | None] = [None] * len(items)
         for account_id, numbered in by_account.items():
+            dispatcher = self.context.dispatcher
             stored = await self.context.storage.ingest(
-                account_id, [m for _, m in numbered], self.context.now_ms(), IDEMPOTENCY_WINDOW_MS
+                account_id,
+                [m for _, m in numbered],
+                self.context.now_ms(),
+                IDEMPOTENCY_WINDOW_MS,
+                lease=dispatcher.lease_offer() if dispatcher is not None else None,
             )
             for (i, _), result in zip(numbered, stored, strict=True):
                 results[i] = result
             self.context.metrics.ingested(sum(not r.duplicate for r in stored))
-            self.context.woke()
+            if dispatcher is not None:
+                leased = [item for r in stored for item in r.leased]
+                if leased:
+                    dispatcher.accept(leased)
+            if any(len(r.leased) < len(r.deliveries) for r in stored if not r.duplicate):
+                self.context.woke()
         return [r for r in results if r is not None]
 
     async def _check(self, account_id: str, sub: MessageSubmission, at: str) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Protocol, TypeVar
 
 from postback.core.errors import SchemaMismatch, StorageError, StorageUnavailable
+from postback.core.fanout import LeaseOffer
 from postback.core.model import (
     Account,
     ApiKey,
@@ -108,9 +109,19 @@ class Storage(Protocol):
 
     # Messages and deliveries
     async def ingest(
-        self, account_id: str, messages: list[NewMessage], now: int, idempotency_window_ms: int
+        self,
+        account_id: str,
+        messages: list[NewMessage],
+        now: int,
+        idempotency_window_ms: int,
+        *,
+        lease: LeaseOffer | None = None,
     ) -> list[IngestResult]:
-        """Store messages and their deliveries in one transaction, committed on return."""
+        """Store messages and their deliveries in one transaction, committed on return.
+
+        With ``lease``, deliveries the local dispatcher can take at once (see
+        ``core.fanout.lease_counts``) are committed already leased and returned in ``leased``.
+        """
 
     async def get_message(self, account_id: str, message_id: str) -> Message | None: ...
     async def get_delivery(self, account_id: str, delivery_id: str) -> Delivery | None: ...
@@ -145,8 +156,10 @@ class Storage(Protocol):
     ) -> list[ClaimedDelivery]:
         """Move up to ``limit`` due deliveries to ``delivering`` under a lease.
 
-        At most ``allowance[endpoint]`` (else ``per_endpoint``) per endpoint, none for
-        ``exclude_endpoints``: the dispatcher's per-endpoint share and pacing.
+        Endpoint by endpoint (those with due work, oldest first), at most ``allowance[endpoint]``
+        (else ``per_endpoint``) minus what is in flight for that endpoint across the fleet, none
+        for ``exclude_endpoints``, disabled or 429-paused ones: the cost never grows with rows
+        that cannot be taken.
         """
 
     async def record(self, records: list[AttemptRecord]) -> None:
@@ -161,8 +174,8 @@ class Storage(Protocol):
     async def expire_leases(self, now: int) -> int:
         """Deliveries whose worker vanished become claimable again; returns how many."""
 
-    async def next_due_at(self) -> int | None:
-        """When the earliest pending delivery is due (to sleep exactly until then)."""
+    async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> int | None:
+        """When the next claim could find work (to sleep exactly until then)."""
 
     async def replay(
         self,

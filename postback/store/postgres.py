@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -22,6 +21,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import msgspec
 
+from postback.core.fanout import (
+    EndpointLoad,
+    LeaseOffer,
+    delivery_targets,
+    lease_counts,
+    new_deliveries,
+)
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
     Account,
@@ -41,9 +47,11 @@ from postback.core.model import (
     SigningSecret,
 )
 from postback.core.throttle import Pacing
-from postback.store.base import SchemaMismatch, StorageError, StorageUnavailable
+from postback.store.base import StorageError, StorageUnavailable
+from postback.store.migrations import pending_migrations
 from postback.store.queries import load_queries, migration_files, to_positional
 from postback.store.rows import (
+    LeasePlan,
     account_from_row,
     api_key_from_row,
     api_key_params,
@@ -176,18 +184,9 @@ class PostgresStorage:
                 else set()
             )
             known = migration_files("postgres")
-            newest_known = max(known) if known else 0
-            if applied and max(applied) > newest_known:
-                raise SchemaMismatch(
-                    f"database schema {self.schema} has version {max(applied)}, newer than this "
-                    f"Postback knows ({newest_known}): upgrade Postback"
-                )
-            pending = sorted(v for v in known if v not in applied)
-            if pending and not migrate:
-                raise SchemaMismatch(
-                    f"database schema {self.schema} needs migrations {pending}: "
-                    "run `postback migrate`"
-                )
+            pending = pending_migrations(
+                applied, known, migrate=migrate, database=f"database schema {self.schema}"
+            )
             for version in pending:
                 await conn.execute(known[version])
                 await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
@@ -424,7 +423,13 @@ class PostgresStorage:
     # -- messages -----------------------------------------------------------------------------
 
     async def ingest(
-        self, account_id: str, messages: list[NewMessage], now: int, idempotency_window_ms: int
+        self,
+        account_id: str,
+        messages: list[NewMessage],
+        now: int,
+        idempotency_window_ms: int,
+        *,
+        lease: LeaseOffer | None = None,
     ) -> list[IngestResult]:
         async with self._tx() as conn:
             results: list[IngestResult | None] = []
@@ -434,6 +439,8 @@ class PostgresStorage:
                     fresh.append(message)
                     results.append(None)
                     continue
+                # The window rule (core.fanout.idempotency_hit) is applied by the statement,
+                # so that concurrent submitters of one key serialize on its row.
                 sql, args = _bind(
                     "claim_idempotency_key",
                     {
@@ -453,21 +460,24 @@ class PostgresStorage:
                     {"account_id": account_id, "key": message.idempotency_key},
                 )
                 original = await conn.fetchval(sql, *args)
-                sql, args = _bind_sql(
-                    _Q["delivery_columns"] + " WHERE message_id = :id ORDER BY id", {"id": original}
-                )
+                sql, args = _bind("deliveries_of_message", {"id": original})
                 deliveries = [delivery_from_row(r) for r in await conn.fetch(sql, *args)]
                 results.append(
                     IngestResult(message_id=original, deliveries=deliveries, duplicate=True)
                 )
-            created = await self._insert_fresh(conn, account_id, fresh, now)
-            if fresh:
+            created = await self._insert_fresh(conn, account_id, fresh, now, lease)
+            if any(d.state is DeliveryState.PENDING for r in created for d in r.deliveries):
                 await conn.execute(_Q["notify_work"])
         created_iter = iter(created)
         return [r if r is not None else next(created_iter) for r in results]
 
     async def _insert_fresh(
-        self, conn: asyncpg.Connection, account_id: str, messages: list[NewMessage], now: int
+        self,
+        conn: asyncpg.Connection,
+        account_id: str,
+        messages: list[NewMessage],
+        now: int,
+        lease: LeaseOffer | None,
     ) -> list[IngestResult]:
         if not messages:
             return []
@@ -489,46 +499,79 @@ class PostgresStorage:
                 "subscribed_endpoints", {"account_id": account_id, "event_type": event_type}
             )
             subscribed[event_type] = [r[0] for r in await conn.fetch(sql, *args)]
-        columns: dict[str, list[str | None]] = {
+
+        def next_id() -> str:
+            return _DELIVERY_IDS.next(now, os.urandom(10))
+
+        fresh = [
+            (
+                message,
+                new_deliveries(
+                    account_id,
+                    message,
+                    delivery_targets(subscribed[message.event_type], message.callback_endpoint_id),
+                    now,
+                    next_id,
+                ),
+            )
+            for message in messages
+        ]
+        plan = await self._lease_plan(conn, fresh, lease, now)
+        columns: dict[str, list[Any]] = {
             "ids": [],
             "message_ids": [],
             "endpoint_ids": [],
             "event_types": [],
             "ordering_keys": [],
+            "states": [],
+            "lease_untils": [],
         }
         results = []
-        for message in messages:
-            targets = list(subscribed[message.event_type])
-            if message.callback_endpoint_id and message.callback_endpoint_id not in targets:
-                targets.append(message.callback_endpoint_id)
-            deliveries = []
-            for endpoint_id in targets:
-                delivery_id = _DELIVERY_IDS.next(now, os.urandom(10))
-                columns["ids"].append(delivery_id)
+        for message, deliveries in fresh:
+            leased = []
+            shown = []
+            for delivery in deliveries:
+                claimed = plan.take(message, delivery)
+                columns["ids"].append(delivery.id)
                 columns["message_ids"].append(message.id)
-                columns["endpoint_ids"].append(endpoint_id)
+                columns["endpoint_ids"].append(delivery.endpoint_id)
                 columns["event_types"].append(message.event_type)
                 columns["ordering_keys"].append(message.ordering_key)
-                deliveries.append(
-                    Delivery(
-                        id=delivery_id,
-                        message_id=message.id,
-                        account_id=account_id,
-                        endpoint_id=endpoint_id,
-                        state=DeliveryState.PENDING,
-                        next_attempt_at=now,
-                        created_at=now,
-                        updated_at=now,
-                        event_type=message.event_type,
-                    )
-                )
-            results.append(IngestResult(message_id=message.id, deliveries=deliveries))
+                columns["states"].append("pending" if claimed is None else "delivering")
+                columns["lease_untils"].append(None if claimed is None else plan.lease_until)
+                if claimed is not None:
+                    leased.append(claimed)
+                    delivery = msgspec.structs.replace(delivery, state=DeliveryState.DELIVERING)
+                shown.append(delivery)
+            results.append(IngestResult(message_id=message.id, deliveries=shown, leased=leased))
         if columns["ids"]:
             sql, args = _bind(
                 "insert_deliveries", {"account_id": account_id, "now": now, **columns}
             )
             await conn.execute(sql, *args)
         return results
+
+    @staticmethod
+    async def _lease_plan(
+        conn: asyncpg.Connection,
+        fresh: list[tuple[NewMessage, list[Delivery]]],
+        lease: LeaseOffer | None,
+        now: int,
+    ) -> LeasePlan:
+        if lease is None:
+            return LeasePlan.none()
+        wanted: dict[str, int] = {}
+        for message, deliveries in fresh:
+            if message.ordering_key is None:  # ordered ones wait their turn in the claim path
+                for delivery in deliveries:
+                    wanted[delivery.endpoint_id] = wanted.get(delivery.endpoint_id, 0) + 1
+        if not wanted:
+            return LeasePlan.none()
+        sql, args = _bind("endpoint_loads", {"ids": sorted(wanted), "now": now})
+        rows = await conn.fetch(sql, *args)
+        loads = {r[0]: EndpointLoad(in_flight=r[2], paced=bool(r[3])) for r in rows}
+        versions = {r[0]: r[1] for r in rows}
+        return LeasePlan(lease_counts(lease, wanted, loads), versions, now + lease.lease_ms, now)
 
     async def get_message(self, account_id: str, message_id: str) -> Message | None:
         rows = await self._fetch("get_message", {"id": message_id, "account_id": account_id})
@@ -606,18 +649,45 @@ class PostgresStorage:
         allowance: Mapping[str, int] | None = None,
         per_endpoint: int = 1_000_000,
     ) -> list[ClaimedDelivery]:
-        rows = await self._fetch(
-            "claim",
-            {
-                "now": now,
-                "limit": limit,
-                "lease_until": now + lease_ms,
-                "exclude": list(exclude_endpoints),
-                "allowance": json.dumps(dict(allowance or {})),
-                "per_endpoint": per_endpoint,
-                "scan": max(limit * 8, 1024),
-            },
-        )
+        rooms = dict(allowance or {})
+        async with self._tx() as conn:
+            sql, args = _bind(
+                "claim_ready_endpoints",
+                {"now": now, "exclude": list(exclude_endpoints), "endpoints": max(limit, 64)},
+            )
+            ready = await conn.fetch(sql, *args)
+            if not ready:
+                return []
+            asked = {r[0]: min(rooms.get(r[0], per_endpoint), per_endpoint) for r in ready}
+            sql, args = _bind(
+                "claim_endpoints",
+                {
+                    "endpoint_ids": list(asked),
+                    "rooms": list(asked.values()),
+                    "now": now,
+                    "limit": limit,
+                    "lease_until": now + lease_ms,
+                },
+            )
+            rows = await conn.fetch(sql, *args)
+            taken: dict[str, int] = {}
+            room_left: dict[str, int] = {}
+            for r in rows:
+                taken[r[3]] = taken.get(r[3], 0) + 1
+                room_left[r[3]] = r[11]
+            # An endpoint that gave less than it had room for has nothing more due now.
+            short = [
+                (r[0], r[1])
+                for r in ready
+                if len(rows) < limit
+                and taken.get(r[0], 0) < room_left.get(r[0], asked[r[0]] - r[2])
+            ]
+            if short:
+                sql, args = _bind(
+                    "settle_endpoint_work",
+                    {"endpoint_ids": [s[0] for s in short], "versions": [s[1] for s in short]},
+                )
+                await conn.execute(sql, *args)
         return [
             ClaimedDelivery(
                 delivery_id=r[0],
@@ -693,8 +763,8 @@ class PostgresStorage:
         status = await self._execute("expire_leases", {"now": now})
         return int(status.split()[-1])
 
-    async def next_due_at(self) -> int | None:
-        rows = await self._fetch("next_due_at", {})
+    async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> int | None:
+        rows = await self._fetch("next_due_at", {"exclude": list(exclude_endpoints)})
         return None if not rows else rows[0][0]
 
     async def replay(

@@ -13,11 +13,13 @@ from postback.core.model import (
     Attempt,
     Auth,
     BatchRecord,
+    ClaimedDelivery,
     ClientTLS,
     Delivery,
     DeliveryState,
     Endpoint,
     EventTypeDefinition,
+    NewMessage,
     SignatureScheme,
     SigningSecret,
     SNSDestination,
@@ -232,3 +234,38 @@ def delivery_filter(
             where.append(f"{column} {op} :{name}")
             params[name] = value
     return " WHERE " + " AND ".join(where) + " ORDER BY id DESC LIMIT :limit", params
+
+
+class LeasePlan:
+    """Which new deliveries an ingest commits already leased (counts from
+    ``core.fanout.lease_counts``), and the ClaimedDelivery handed to the dispatcher for each."""
+
+    def __init__(
+        self, counts: dict[str, int], versions: dict[str, int], lease_until: int, now: int
+    ) -> None:
+        self.counts = counts
+        self.versions = versions
+        self.lease_until = lease_until
+        self.now = now
+
+    @classmethod
+    def none(cls) -> LeasePlan:
+        return cls({}, {}, 0, 0)
+
+    def take(self, message: NewMessage, delivery: Delivery) -> ClaimedDelivery | None:
+        left = self.counts.get(delivery.endpoint_id, 0)
+        if left <= 0 or message.ordering_key is not None:
+            return None
+        self.counts[delivery.endpoint_id] = left - 1
+        return ClaimedDelivery(
+            delivery_id=delivery.id,
+            message_id=message.id,
+            account_id=delivery.account_id,
+            endpoint_id=delivery.endpoint_id,
+            endpoint_updated_at=self.versions.get(delivery.endpoint_id, 0),
+            attempt_count=0,
+            schedule_base=0,
+            event_type=message.event_type,
+            payload=message.payload,
+            message_created_at=self.now,
+        )

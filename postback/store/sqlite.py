@@ -23,6 +23,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from postback.core.fanout import (
+    EndpointLoad,
+    LeaseOffer,
+    delivery_targets,
+    idempotency_hit,
+    lease_counts,
+    new_deliveries,
+)
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
     Account,
@@ -42,9 +50,11 @@ from postback.core.model import (
     SigningSecret,
 )
 from postback.core.throttle import Pacing
-from postback.store.base import SchemaMismatch, StorageError, StorageUnavailable
+from postback.store.base import StorageError, StorageUnavailable
+from postback.store.migrations import pending_migrations, split_statements
 from postback.store.queries import load_queries, migration_files
 from postback.store.rows import (
+    LeasePlan,
     account_from_row,
     api_key_from_row,
     api_key_params,
@@ -234,21 +244,13 @@ class SQLiteStorage:
                 else set()
             )
             known = migration_files("sqlite")
-            newest_known = max(known) if known else 0
-            if applied and max(applied) > newest_known:
-                raise SchemaMismatch(
-                    f"database {self.path} has schema version {max(applied)}, newer than this "
-                    f"Postback knows ({newest_known}): upgrade Postback"
-                )
-            pending = sorted(v for v in known if v not in applied)
-            if pending and not migrate:
-                raise SchemaMismatch(
-                    f"database {self.path} needs migrations {pending}: run `postback migrate`"
-                )
+            pending = pending_migrations(
+                applied, known, migrate=migrate, database=f"database {self.path}"
+            )
             for version in pending:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for statement in _split_sql(known[version]):
+                    for statement in split_statements(known[version]):
                         conn.execute(statement)
                     conn.execute(
                         "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
@@ -504,25 +506,30 @@ class SQLiteStorage:
     # -- messages -----------------------------------------------------------------------------
 
     async def ingest(
-        self, account_id: str, messages: list[NewMessage], now: int, idempotency_window_ms: int
+        self,
+        account_id: str,
+        messages: list[NewMessage],
+        now: int,
+        idempotency_window_ms: int,
+        *,
+        lease: LeaseOffer | None = None,
     ) -> list[IngestResult]:
+        def next_id() -> str:
+            # Made here, on the one writer thread, so their order is the commit order.
+            return _DELIVERY_IDS.next(now, os.urandom(10))
 
         def write(conn: sqlite3.Connection) -> list[IngestResult]:
             results: list[IngestResult] = []
             subscribed: dict[str, list[str]] = {}
+            fresh: list[tuple[NewMessage, list[Delivery]]] = []
             for message in messages:
                 if message.idempotency_key is not None:
-                    found = conn.execute(
-                        _Q["find_idempotency_key"],
-                        {"account_id": account_id, "key": message.idempotency_key},
-                    ).fetchone()
-                    if found is not None and found[1] > now - idempotency_window_ms:
+                    key = {"account_id": account_id, "key": message.idempotency_key}
+                    found = conn.execute(_Q["find_idempotency_key"], key).fetchone()
+                    if found is not None and idempotency_hit(found[1], now, idempotency_window_ms):
                         deliveries = [
                             delivery_from_row(r)
-                            for r in conn.execute(
-                                _Q["delivery_columns"] + " WHERE message_id = ? ORDER BY id",
-                                (found[0],),
-                            )
+                            for r in conn.execute(_Q["deliveries_of_message"], {"id": found[0]})
                         ]
                         results.append(
                             IngestResult(message_id=found[0], deliveries=deliveries, duplicate=True)
@@ -530,12 +537,7 @@ class SQLiteStorage:
                         continue
                     conn.execute(
                         _Q["upsert_idempotency_key"],
-                        {
-                            "account_id": account_id,
-                            "key": message.idempotency_key,
-                            "message_id": message.id,
-                            "created_at": now,
-                        },
+                        {**key, "message_id": message.id, "created_at": now},
                     )
                 conn.execute(
                     _Q["insert_message"],
@@ -555,45 +557,73 @@ class SQLiteStorage:
                         {"account_id": account_id, "event_type": message.event_type},
                     )
                     targets = subscribed[message.event_type] = [r[0] for r in rows]
-                endpoint_ids = list(targets)
-                if (
-                    message.callback_endpoint_id
-                    and message.callback_endpoint_id not in endpoint_ids
-                ):
-                    endpoint_ids.append(message.callback_endpoint_id)
-                # Made here, on the one writer thread, so their order is the commit order.
-                new_ids = [_DELIVERY_IDS.next(now, os.urandom(10)) for _ in endpoint_ids]
-                deliveries = []
-                for endpoint_id, delivery_id in zip(endpoint_ids, new_ids, strict=True):
+                endpoint_ids = delivery_targets(targets, message.callback_endpoint_id)
+                deliveries = new_deliveries(account_id, message, endpoint_ids, now, next_id)
+                fresh.append((message, deliveries))
+                results.append(IngestResult(message_id=message.id, deliveries=deliveries))
+            plan = self._lease_plan(conn, fresh, lease, now)
+            leased_by_message: dict[str, list[ClaimedDelivery]] = {}
+            for message, deliveries in fresh:
+                for delivery in deliveries:
+                    claimed = plan.take(message, delivery)
                     conn.execute(
                         _Q["insert_delivery"],
                         {
-                            "id": delivery_id,
+                            "id": delivery.id,
                             "message_id": message.id,
                             "account_id": account_id,
-                            "endpoint_id": endpoint_id,
+                            "endpoint_id": delivery.endpoint_id,
                             "event_type": message.event_type,
                             "created_at": now,
                             "ordering_key": message.ordering_key,
+                            "state": "pending" if claimed is None else "delivering",
+                            "lease_until": None if claimed is None else plan.lease_until,
                         },
                     )
-                    deliveries.append(
-                        Delivery(
-                            id=delivery_id,
-                            message_id=message.id,
-                            account_id=account_id,
-                            endpoint_id=endpoint_id,
-                            state=DeliveryState.PENDING,
-                            next_attempt_at=now,
-                            created_at=now,
-                            updated_at=now,
-                            event_type=message.event_type,
-                        )
-                    )
-                results.append(IngestResult(message_id=message.id, deliveries=deliveries))
-            return results
+                    if claimed is not None:
+                        leased_by_message.setdefault(message.id, []).append(claimed)
+            return [
+                msgspec.structs.replace(
+                    r,
+                    leased=leased_by_message[r.message_id],
+                    deliveries=[
+                        msgspec.structs.replace(d, state=DeliveryState.DELIVERING)
+                        if d.id in leased_ids
+                        else d
+                        for d in r.deliveries
+                    ],
+                )
+                if r.message_id in leased_by_message and not r.duplicate
+                else r
+                for r in results
+                for leased_ids in [{c.delivery_id for c in leased_by_message.get(r.message_id, [])}]
+            ]
 
         return await self._write(write)
+
+    @staticmethod
+    def _lease_plan(
+        conn: sqlite3.Connection,
+        fresh: list[tuple[NewMessage, list[Delivery]]],
+        lease: LeaseOffer | None,
+        now: int,
+    ) -> LeasePlan:
+        if lease is None:
+            return LeasePlan.none()
+        wanted: dict[str, int] = {}
+        for message, deliveries in fresh:
+            if message.ordering_key is None:  # ordered ones wait their turn in the claim path
+                for delivery in deliveries:
+                    wanted[delivery.endpoint_id] = wanted.get(delivery.endpoint_id, 0) + 1
+        if not wanted:
+            return LeasePlan.none()
+        rows = conn.execute(_Q["endpoint_loads"], {"ids": json.dumps(list(wanted)), "now": now})
+        loads = {r[0]: EndpointLoad(in_flight=r[2], paced=bool(r[3])) for r in rows}
+        versions = {
+            r[0]: r[1]
+            for r in conn.execute(_Q["endpoint_versions"], {"ids": json.dumps(list(loads))})
+        }
+        return LeasePlan(lease_counts(lease, wanted, loads), versions, now + lease.lease_ms, now)
 
     async def get_message(self, account_id: str, message_id: str) -> Message | None:
         def read(conn: sqlite3.Connection) -> Message | None:
@@ -678,18 +708,34 @@ class SQLiteStorage:
         allowance: Mapping[str, int] | None = None,
         per_endpoint: int = 1_000_000,
     ) -> list[ClaimedDelivery]:
-        params = {
-            "now": now,
-            "limit": limit,
-            "lease_until": now + lease_ms,
-            "exclude": json.dumps(list(exclude_endpoints)),
-            "allowance": json.dumps(dict(allowance or {})),
-            "per_endpoint": per_endpoint,
-            "scan": max(limit * 8, 1024),
-        }
+        rooms = dict(allowance or {})
+        exclude = json.dumps(list(exclude_endpoints))
 
         def write(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
-            rows = conn.execute(_Q["claim"], params).fetchall()
+            ready = conn.execute(
+                _Q["claim_ready_endpoints"],
+                {"now": now, "exclude": exclude, "endpoints": max(limit, 64)},
+            ).fetchall()
+            rows: list[Any] = []
+            for endpoint_id, in_flight in ready:
+                if len(rows) >= limit:
+                    break
+                room = min(rooms.get(endpoint_id, per_endpoint), per_endpoint) - in_flight
+                room = min(room, limit - len(rows))
+                if room <= 0:
+                    continue
+                taken = conn.execute(
+                    _Q["claim_endpoint"],
+                    {
+                        "endpoint_id": endpoint_id,
+                        "now": now,
+                        "room": room,
+                        "lease_until": now + lease_ms,
+                    },
+                ).fetchall()
+                rows.extend(taken)
+                if len(taken) < room:
+                    conn.execute(_Q["settle_endpoint_work"], {"endpoint_id": endpoint_id})
             if not rows:
                 return []
             message_ids = json.dumps(sorted({r[1] for r in rows}))
@@ -768,9 +814,11 @@ class SQLiteStorage:
             lambda conn: conn.execute(_Q["expire_leases"], {"now": now}).rowcount
         )
 
-    async def next_due_at(self) -> int | None:
+    async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> int | None:
+        exclude = json.dumps(list(exclude_endpoints))
+
         def read(conn: sqlite3.Connection) -> int | None:
-            row = conn.execute(_Q["next_due_at"]).fetchone()
+            row = conn.execute(_Q["next_due_at"], {"exclude": exclude}).fetchone()
             return None if row is None else row[0]
 
         return await self._read(read)
@@ -892,9 +940,3 @@ class SQLiteStorage:
             return dict(conn.execute(_Q["count_by_state"], {"account_id": account_id}).fetchall())
 
         return await self._read(read)
-
-
-def _split_sql(script: str) -> list[str]:
-    """Statements of a migration file (no semicolons inside our string literals)."""
-    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -11,6 +11,7 @@ import os
 
 import pytest
 
+from postback.core.fanout import LeaseOffer
 from postback.core.ids import make_id
 from postback.core.model import (
     Account,
@@ -380,8 +381,66 @@ class StorageContract:
         assert {c.endpoint_id for c in only_b} == {b.id} and len(only_b) == 5
         capped = await storage.claim(T0, 10, 1000, allowance={a.id: 2}, per_endpoint=3)
         assert len(capped) == 2 and {c.endpoint_id for c in capped} == {a.id}
-        rest = await storage.claim(T0, 10, 1000, per_endpoint=1)
+        # The share counts what is in flight for the endpoint (fleet-wide): a has 2 already.
+        assert await storage.claim(T0, 10, 1000, per_endpoint=2) == []
+        rest = await storage.claim(T0, 10, 1000, per_endpoint=3)
         assert len(rest) == 1 and rest[0].endpoint_id == a.id
+
+    async def test_share_holds_across_claimers_and_due_time_follows_work(
+        self, storage: Storage
+    ) -> None:
+        acct = await account(storage)
+        ep = await endpoint(storage, acct.id)
+        await storage.ingest(acct.id, [message() for _ in range(10)], T0, WINDOW)
+        assert await storage.next_due_at() == T0
+        first = await storage.claim(T0, 100, 60_000, per_endpoint=4)
+        second = await storage.claim(T0, 100, 60_000, per_endpoint=4)  # another worker
+        assert len(first) == 4 and second == []
+        assert await storage.next_due_at(exclude_endpoints=[ep.id]) is None
+        # A retry scheduled for later makes the endpoint due then, not now.
+        await storage.record(
+            [
+                AttemptRecord(
+                    attempt=Attempt(
+                        id=f"att_{c.delivery_id}",
+                        delivery_id=c.delivery_id,
+                        attempt_number=1,
+                        started_at=T0,
+                        duration_ms=1.0,
+                        outcome="retry",
+                        status_code=503,
+                    ),
+                    delivery_id=c.delivery_id,
+                    state=DeliveryState.PENDING,
+                    next_attempt_at=T0 + 10**9,
+                    dead_reason=None,
+                    now=T0 + 1,
+                )
+                for c in first
+            ]
+        )
+        rest = await storage.claim(T0 + 2, 100, 60_000, per_endpoint=100)
+        assert len(rest) == 6
+        assert await storage.claim(T0 + 3, 100, 60_000, per_endpoint=100) == []
+        assert await storage.next_due_at() == T0 + 10**9
+        later = await storage.claim(T0 + 10**9, 100, 60_000, per_endpoint=100)
+        assert sorted(c.delivery_id for c in later) == sorted(c.delivery_id for c in first)
+
+    async def test_ingest_leases_what_the_local_dispatcher_can_take(self, storage: Storage) -> None:
+        acct = await account(storage)
+        known = await endpoint(storage, acct.id, event_types=("t",))
+        unknown = await endpoint(storage, acct.id, event_types=("t",))
+        offer = LeaseOffer(lease_ms=60_000, total=100, share=3, room={known.id: 3})
+        results = await storage.ingest(
+            acct.id, [message("t") for _ in range(5)], T0, WINDOW, lease=offer
+        )
+        leased = [c for r in results for c in r.leased]
+        # Only endpoints the dispatcher knows, only up to its room: the rest wait for claims.
+        assert len(leased) == 3 and {c.endpoint_id for c in leased} == {known.id}
+        assert all(c.payload == b'{"n":1}' and c.attempt_count == 0 for c in leased)
+        claimed = await storage.claim(T0, 100, 60_000, per_endpoint=3)
+        assert sorted(c.endpoint_id for c in claimed) == [unknown.id] * 3
+        assert await storage.claim(T0, 100, 60_000, per_endpoint=5) != []
 
     async def test_record_settles_and_keeps_attempts(self, storage: Storage) -> None:
         acct = await account(storage)

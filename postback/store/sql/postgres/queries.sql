@@ -148,13 +148,14 @@ FROM unnest(:ids::text[], :event_types::text[], :payloads::bytea[], :keys::text[
      AS m(id, event_type, payload, key);
 
 -- name: insert_deliveries
+-- state 'delivering' with a lease: handed straight to the local dispatcher (the fast path).
 INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
-                        next_attempt_at, created_at, updated_at, ordering_key)
-SELECT id, message_id, :account_id, endpoint_id, event_type, 'pending', :now, :now, :now,
-       ordering_key
+                        next_attempt_at, lease_until, created_at, updated_at, ordering_key)
+SELECT id, message_id, :account_id, endpoint_id, event_type, state, :now, lease_until, :now,
+       :now, ordering_key
 FROM unnest(:ids::text[], :message_ids::text[], :endpoint_ids::text[], :event_types::text[],
-            :ordering_keys::text[])
-     AS d(id, message_id, endpoint_id, event_type, ordering_key);
+            :ordering_keys::text[], :states::text[], :lease_untils::bigint[])
+     AS d(id, message_id, endpoint_id, event_type, ordering_key, state, lease_until);
 
 -- name: notify_work
 SELECT pg_notify('postback_work', '');
@@ -168,6 +169,11 @@ SELECT id, message_id, account_id, endpoint_id, state, attempt_count, next_attem
        last_status_code, last_error, dead_reason, created_at, updated_at, event_type
 FROM deliveries;
 
+-- name: deliveries_of_message
+SELECT id, message_id, account_id, endpoint_id, state, attempt_count, next_attempt_at,
+       last_status_code, last_error, dead_reason, created_at, updated_at, event_type
+FROM deliveries WHERE message_id = :id ORDER BY id;
+
 -- name: attempts_for_delivery
 SELECT a.id, a.delivery_id, a.attempt_number, a.started_at, a.duration_ms, a.outcome,
        a.status_code, a.error, a.response_body
@@ -175,44 +181,82 @@ FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
 WHERE a.delivery_id = :delivery_id AND d.account_id = :account_id AND a.id > :after
 ORDER BY a.id LIMIT :limit;
 
--- name: claim
--- The first :scan due rows are locked with SKIP LOCKED, so concurrent workers take disjoint
--- sets without waiting on each other; among them at most :allowance[endpoint] (default
--- :per_endpoint) per endpoint are taken, so one deep backlog cannot fill a whole batch.
-WITH due AS (
-    SELECT id, endpoint_id, next_attempt_at FROM deliveries
-    WHERE state = 'pending' AND next_attempt_at <= :now
-      AND NOT (endpoint_id = ANY(:exclude::text[]))
-      AND endpoint_id NOT IN (SELECT id FROM endpoints WHERE disabled)
-      AND endpoint_id NOT IN (SELECT endpoint_id FROM endpoint_pacing WHERE paused_until > :now)
-      -- Ordered deliveries (one recipient's status reports) wait for the ones before them
-      -- to the same endpoint to finish.
-      AND (ordering_key IS NULL OR NOT EXISTS (
-              SELECT 1 FROM deliveries AS earlier
-              WHERE earlier.endpoint_id = deliveries.endpoint_id
-                AND earlier.ordering_key = deliveries.ordering_key
-                AND earlier.id < deliveries.id
-                AND earlier.state IN ('pending', 'delivering')))
-    ORDER BY next_attempt_at
-    LIMIT :scan
-    FOR UPDATE SKIP LOCKED
-), ranked AS (
-    SELECT id, endpoint_id, next_attempt_at,
-           row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank
-    FROM due
-), chosen AS (
-    SELECT id FROM ranked
-    WHERE rank <= coalesce((:allowance::jsonb ->> endpoint_id)::int, :per_endpoint)
-    ORDER BY next_attempt_at
+-- name: claim_ready_endpoints
+-- Endpoints with due work that may be sent to now (not disabled, deleted, paused by a 429 or
+-- excluded by the dispatcher), oldest due first. Reads one row per endpoint, never the
+-- deliveries of endpoints it skips. Claimers serialize per endpoint on a transaction advisory
+-- lock taken without waiting (another claimer has it: skip), so the in-flight share counted
+-- next holds across the fleet.
+SELECT w.endpoint_id, w.version,
+       (SELECT count(*) FROM deliveries x
+        WHERE x.endpoint_id = w.endpoint_id AND x.state = 'delivering') AS in_flight
+FROM endpoint_work w
+JOIN endpoints e ON e.id = w.endpoint_id AND NOT e.disabled AND NOT e.deleted
+WHERE w.due_at <= :now AND NOT (w.endpoint_id = ANY(:exclude::text[]))
+  AND NOT EXISTS (SELECT 1 FROM endpoint_pacing p
+                  WHERE p.endpoint_id = w.endpoint_id AND p.paused_until > :now)
+  AND pg_try_advisory_xact_lock(7460, hashtext(w.endpoint_id))
+ORDER BY w.due_at
+LIMIT :endpoints;
+
+-- name: claim_endpoints
+-- Each ready endpoint's oldest due deliveries from its own index range, at most its share
+-- minus what is in flight for it anywhere; SKIP LOCKED never waits on another transaction.
+WITH ask AS (
+    SELECT a.endpoint_id,
+           a.room - (SELECT count(*) FROM deliveries x
+                     WHERE x.endpoint_id = a.endpoint_id AND x.state = 'delivering') AS room
+    FROM unnest(:endpoint_ids::text[], :rooms::int[]) AS a(endpoint_id, room)
+), picked AS (
+    SELECT d.id, d.next_attempt_at, ask.room FROM ask
+    CROSS JOIN LATERAL (
+        SELECT id, next_attempt_at FROM deliveries
+        WHERE endpoint_id = ask.endpoint_id AND state = 'pending' AND next_attempt_at <= :now
+          -- Ordered deliveries (one recipient's status reports) wait for the ones before
+          -- them to the same endpoint to finish.
+          AND (ordering_key IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM deliveries AS earlier
+                  WHERE earlier.endpoint_id = deliveries.endpoint_id
+                    AND earlier.ordering_key = deliveries.ordering_key
+                    AND earlier.id < deliveries.id
+                    AND earlier.state IN ('pending', 'delivering')))
+        ORDER BY next_attempt_at
+        LIMIT greatest(ask.room, 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS d
+    ORDER BY d.next_attempt_at
     LIMIT :limit
 )
 UPDATE deliveries d SET state = 'delivering', lease_until = :lease_until, updated_at = :now
-FROM chosen, messages m, endpoints e
-WHERE d.id = chosen.id AND m.id = d.message_id AND e.id = d.endpoint_id
+FROM picked, messages m, endpoints e
+WHERE d.id = picked.id AND m.id = d.message_id AND e.id = d.endpoint_id
 RETURNING d.id, d.message_id, d.account_id, d.endpoint_id, d.attempt_count, d.schedule_base,
           m.event_type, m.payload, m.created_at, e.updated_at,
           coalesce((SELECT p.current_rate IS NOT NULL OR p.paused_until > :now
-                    FROM endpoint_pacing p WHERE p.endpoint_id = d.endpoint_id), false);
+                    FROM endpoint_pacing p WHERE p.endpoint_id = d.endpoint_id), false),
+          picked.room;
+
+-- name: settle_endpoint_work
+-- After a claim took less than it could: the endpoint is due again at its next pending
+-- delivery (or never, until a trigger marks it). Only if nobody marked it since the claim
+-- looked (compare-and-set on version; see migration 0005).
+UPDATE endpoint_work w SET due_at = coalesce(
+    (SELECT min(next_attempt_at) FROM deliveries d
+     WHERE d.endpoint_id = w.endpoint_id AND d.state = 'pending'), 9223372036854775807)
+FROM unnest(:endpoint_ids::text[], :versions::bigint[]) AS s(endpoint_id, version)
+WHERE w.endpoint_id = s.endpoint_id AND w.version = s.version;
+
+-- name: endpoint_loads
+-- For the fast path at ingest: in-flight count and pacing of the endpoints a batch targets;
+-- an endpoint another transaction is claiming (advisory lock taken) counts as paced.
+SELECT e.id, e.updated_at,
+       (SELECT count(*) FROM deliveries x WHERE x.endpoint_id = e.id AND x.state = 'delivering'),
+       EXISTS (SELECT 1 FROM endpoint_pacing p WHERE p.endpoint_id = e.id
+               AND (p.current_rate IS NOT NULL OR p.paused_until > :now))
+       OR NOT pg_try_advisory_xact_lock(7460, hashtext(e.id))
+FROM endpoints e
+WHERE e.id = ANY(:ids::text[]) AND NOT e.disabled AND NOT e.deleted
+ORDER BY e.id;
 
 -- name: insert_attempts
 INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, outcome,
@@ -245,7 +289,11 @@ UPDATE deliveries SET state = 'pending', lease_until = NULL, updated_at = :now
 WHERE state = 'delivering' AND lease_until <= :now;
 
 -- name: next_due_at
-SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending';
+-- When the next claim could find something, ignoring endpoints the dispatcher excludes.
+SELECT min(greatest(w.due_at, coalesce(p.paused_until, 0))) FROM endpoint_work w
+JOIN endpoints e ON e.id = w.endpoint_id AND NOT e.disabled AND NOT e.deleted
+LEFT JOIN endpoint_pacing p ON p.endpoint_id = w.endpoint_id
+WHERE NOT (w.endpoint_id = ANY(:exclude::text[]));
 
 -- name: replay
 UPDATE deliveries SET state = 'pending', next_attempt_at = :now, dead_reason = NULL,

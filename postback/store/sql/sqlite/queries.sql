@@ -123,10 +123,11 @@ INSERT INTO messages (id, account_id, event_type, payload, idempotency_key, crea
 VALUES (:id, :account_id, :event_type, :payload, :idempotency_key, :created_at);
 
 -- name: insert_delivery
+-- state 'delivering' with a lease: handed straight to the local dispatcher (the fast path).
 INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
-                        next_attempt_at, created_at, updated_at, ordering_key)
-VALUES (:id, :message_id, :account_id, :endpoint_id, :event_type, 'pending',
-        :created_at, :created_at, :created_at, :ordering_key);
+                        next_attempt_at, lease_until, created_at, updated_at, ordering_key)
+VALUES (:id, :message_id, :account_id, :endpoint_id, :event_type, :state,
+        :created_at, :lease_until, :created_at, :created_at, :ordering_key);
 
 -- name: get_message
 SELECT id, account_id, event_type, payload, idempotency_key, created_at FROM messages
@@ -137,6 +138,11 @@ SELECT id, message_id, account_id, endpoint_id, state, attempt_count, next_attem
        last_status_code, last_error, dead_reason, created_at, updated_at, event_type
 FROM deliveries;
 
+-- name: deliveries_of_message
+SELECT id, message_id, account_id, endpoint_id, state, attempt_count, next_attempt_at,
+       last_status_code, last_error, dead_reason, created_at, updated_at, event_type
+FROM deliveries WHERE message_id = :id ORDER BY id;
+
 -- name: attempts_for_delivery
 SELECT a.id, a.delivery_id, a.attempt_number, a.started_at, a.duration_ms, a.outcome,
        a.status_code, a.error, a.response_body
@@ -144,38 +150,56 @@ FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
 WHERE a.delivery_id = :delivery_id AND d.account_id = :account_id AND a.id > :after
 ORDER BY a.id LIMIT :limit;
 
--- name: claim
--- Due deliveries in due order, skipping endpoints the dispatcher cannot take more work for
--- (at their concurrency share, rate-paced or paused by a 429) and disabled endpoints.
--- Among the first :scan due rows, at most :allowance[endpoint] (default :per_endpoint) are
--- taken per endpoint, so one endpoint with a deep backlog cannot fill a whole batch.
+-- name: claim_ready_endpoints
+-- Endpoints with due work that may be sent to now (not disabled, deleted, paused by a 429 or
+-- excluded by the dispatcher), oldest due first, with what is in flight for each across the
+-- fleet. Reads one row per endpoint, never the deliveries of endpoints it skips.
+SELECT w.endpoint_id,
+       (SELECT count(*) FROM deliveries x
+        WHERE x.endpoint_id = w.endpoint_id AND x.state = 'delivering') AS in_flight
+FROM endpoint_work w
+JOIN endpoints e ON e.id = w.endpoint_id AND e.disabled = 0 AND e.deleted = 0
+WHERE w.due_at <= :now
+  AND w.endpoint_id NOT IN (SELECT value FROM json_each(:exclude))
+  AND NOT EXISTS (SELECT 1 FROM endpoint_pacing p
+                  WHERE p.endpoint_id = w.endpoint_id AND p.paused_until > :now)
+ORDER BY w.due_at
+LIMIT :endpoints;
+
+-- name: claim_endpoint
+-- One endpoint's oldest due deliveries, from its own index range.
 UPDATE deliveries SET state = 'delivering', lease_until = :lease_until, updated_at = :now
 WHERE id IN (
-    SELECT id FROM (
-        SELECT d.id, d.endpoint_id, d.next_attempt_at,
-               row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at) AS rank
-        FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries
-              WHERE state = 'pending' AND next_attempt_at <= :now
-                AND endpoint_id NOT IN (SELECT value FROM json_each(:exclude))
-                AND endpoint_id NOT IN (SELECT id FROM endpoints WHERE disabled = 1)
-                AND endpoint_id NOT IN (SELECT endpoint_id FROM endpoint_pacing
-                                        WHERE paused_until > :now)
-                -- Ordered deliveries (one recipient's status reports) wait for the ones
-                -- before them to the same endpoint to finish.
-                AND (ordering_key IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM deliveries AS earlier
-                        WHERE earlier.endpoint_id = deliveries.endpoint_id
-                          AND earlier.ordering_key = deliveries.ordering_key
-                          AND earlier.id < deliveries.id
-                          AND earlier.state IN ('pending', 'delivering')))
-              ORDER BY next_attempt_at
-              LIMIT :scan) AS d
-    ) AS ranked
-    WHERE rank <= coalesce((SELECT value FROM json_each(:allowance) WHERE key = ranked.endpoint_id),
-                           :per_endpoint)
+    SELECT id FROM deliveries
+    WHERE endpoint_id = :endpoint_id AND state = 'pending' AND next_attempt_at <= :now
+      -- Ordered deliveries (one recipient's status reports) wait for the ones before them
+      -- to the same endpoint to finish.
+      AND (ordering_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM deliveries AS earlier
+              WHERE earlier.endpoint_id = deliveries.endpoint_id
+                AND earlier.ordering_key = deliveries.ordering_key
+                AND earlier.id < deliveries.id
+                AND earlier.state IN ('pending', 'delivering')))
     ORDER BY next_attempt_at
-    LIMIT :limit)
+    LIMIT :room)
 RETURNING id, message_id, account_id, endpoint_id, attempt_count, schedule_base;
+
+-- name: settle_endpoint_work
+-- After a claim took less than it asked for: the endpoint is due again at its next pending
+-- delivery (or never, until a trigger marks it).
+UPDATE endpoint_work SET due_at = coalesce(
+    (SELECT min(next_attempt_at) FROM deliveries
+     WHERE endpoint_id = :endpoint_id AND state = 'pending'), 9223372036854775807)
+WHERE endpoint_id = :endpoint_id;
+
+-- name: endpoint_loads
+-- For the fast path at ingest: in-flight count and pacing of the endpoints a batch targets.
+SELECT e.id, e.updated_at,
+       (SELECT count(*) FROM deliveries x WHERE x.endpoint_id = e.id AND x.state = 'delivering'),
+       EXISTS (SELECT 1 FROM endpoint_pacing p WHERE p.endpoint_id = e.id
+               AND (p.current_rate IS NOT NULL OR p.paused_until > :now))
+FROM endpoints e
+WHERE e.id IN (SELECT value FROM json_each(:ids)) AND e.disabled = 0 AND e.deleted = 0;
 
 -- name: claimed_payloads
 SELECT m.id, m.event_type, m.payload, m.created_at FROM messages m
@@ -214,7 +238,11 @@ UPDATE deliveries SET state = 'pending', lease_until = NULL, updated_at = :now
 WHERE state = 'delivering' AND lease_until <= :now;
 
 -- name: next_due_at
-SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending';
+-- When the next claim could find something, ignoring endpoints the dispatcher excludes.
+SELECT min(max(w.due_at, coalesce(p.paused_until, 0))) FROM endpoint_work w
+JOIN endpoints e ON e.id = w.endpoint_id AND e.disabled = 0 AND e.deleted = 0
+LEFT JOIN endpoint_pacing p ON p.endpoint_id = w.endpoint_id
+WHERE w.endpoint_id NOT IN (SELECT value FROM json_each(:exclude));
 
 -- name: replay
 UPDATE deliveries SET state = 'pending', next_attempt_at = :now, dead_reason = NULL,

@@ -1,0 +1,96 @@
+"""Which endpoints get a delivery of a message, and which of those go straight to a dispatcher.
+
+Both storage adapters call these inside their ingest transaction; the rules live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import msgspec
+
+from postback.core.model import Delivery, DeliveryState, NewMessage
+
+
+def delivery_targets(subscribed: Sequence[str], callback_endpoint_id: str | None) -> list[str]:
+    """The endpoints a message goes to: every endpoint of the account subscribed to its event
+    type, plus the endpoint made for its own ``callback_url`` (once, if it is also subscribed)."""
+    targets = list(subscribed)
+    if callback_endpoint_id and callback_endpoint_id not in targets:
+        targets.append(callback_endpoint_id)
+    return targets
+
+
+def idempotency_hit(stored_at: int | None, now: int, window_ms: int) -> bool:
+    """A key seen within the window returns the earlier message; an older one is reused."""
+    return stored_at is not None and stored_at > now - window_ms
+
+
+class EndpointLoad(msgspec.Struct, frozen=True):
+    """What the store knows of an endpoint at ingest time, to decide the fast path."""
+
+    in_flight: int
+    """Deliveries of this endpoint in flight anywhere in the fleet."""
+    paced: bool
+    """A rate limit or a 429 pause applies: its sends need slots from the shared pacing."""
+
+
+class LeaseOffer(msgspec.Struct, frozen=True):
+    """How much just-ingested work the local dispatcher can take at once (the fast path)."""
+
+    lease_ms: int
+    total: int
+    """Free in-flight slots of the dispatcher."""
+    share: int
+    """The per-endpoint in-flight share (fleet-wide)."""
+    room: Mapping[str, int] = {}
+    """Endpoints the dispatcher has loaded: how many more it can hold for each. Others get
+    none: their configuration (a rate limit, say) is not known here yet."""
+
+
+def lease_counts(
+    offer: LeaseOffer, wanted: Mapping[str, int], loads: Mapping[str, EndpointLoad]
+) -> dict[str, int]:
+    """How many of each endpoint's new deliveries are leased to the local dispatcher at once.
+
+    Never more than the endpoint's share minus what is in flight for it across the fleet, never
+    for paced endpoints (their sends wait for slots), and never beyond the dispatcher's free
+    slots; the rest stay pending for the claim path, so a slow endpoint's backlog is never held
+    in memory.
+    """
+    counts: dict[str, int] = {}
+    total = offer.total
+    for endpoint_id, n in wanted.items():
+        load = loads.get(endpoint_id)
+        if total <= 0 or load is None or load.paced:
+            continue
+        room = min(offer.room.get(endpoint_id, 0), offer.share - load.in_flight)
+        take = max(0, min(n, room, total))
+        if take:
+            counts[endpoint_id] = take
+            total -= take
+    return counts
+
+
+def new_deliveries(
+    account_id: str,
+    message: NewMessage,
+    targets: Sequence[str],
+    now: int,
+    next_id: Callable[[], str],
+) -> list[Delivery]:
+    """The pending deliveries of one message, ids made in commit order by ``next_id``."""
+    return [
+        Delivery(
+            id=next_id(),
+            message_id=message.id,
+            account_id=account_id,
+            endpoint_id=endpoint_id,
+            state=DeliveryState.PENDING,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+            event_type=message.event_type,
+        )
+        for endpoint_id in targets
+    ]
