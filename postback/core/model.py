@@ -233,6 +233,10 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 AttemptOutcome = Literal["delivered", "retry", "throttled", "permanent"]
+"""The values of ``core.outcome.Outcome``, as stored on an attempt (pinned equal by a test).
+
+TODO(issue 8): type ``Attempt.outcome`` as ``Outcome`` and drop this once the dispatcher
+passes the enum itself (dispatch/loop.py passes ``.value`` today)."""
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):

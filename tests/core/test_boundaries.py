@@ -115,6 +115,20 @@ def test_imports_respect_the_rooms(path: Path) -> None:
     assert not broken, f"{path.relative_to(PACKAGE)} ({room}) must not import {broken}"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SOURCES if room_of(p) in ("api", "cli") and p != PACKAGE / "cli/serve.py"],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_api_and_cli_do_not_reach_past_ingest_for_the_store(path: Path) -> None:
+    # Services exposes its store for the process wiring; handlers and commands use services.
+    tree = ast.parse(path.read_text(), str(path))
+    lines = [
+        n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "storage"
+    ]
+    assert not lines, f"{path.relative_to(PACKAGE)} uses .storage at lines {lines}"
+
+
 def closure(start: Path) -> set[Path]:
     """The files of ours that importing ``start`` may load."""
     seen: set[Path] = set()

@@ -132,3 +132,11 @@ def test_settle_delivered_and_permanent() -> None:
     )
     gone = settle(http(410), SINCH, 1, 1000)
     assert gone.state is DeliveryState.DEAD and gone.outcome is Outcome.PERMANENT
+
+
+def test_an_attempt_records_exactly_the_outcomes() -> None:
+    from typing import get_args
+
+    from postback.core.model import AttemptOutcome
+
+    assert set(get_args(AttemptOutcome)) == {o.value for o in Outcome}
