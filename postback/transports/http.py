@@ -83,6 +83,7 @@ class HTTPTransport:
         self._guard = guard
         self._proxy = proxy
         self._session: aiohttp.ClientSession | None = None
+        self._literal_verdicts: dict[str, str | None] = {}
         self.user_agent = f"Postback/{__version__}"
 
     def session(self) -> aiohttp.ClientSession:
@@ -110,9 +111,16 @@ class HTTPTransport:
     def _literal_blocked(self, url: str) -> str | None:
         if not self._guard:
             return None
+        # Checked on every send, for a handful of URLs: remember the answer per URL.
+        if url in self._literal_verdicts:
+            return self._literal_verdicts[url]
         host = URL(url).raw_host or ""
         address = literal_address(host)
-        return None if address is None else blocked_reason(address, self._allowed)
+        reason = None if address is None else blocked_reason(address, self._allowed)
+        if len(self._literal_verdicts) >= 10_000:
+            self._literal_verdicts.clear()
+        self._literal_verdicts[url] = reason
+        return reason
 
     async def send(self, request: OutboundRequest) -> AttemptResult:
         started = time.perf_counter()
