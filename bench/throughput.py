@@ -9,6 +9,13 @@ events through POST /v1/messages/batch, and prints deliveries/s and latency perc
     python bench/throughput.py --slow-endpoint                  # isolation: healthy rate with and
                                                                 # without an endpoint that hangs
     python bench/throughput.py --rate 500                       # latency at a steady offered load
+    python bench/throughput.py --endpoints 1 --stuck hang,429,disabled --backlog 100000
+                                                                # isolation from a deep backlog
+    python bench/throughput.py --endpoints 1 --scheduled 1000000  # future retries: rate, memory
+    python bench/throughput.py --mix 1000                       # 1,000 customer URLs, then with
+                                                                # 2 % slow and 2 % failing ones
+
+Every case is printed beside the baseline of the same run (ratio), with serve's RSS.
 
 Latency is measured from the moment the batch's 202 reached the submitter to the moment the
 receiver got the callback (both clocks are this machine's); "from submit" starts before the POST.
@@ -29,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,11 +70,27 @@ class Receiver(asyncio.Protocol):
             body = self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
             path = head.split(b" ", 2)[1].decode()
+            if path == "/count":
+                n = str(sum(1 for a in arrivals if a[0].startswith("/fast"))).encode()
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(n), n))
+                continue
             if path.startswith("/slow"):
                 return  # never answer: the sender times out
             match = K.search(body)
             arrivals.append((path, int(match.group(1)) if match else -1, time.time()))
-            self.transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            if path.startswith("/throttle"):
+                self.transport.write(
+                    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n"
+                )
+            elif path.startswith("/fail"):
+                self.transport.write(b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n")
+            elif path.startswith("/delay"):
+                write = self.transport.write
+                asyncio.get_running_loop().call_later(
+                    0.3, write, b"HTTP/1.1 204 No Content\r\n\r\n"
+                )
+            else:
+                self.transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
 async def main():
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Receiver, "127.0.0.1", int(sys.argv[1]), backlog=4096)
@@ -97,6 +121,23 @@ class Phase:
     latencies_ack: list[float]
     latencies_submit: list[float]
     per_path_rate: dict[str, float]
+    rss_mb: tuple[float, float] = (float("nan"), float("nan"))
+
+
+@dataclass
+class Scenario:
+    name: str
+    slow: bool = False
+    """A hanging endpoint subscribed to the healthy endpoints' events (--slow-endpoint)."""
+    stuck: str | None = None
+    """hang | 429 | disabled: an endpoint holding ``backlog`` due deliveries of its own."""
+    backlog: int = 0
+    scheduled: int = 0
+    """Deliveries waiting for a retry a day ahead, written straight into the database."""
+    mix: int = 0
+    """Each message to one of this many per-message callback URLs."""
+    bad: bool = False
+    """In the mix, 2 % slow (300 ms) and 2 % failing (503) URLs take a tenth of the messages."""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -178,31 +219,52 @@ class Bench:
         process.stdout.readline()  # "ready"
         return process
 
-    async def phase(self, name: str, slow: bool) -> Phase:
+    async def phase(self, sc: Scenario) -> Phase:
         args = self.args
-        results = self.tmp / f"arrivals-{name}.json"
+        name = sc.name
+        results = self.tmp / f"arrivals-{name.replace(' ', '-')}.json"
         receiver = self.start_receiver(results)
+        base = f"http://127.0.0.1:{self.receiver_port}"
         try:
             async with Client(self.api_url, admin_token="bench-admin") as admin:
                 account = await admin.create_account(f"bench-{name}")
-            async with Client(self.api_url, account.api_key, timeout_s=120) as pb:
-                await pb.create_event_type(
-                    "bench",
-                    {"type": "object", "required": ["k"], "properties": {"k": {"type": "integer"}}},
-                )
-                base = f"http://127.0.0.1:{self.receiver_port}"
-                healthy = [
-                    (
-                        await pb.create_endpoint(
-                            f"{base}/fast{i}", retry_policy={"schedule_s": [1]}
-                        )
-                    ).id
-                    for i in range(args.endpoints)
-                ]
-                if slow:
+            async with Client(self.api_url, account.api_key, timeout_s=300) as pb:
+                schema = {
+                    "type": "object",
+                    "required": ["k"],
+                    "properties": {"k": {"type": "integer"}},
+                }
+                await pb.create_event_type("bench", schema)
+                if sc.stuck or sc.scheduled:
+                    await pb.create_event_type("parked", schema)
+                if sc.stuck:
+                    await self.make_stuck(pb, sc, base)
+                if sc.scheduled:
+                    await self.make_scheduled(pb, sc, base)
+                rss_before = self.serve_rss_mb()
+                healthy = []
+                if not sc.mix:
+                    healthy = [
+                        (
+                            await pb.create_endpoint(
+                                f"{base}/fast{i}",
+                                event_types=["bench"],
+                                retry_policy={"schedule_s": [1]},
+                            )
+                        ).id
+                        for i in range(args.endpoints)
+                    ]
+                if sc.slow:
                     await pb.create_endpoint(
-                        f"{base}/slow", timeout_ms=2000, retry_policy={"schedule_s": [60]}
+                        f"{base}/slow",
+                        event_types=["bench"],
+                        timeout_ms=2000,
+                        retry_policy={"schedule_s": [60]},
                     )
+                targets = self.mix_targets(sc, base)
+                expected_fast = sum(
+                    1 for k in range(args.messages) if targets is None or "/fast" in targets(k)
+                ) * (1 if targets is not None else args.endpoints)
                 acked: dict[int, float] = {}
                 submitted: dict[int, float] = {}
                 semaphore = asyncio.Semaphore(args.concurrency)
@@ -211,14 +273,16 @@ class Bench:
                 async def submit(first: int, count: int) -> None:
                     async with semaphore:
                         now = time.time()
-                        batch = [
-                            {
+                        batch = []
+                        for k in range(first, first + count):
+                            item: dict[str, object] = {
                                 "event_type": "bench",
                                 "payload": b'{"k":%d,"type":"recipient_delivery_report_sms","status":"Delivered","code":0}'
                                 % k,
                             }
-                            for k in range(first, first + count)
-                        ]
+                            if targets is not None:
+                                item["callback_url"] = targets(k)
+                            batch.append(item)
                         await pb.send_batch(batch)
                         done = time.time()
                         for k in range(first, first + count):
@@ -245,10 +309,16 @@ class Bench:
                     )
                 ingest_seconds = time.time() - started
                 deadline = time.monotonic() + args.timeout
-                while not await self._finished(pb, healthy):
+                while await self.fast_arrivals() < expected_fast:
                     if time.monotonic() > deadline:
                         raise RuntimeError("deliveries did not finish within --timeout")
                     await asyncio.sleep(0.2)
+                if healthy:
+                    while not await self._finished(pb, healthy):  # attempts recorded too
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("attempts were not recorded within --timeout")
+                        await asyncio.sleep(0.2)
+                rss_after = self.serve_rss_mb()
         finally:
             receiver.send_signal(signal.SIGTERM)
             receiver.wait(30)
@@ -261,14 +331,125 @@ class Bench:
         return Phase(
             name=name,
             messages=args.messages,
-            endpoints=args.endpoints,
+            endpoints=args.endpoints if not sc.mix else sc.mix,
             delivered=len(arrivals),
             seconds=span,
             ingest_rate=args.messages / ingest_seconds,
             latencies_ack=[at - acked[k] for _p, k, at in arrivals if k in acked],
             latencies_submit=[at - submitted[k] for _p, k, at in arrivals if k in submitted],
             per_path_rate={p: len(v) / span for p, v in per_path.items()},
+            rss_mb=(rss_before, rss_after),
         )
+
+    def mix_targets(self, sc: Scenario, base: str) -> Callable[[int], str] | None:
+        """Many customers: message k goes to one of ``sc.mix`` URLs; with ``sc.bad`` 2 % of
+        the URLs answer after 300 ms and 2 % answer 503, and together they take a tenth of
+        the messages."""
+        if not sc.mix:
+            return None
+        n_bad = max(1, sc.mix // 50)
+        n_fast = sc.mix - 2 * n_bad if sc.bad else sc.mix
+
+        def target(k: int) -> str:
+            if sc.bad and k % 10 == 0:
+                bad = (k // 10) % (2 * n_bad)
+                kind = "delay" if bad < n_bad else "fail"
+                return f"{base}/{kind}{bad}"
+            return f"{base}/fast{(k * 7919) % n_fast}"
+
+        return target
+
+    async def fast_arrivals(self) -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.receiver_port)
+        writer.write(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        body = await reader.readexactly(length)
+        writer.close()
+        return int(body)
+
+    async def make_stuck(self, pb: Client, sc: Scenario, base: str) -> None:
+        """An endpoint holding ``sc.backlog`` due deliveries: it hangs, answers 429, or is
+        disabled."""
+        url = f"{base}/throttle" if sc.stuck == "429" else f"{base}/slow"
+        stuck = await pb.create_endpoint(
+            url, event_types=["parked"], timeout_ms=2000, retry_policy={"schedule_s": [3600]}
+        )
+        # Messages skip disabled endpoints: a disabled one gets its backlog first.
+        for first in range(0, sc.backlog, 1000):
+            count = min(1000, sc.backlog - first)
+            await pb.send_batch(
+                [{"event_type": "parked", "payload": b'{"k":-1}'} for _ in range(count)]
+            )
+        if sc.stuck == "disabled":
+            await pb.update_endpoint(stuck.id, disabled=True)
+        print(f"[{sc.name}] stuck endpoint ({sc.stuck}) holds {sc.backlog:,} deliveries")
+
+    async def make_scheduled(self, pb: Client, sc: Scenario, base: str) -> None:
+        """``sc.scheduled`` deliveries waiting for a retry a day from now, written directly."""
+        parked = await pb.create_endpoint(f"{base}/parked", event_types=["parked"])
+        sent = await pb.send_batch([{"event_type": "parked", "payload": b'{"k":-2}'}])
+        message_id = sent.data[0].id
+        due = int((time.time() + 86_400) * 1000)
+        now = int(time.time() * 1000)
+        rows = (
+            (f"dlv_sched{i:09d}", message_id, "placeholder", parked.id, "parked", due, now)
+            for i in range(sc.scheduled)
+        )
+        if self.schema is None:
+            import sqlite3
+
+            conn = sqlite3.connect(self.database.removeprefix("sqlite:///"), timeout=60)
+            account_id = conn.execute(
+                "SELECT account_id FROM endpoints WHERE id = ?", (parked.id,)
+            ).fetchone()[0]
+            with conn:
+                conn.executemany(
+                    "INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type,"
+                    " state, next_attempt_at, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    ((r[0], r[1], account_id, r[3], r[4], r[5], r[6], r[6]) for r in rows),
+                )
+            conn.close()
+        else:
+            import asyncpg
+
+            conn = await asyncpg.connect(
+                self.args.database.split("?")[0], server_settings={"search_path": self.schema}
+            )
+            account_id = await conn.fetchval(
+                "SELECT account_id FROM endpoints WHERE id = $1", parked.id
+            )
+            await conn.copy_records_to_table(
+                "deliveries",
+                records=[
+                    (r[0], r[1], account_id, r[3], r[4], "pending", r[5], r[6], r[6]) for r in rows
+                ],
+                columns=[
+                    "id",
+                    "message_id",
+                    "account_id",
+                    "endpoint_id",
+                    "event_type",
+                    "state",
+                    "next_attempt_at",
+                    "created_at",
+                    "updated_at",
+                ],
+            )
+            await conn.close()
+        print(f"[{sc.name}] {sc.scheduled:,} deliveries scheduled a day ahead")
+
+    def serve_rss_mb(self) -> float:
+        serve = self.processes[0]
+        try:
+            for line in Path(f"/proc/{serve.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
 
     @staticmethod
     async def _finished(pb: Client, endpoint_ids: list[str]) -> bool:
@@ -330,7 +511,22 @@ async def main() -> int:
     parser.add_argument(
         "--slow-endpoint", action="store_true", help="run with and without a hanging endpoint"
     )
-    parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument(
+        "--stuck",
+        default="",
+        help="hang,429,disabled (any of): a stuck endpoint with --backlog due deliveries",
+    )
+    parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument(
+        "--scheduled", type=int, default=0, help="deliveries waiting for a retry a day ahead"
+    )
+    parser.add_argument(
+        "--mix",
+        type=int,
+        default=0,
+        help="N customer URLs (per-message callback_url); compared with 2%% slow + 2%% failing",
+    )
+    parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
     bench = Bench(args)
     print(
@@ -339,21 +535,32 @@ async def main() -> int:
         f"endpoints {args.endpoints}, batch {args.batch}, concurrency {args.concurrency}, "
         f"rate {args.rate or 'max'}"
     )
+    baseline = Scenario("baseline", mix=args.mix)
+    cases: list[Scenario] = []
+    if args.slow_endpoint:
+        cases.append(Scenario("with a hanging endpoint", slow=True))
+    if args.stuck:
+        for kind in args.stuck.split(","):
+            cases.append(
+                Scenario(f"beside a stuck endpoint ({kind})", stuck=kind, backlog=args.backlog)
+            )
+    if args.scheduled:
+        cases.append(Scenario(f"with {args.scheduled:,} scheduled", scheduled=args.scheduled))
+    if args.mix:
+        cases.append(Scenario("with slow and failing customers", mix=args.mix, bad=True))
     try:
         await bench.start()
-        if args.slow_endpoint:
-            healthy = await bench.phase("healthy only", slow=False)
-            report(healthy)
-            mixed = await bench.phase("with a hanging endpoint", slow=True)
-            report(mixed)
-            a = healthy.delivered / healthy.seconds
-            b = mixed.delivered / mixed.seconds
+        base = await bench.phase(baseline)
+        report(base)
+        for case in cases:
+            phase = await bench.phase(case)
+            report(phase)
+            a = base.delivered / base.seconds
+            b = phase.delivered / phase.seconds
             print(
-                f"healthy endpoints' rate with a hanging endpoint beside them: {b:,.0f}/s vs "
-                f"{a:,.0f}/s alone (ratio {b / a:.2f})"
+                f"=> healthy deliveries {case.name}: {b:,.0f}/s vs {a:,.0f}/s baseline "
+                f"(ratio {b / a:.2f}); serve RSS {phase.rss_mb[0]:.0f} -> {phase.rss_mb[1]:.0f} MB"
             )
-        else:
-            report(await bench.phase("run", slow=False))
     finally:
         await bench.stop()
     return 0

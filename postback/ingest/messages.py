@@ -27,6 +27,8 @@ from postback.ingest.endpoints import EndpointService
 from postback.ingest.event_types import EventTypeRegistry
 
 IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
+CALLBACK_ENDPOINT_TTL_S = 10.0
+"""How long a callback URL's endpoint id is reused without asking the store again."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +50,7 @@ class MessageService:
         self.context = context
         self.event_types = event_types
         self.endpoints = endpoints
+        self._callback_ids: dict[tuple[str, str], tuple[str, float]] = {}
 
     async def submit(
         self, account_id: str, submissions: list[MessageSubmission], *, field_prefix: str = ""
@@ -76,10 +79,9 @@ class MessageService:
                 callback_endpoints
             ):
                 at = f"{field_prefix}[{i}]." if field_prefix else ""
-                endpoint = await self._callback_endpoint(
+                callback_endpoints[account_id, sub.callback_url] = await self._callback_endpoint(
                     account_id, sub.callback_url, f"{at}callback_url"
                 )
-                callback_endpoints[account_id, sub.callback_url] = endpoint.id
         by_account: dict[str, list[tuple[int, NewMessage]]] = {}
         for i, (account_id, sub) in enumerate(items):
             by_account.setdefault(account_id, []).append(
@@ -139,8 +141,17 @@ class MessageService:
         if sub.callback_url is not None:
             check_url(sub.callback_url, f"{at}callback_url")
 
-    async def _callback_endpoint(self, account_id: str, url: str, field: str) -> Endpoint:
-        """A per-message callback URL gets an endpoint of its own with the account defaults."""
+    async def _callback_endpoint(self, account_id: str, url: str, field: str) -> str:
+        """A per-message callback URL gets an endpoint of its own with the account defaults.
+
+        Its id is remembered for a few seconds: a platform sending thousands of messages to
+        the same customer URLs would otherwise write (and probe DNS) once per URL per batch.
+        """
+        key = (account_id, url)
+        now_s = self.context.clock()
+        known = self._callback_ids.get(key)
+        if known is not None and known[1] > now_s:
+            return known[0]
         await self.context.check_destination(url, field)
         now = self.context.now_ms()
         template = Endpoint(
@@ -154,7 +165,11 @@ class MessageService:
             updated_at=now,
         )
         secret = SigningSecret(secret=new_signing_secret(), created_at=now)
-        return await self.context.storage.callback_endpoint(account_id, url, template, secret)
+        endpoint = await self.context.storage.callback_endpoint(account_id, url, template, secret)
+        if len(self._callback_ids) >= 100_000:
+            self._callback_ids.clear()
+        self._callback_ids[key] = (endpoint.id, now_s + CALLBACK_ENDPOINT_TTL_S)
+        return endpoint.id
 
     async def get(self, account_id: str, message_id: str) -> tuple[Message, list[Delivery]]:
         message = await self.context.storage.get_message(account_id, message_id)
