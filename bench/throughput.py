@@ -122,6 +122,8 @@ class Phase:
     latencies_submit: list[float]
     per_path_rate: dict[str, float]
     rss_mb: tuple[float, float] = (float("nan"), float("nan"))
+    cpu_s: float = float("nan")
+    """CPU seconds Postback's processes used in the phase (ingest, dispatch, record)."""
 
 
 @dataclass
@@ -242,6 +244,7 @@ class Bench:
                 if sc.scheduled:
                     await self.make_scheduled(pb, sc, base)
                 rss_before = self.serve_rss_mb()
+                cpu_before = self.postback_cpu_s()
                 healthy = []
                 if not sc.mix:
                     healthy = [
@@ -319,6 +322,7 @@ class Bench:
                             raise RuntimeError("attempts were not recorded within --timeout")
                         await asyncio.sleep(0.2)
                 rss_after = self.serve_rss_mb()
+                cpu_used = self.postback_cpu_s() - cpu_before
         finally:
             receiver.send_signal(signal.SIGTERM)
             receiver.wait(30)
@@ -339,6 +343,7 @@ class Bench:
             latencies_submit=[at - submitted[k] for _p, k, at in arrivals if k in submitted],
             per_path_rate={p: len(v) / span for p, v in per_path.items()},
             rss_mb=(rss_before, rss_after),
+            cpu_s=cpu_used,
         )
 
     def mix_targets(self, sc: Scenario, base: str) -> Callable[[int], str] | None:
@@ -441,6 +446,19 @@ class Bench:
             await conn.close()
         print(f"[{sc.name}] {sc.scheduled:,} deliveries scheduled a day ahead")
 
+    def postback_cpu_s(self) -> float:
+        """user + system CPU of serve and the workers: what the deliveries cost, whatever else
+        the machine is doing (the rate itself depends on the load of a shared box)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for process in self.processes:
+            try:
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
     def serve_rss_mb(self) -> float:
         serve = self.processes[0]
         try:
@@ -484,6 +502,10 @@ def report(phase: Phase) -> None:
         f"[{phase.name}] {phase.delivered} deliveries ({phase.messages} messages x "
         f"{phase.endpoints} endpoints) in {phase.seconds:.2f} s = "
         f"{phase.delivered / phase.seconds:,.0f} deliveries/s; ingest {phase.ingest_rate:,.0f} msg/s"
+    )
+    print(
+        f"[{phase.name}] Postback CPU {phase.cpu_s:.2f} s = "
+        f"{phase.cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs per delivery (all its processes)"
     )
     print(
         f"[{phase.name}] latency from 202: p50 {percentile(ack, 0.5) * 1000:,.0f} ms, "
