@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit serve bench clean
+.PHONY: demo test lint typecheck unit serve bench clean browser
 
 $(BIN)/.installed-runtime: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,18 @@ $(BIN)/.installed-dev: $(BIN)/.installed-runtime requirements-dev.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright; no browser
+# build is downloaded. Installed here when missing (needs root, as on CI); without it those
+# tests fail rather than skip.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q chromium chromium-driver; }
+
 demo: $(BIN)/.installed-runtime
 	$(BIN)/python examples/demo.py
 
-test: $(BIN)/.installed-dev lint typecheck
+test: $(BIN)/.installed-dev browser lint typecheck
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed-dev

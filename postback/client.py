@@ -225,6 +225,16 @@ class Client:
     async def revoke_key(self, key_id: str) -> s.KeyOut:
         return await self._call("POST", f"/v1/keys/{key_id}/revoke", s.KeyOut)
 
+    async def create_portal_session(self, account: str) -> s.PortalSessionOut:
+        """A short-lived link that opens ``account``'s customer portal in a browser (needs
+        ``admin_token`` or a platform key); hand it to the customer, or embed it."""
+        return await self._call(
+            "POST",
+            f"/v1/accounts/{account}/portal-sessions",
+            s.PortalSessionOut,
+            token=self.admin_token,
+        )
+
     # -- endpoints ----------------------------------------------------------------------------
 
     async def create_endpoint(self, url: str, **fields: Any) -> s.EndpointOut:

@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from postback import __version__
-from postback.api.openapi import docs_html, openapi_document, swagger_static_dir
+from postback.api.openapi import DOCS_INIT_JS, docs_html, openapi_document, swagger_static_dir
 from postback.core import wire as s
 from postback.core.errors import (
     Conflict,
@@ -33,6 +33,8 @@ from postback.core.validation import MAX_BATCH
 from postback.ingest import MessageSubmission, Services
 from postback.ingest.keys import ADMIN, Caller, NewKey
 from postback.observe.metrics import Metrics
+from postback.ui import add_ui, tokens
+from postback.ui.web import UI
 
 log = logging.getLogger("postback.api")
 
@@ -269,6 +271,20 @@ async def revoke_key(request: web.Request) -> web.Response:
     caller = await caller_of(request)
     key = await services(request).keys.revoke(caller, request.match_info["id"])
     return json_response(s.KeyOut.of(key))
+
+
+async def create_portal_session(request: web.Request) -> web.Response:
+    """A short-lived link that opens one account's customer portal (platform key or admin)."""
+    caller = await platform_caller(request)
+    account = await services(request).accounts.resolve(caller, request.match_info["account"])
+    ui = request.app[UI]
+    now = ui.now_ms()
+    link = tokens.issue(ui.key, "portal-link", now, tokens.PORTAL_LINK_TTL_MS, account.id)
+    out = s.PortalSessionOut(
+        url=f"{request.url.origin()}/ui/portal?token={link}",
+        expires_at=s.iso(now + tokens.PORTAL_LINK_TTL_MS) or "",
+    )
+    return json_response(out, 201)
 
 
 async def create_endpoint(request: web.Request) -> web.Response:
@@ -543,6 +559,10 @@ async def docs(request: web.Request) -> web.Response:
     return web.Response(text=docs_html(), content_type="text/html")
 
 
+async def docs_init(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS_INIT_JS, content_type="text/javascript")
+
+
 ACCOUNT_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/endpoints", create_endpoint),
     ("GET", "/endpoints", list_endpoints),
@@ -566,7 +586,10 @@ ACCOUNT_ROUTES: list[tuple[str, str, Handler]] = [
 """Routes that act on one account; each is served at /v1/... and /v1/accounts/{account}/..."""
 
 
-def create_app(services: Services, *, admin_token: str = "") -> web.Application:
+def create_app(
+    services: Services, *, admin_token: str = "", ui_key: bytes | None = None
+) -> web.Application:
+    """The API, /docs, and the UI at /ui (``ui_key`` signs its links and sessions)."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=32 * 1024 * 1024)
     app[SERVICES] = services
     app[METRICS] = services.metrics
@@ -576,12 +599,12 @@ def create_app(services: Services, *, admin_token: str = "") -> web.Application:
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
     r.add_get("/docs", docs)
-    static_dir = swagger_static_dir()
-    if static_dir is not None:
-        r.add_static("/docs/static", static_dir)
+    r.add_get("/docs/init.js", docs_init)
+    r.add_static("/docs/static", swagger_static_dir())
     r.add_post("/v1/accounts", create_account)
     r.add_get("/v1/accounts", list_accounts)
     r.add_get("/v1/accounts/{account}", get_account)
+    r.add_post("/v1/accounts/{account}/portal-sessions", create_portal_session)
     r.add_post("/v1/keys", create_key)
     r.add_get("/v1/keys", list_keys)
     r.add_post("/v1/keys/{id}/rotate", rotate_key)
@@ -591,4 +614,5 @@ def create_app(services: Services, *, admin_token: str = "") -> web.Application:
     for prefix in ("/v1", "/v1/accounts/{account}"):
         for method, path, handler in ACCOUNT_ROUTES:
             r.add_route(method, prefix + path, handler)
+    add_ui(app, services, admin_token=admin_token, key=ui_key)
     return app

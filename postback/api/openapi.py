@@ -1,16 +1,22 @@
-"""The OpenAPI 3.1 document (built from the same Structs the handlers decode) and /docs."""
+"""The OpenAPI 3.1 document (built from the same Structs the handlers decode) and /docs.
+
+Every operation has an ``operationId`` and a tag; query parameters carry their real types
+(``limit`` an integer, ``state`` an enum, times ``date-time``); every error answer refers to the
+one error schema, ``ErrorBody``. /docs is Swagger UI 5 (it reads OpenAPI 3.1), vendored.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from functools import cache
+from importlib import resources
 from typing import Any
 
 import msgspec
 
 from postback import __version__
 from postback.core import wire as s
+from postback.core.model import DeliveryState
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,16 @@ _OPERATIONS: list[Operation] = [
         None,
         200,
         s.AccountOut,
+    ),
+    Operation(
+        "post",
+        "/v1/accounts/{account}/portal-sessions",
+        "createPortalSession",
+        "Accounts",
+        "A short-lived link to one account's customer portal (platform key or admin token)",
+        None,
+        201,
+        s.PortalSessionOut,
     ),
     Operation(
         "post",
@@ -307,6 +323,21 @@ _OPERATIONS: list[Operation] = [
 ]
 _OPTIONAL_BODIES = (s.SecretRotate, s.ReplayRequest, s.KeyRotate)
 _PATH_PARAMETERS = ("account", "id", "batch_id")
+_CONFLICTS = ("createAccount", "createEventType", "replayDelivery")
+"""Operations that answer 409 when the object's state forbids them."""
+
+# The schema of each query parameter: the same rules the handlers enforce.
+_QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+    "cursor": {"type": "string", "description": "next_cursor of the previous page"},
+    "state": {"type": "string", "enum": [x.value for x in DeliveryState]},
+    "endpoint_id": {"type": "string"},
+    "message_id": {"type": "string"},
+    "since": {"type": "string", "format": "date-time"},
+    "until": {"type": "string", "format": "date-time"},
+    "q": {"type": "string", "description": "part of the name or external id, any case"},
+    "account": {"type": "string", "description": "account id or external id"},
+}
 
 
 def operations() -> list[Operation]:
@@ -350,7 +381,7 @@ def openapi_document() -> dict[str, Any]:
             for name in _PATH_PARAMETERS
             if "{" + name + "}" in op.path
         ]
-        params += [{"name": q, "in": "query", "schema": {"type": "string"}} for q in op.query]
+        params += [{"name": q, "in": "query", "schema": _QUERY_SCHEMAS[q]} for q in op.query]
         if params:
             spec["parameters"] = params
         if op.body is not None:
@@ -372,6 +403,8 @@ def openapi_document() -> dict[str, Any]:
                 ("503", "Database unavailable"),
             ):
                 spec["responses"][code] = {"description": what, **error}
+            if op.operation_id.removesuffix("ForAccount") in _CONFLICTS:
+                spec["responses"]["409"] = {"description": "Conflicts with the state", **error}
         paths.setdefault(op.path, {})[op.method] = spec
     return {
         "openapi": "3.1.0",
@@ -389,22 +422,25 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def swagger_static_dir() -> str | None:
-    """Swagger UI's files, shipped by the swagger-ui-bundle package (no CDN needed)."""
-    try:
-        import swagger_ui_bundle
-    except ImportError:
-        return None
-    path = str(swagger_ui_bundle.swagger_ui_path)
-    return path if os.path.isdir(path) else None
+def swagger_static_dir() -> str:
+    """Swagger UI 5's files, vendored in the package (postback/ui/static/vendor): no CDN."""
+    return str(resources.files("postback.ui").joinpath("static", "vendor", "swagger-ui"))
 
 
 def docs_html() -> str:
     return """<!doctype html>
-<html><head><meta charset="utf-8"><title>Postback API</title>
+<html lang="en"><head><meta charset="utf-8"><title>Postback API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="/docs/static/favicon-32x32.png">
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
 <body><div id="ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<script src="/docs/init.js"></script>
 </body></html>
 """
+
+
+DOCS_INIT_JS = (
+    'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui", deepLinking: true});\n'
+)
+"""Kept out of the page so a Content-Security-Policy without 'unsafe-inline' can hold."""

@@ -102,7 +102,8 @@ async def run_service(
     """Run until ``stop`` is set (or SIGTERM/SIGINT): stop claiming, finish, exit."""
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
-    storage = _open(settings)
+    sealer = sealer_for(settings)
+    storage = open_storage(settings.database_url, sealer)
     await storage.open(migrate=_migrates_itself(settings))
     metrics = Metrics()
     allowed = parse_networks(settings.allow_networks)
@@ -136,7 +137,11 @@ async def run_service(
     tasks: list[asyncio.Task[None]] = []
     try:
         if api:
-            app = create_app(services, admin_token=settings.admin_token)
+            app = create_app(
+                services,
+                admin_token=settings.admin_token,
+                ui_key=sealer.derive_key("ui-sessions"),
+            )
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, host, port, backlog=1024)

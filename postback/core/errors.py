@@ -21,6 +21,7 @@
     +-- PayloadError (ValueError)   receiver: a callback's payload does not parse
     +-- APIError                    client: the API answered an error (or could not be reached)
     +-- CLIError                    command line: a message for the user, printed without traceback
+    +-- SessionTokenInvalid         UI: a portal link or session forged, expired or for another use
 
 Driver and library exceptions are translated into these at the seams (storage adapters,
 transports, the API); nothing else leaks to a caller.

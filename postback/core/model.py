@@ -336,3 +336,57 @@ class RecipientStatus(msgspec.Struct, frozen=True, kw_only=True):
     recipient: str
     status: str
     code: int
+
+
+class AccountActivity(msgspec.Struct, frozen=True, kw_only=True):
+    """One account as the operator sees it: work waiting, dead letters, recent attempts."""
+
+    account_id: str
+    name: str
+    backlog: int
+    """Deliveries pending or in flight."""
+    oldest_pending_at: int | None
+    """When the oldest pending delivery was created (its age is how far behind the account is)."""
+    dead: int
+    delivered: int
+    """Attempts that delivered, since the window's start."""
+    failed: int
+    """Attempts that did not (retry, throttled or permanent), since the window's start."""
+
+
+class EndpointHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """One endpoint's recent attempts, backlog and pacing: what its health is judged from."""
+
+    endpoint_id: str
+    account_id: str
+    url: str
+    disabled: bool
+    attempts: int
+    failures: int
+    last_status_code: int | None
+    backlog: int
+    paced_rate: float | None
+    """Requests per second after a 429 lowered it (None: not lowered)."""
+    paused_until: int | None
+    """A 429's Retry-After holds the endpoint until then."""
+
+
+class ActivityPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Attempts to one endpoint in one time bucket (for the throughput and failure plots)."""
+
+    bucket_start: int
+    attempts: int
+    failures: int
+
+
+def static_headers(endpoint: Endpoint, user_agent: str) -> dict[str, str]:
+    """Headers that are the same on every attempt to this endpoint.
+
+    The endpoint's custom headers go first so that ours (content-type, user-agent,
+    authorization, and the webhook-* headers added per attempt) always win.
+    """
+    own = RESERVED_HEADERS if endpoint.auth is not None else RESERVED_HEADERS - {"authorization"}
+    headers = {k: v for k, v in endpoint.headers.items() if k.lower() not in own}
+    headers["content-type"] = "application/json"
+    headers["user-agent"] = user_agent
+    return headers

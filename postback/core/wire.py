@@ -467,3 +467,11 @@ class RecipientStatusAccepted(msgspec.Struct, kw_only=True):
     final_recipients: int
     known_recipients: int
     batch_report_sent: bool
+
+
+class PortalSessionOut(msgspec.Struct, kw_only=True):
+    """A link to one account's customer portal; whoever opens it first sees that account."""
+
+    url: str
+    expires_at: str
+    """The link stops opening after this (the browser session it starts lasts longer)."""

@@ -28,13 +28,13 @@ from postback.core.fanout import LeaseOffer
 from postback.core.ids import make_id
 from postback.core.lifecycle import settle
 from postback.core.model import (
-    RESERVED_HEADERS,
     Attempt,
     AttemptRecord,
     ClaimedDelivery,
     DeliveryState,
     Endpoint,
     SigningSecret,
+    static_headers,
 )
 from postback.core.outcome import AttemptResult, FailureKind, Outcome
 from postback.core.policy import RetryPolicy, resolve_policy
@@ -107,19 +107,6 @@ class EndpointRuntime:
                     key = self.keys[secret.secret] = signing.secret_key(secret.secret)
                 active.append(key)
         return active
-
-
-def static_headers(endpoint: Endpoint, user_agent: str) -> dict[str, str]:
-    """Headers that are the same on every attempt to this endpoint.
-
-    The endpoint's custom headers go first so that ours (content-type, user-agent,
-    authorization, and the webhook-* headers added per attempt) always win.
-    """
-    own = RESERVED_HEADERS if endpoint.auth is not None else RESERVED_HEADERS - {"authorization"}
-    headers = {k: v for k, v in endpoint.headers.items() if k.lower() not in own}
-    headers["content-type"] = "application/json"
-    headers["user-agent"] = user_agent
-    return headers
 
 
 class Dispatcher:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from postback.core.netguard import Network
 from postback.ingest.accounts import AccountService
+from postback.ingest.activity import ActivityReports
 from postback.ingest.batches import BatchReports
 from postback.ingest.context import IngestContext, LocalDispatcher
 from postback.ingest.deliveries import DeliveryLog
@@ -38,6 +39,7 @@ class Services:
     messages: MessageService
     deliveries: DeliveryLog
     batches: BatchReports
+    activity: ActivityReports
 
     @property
     def storage(self) -> Storage:
@@ -80,4 +82,5 @@ class Services:
             messages=messages,
             deliveries=DeliveryLog(context),
             batches=BatchReports(context, messages),
+            activity=ActivityReports(context, endpoints, messages),
         )

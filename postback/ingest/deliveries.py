@@ -22,8 +22,16 @@ class DeliveryLog:
         until: int | None = None,
         after: str | None = None,
         limit: int = 100,
+        event_type: str | None = None,
+        batch_id: str | None = None,
+        recipient: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Delivery]:
-        """Newest first; ``after`` is the last id of the previous page."""
+        """Newest first; ``after`` is the last id of the previous page.
+
+        ``batch_id`` and ``recipient`` find batch delivery reports by scanning the account's
+        deliveries (no index); ``idempotency_key`` works while keys are kept (24 h).
+        """
         return await self.context.storage.list_deliveries(
             account_id,
             state=state,
@@ -33,6 +41,10 @@ class DeliveryLog:
             until=until,
             after=after,
             limit=limit,
+            event_type=event_type,
+            batch_id=batch_id,
+            recipient=recipient,
+            idempotency_key=idempotency_key,
         )
 
     async def get(self, account_id: str, delivery_id: str) -> Delivery:

@@ -41,6 +41,8 @@ class MessageSubmission:
     fanout: bool = False
     """With ``callback_url``: deliver to the subscribed endpoints too."""
     ordering_key: str | None = None
+    target_endpoint_id: str | None = None
+    """Deliver to this one endpoint of the account only (a test event from the portal)."""
 
 
 class MessageService:
@@ -92,9 +94,8 @@ class MessageService:
                         event_type=sub.event_type,
                         payload=sub.payload,
                         idempotency_key=sub.idempotency_key,
-                        callback_endpoint_id=callback_endpoints.get(
-                            (account_id, sub.callback_url or "")
-                        ),
+                        callback_endpoint_id=sub.target_endpoint_id
+                        or callback_endpoints.get((account_id, sub.callback_url or "")),
                         fanout=sub.fanout,
                         ordering_key=sub.ordering_key,
                     ),
@@ -140,6 +141,8 @@ class MessageService:
             raise InvalidInput(f"{at}idempotency_key", "idempotency_key must be 1-255 chars")
         if sub.callback_url is not None:
             check_url(sub.callback_url, f"{at}callback_url")
+        if sub.target_endpoint_id is not None:
+            await self.endpoints.get(account_id, sub.target_endpoint_id)
 
     async def _callback_endpoint(self, account_id: str, url: str, field: str) -> str:
         """A per-message callback URL gets an endpoint of its own with the account defaults.

@@ -18,6 +18,8 @@ from postback.core.errors import SchemaMismatch, StorageError, StorageUnavailabl
 from postback.core.fanout import LeaseOffer
 from postback.core.model import (
     Account,
+    AccountActivity,
+    ActivityPoint,
     ApiKey,
     Attempt,
     AttemptRecord,
@@ -26,6 +28,7 @@ from postback.core.model import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EndpointHealth,
     EventTypeDefinition,
     IngestResult,
     Message,
@@ -136,8 +139,14 @@ class Storage(Protocol):
         until: int | None = None,
         after: str | None = None,
         limit: int = 100,
+        event_type: str | None = None,
+        batch_id: str | None = None,
+        recipient: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Delivery]:
-        """Newest first; ``after`` is the last id of the previous page."""
+        """Newest first; ``after`` is the last id of the previous page. ``batch_id`` and
+        ``recipient`` match batch delivery reports (their ordering key); ``idempotency_key``
+        finds messages for as long as their keys are kept."""
 
     async def list_attempts(
         self, account_id: str, delivery_id: str, *, after: str | None, limit: int
@@ -221,3 +230,24 @@ class Storage(Protocol):
         """(account_id, batch_id) of batches whose report deadline passed unreported."""
 
     async def count_by_state(self, account_id: str | None) -> dict[str, int]: ...
+
+    # What the operator dashboard and the customer portal show (postback/ui)
+    async def account_activity(
+        self, since: int, limit: int, account_id: str | None = None
+    ) -> list[AccountActivity]:
+        """Accounts with the most backlog + dead letters first; attempts counted since ``since``."""
+
+    async def endpoint_health(
+        self, since: int, now: int, limit: int, account_id: str | None = None
+    ) -> list[EndpointHealth]:
+        """Live endpoints with the most failed attempts since ``since`` first."""
+
+    async def dead_letters(
+        self, *, before: str | None, limit: int, account_id: str | None = None
+    ) -> list[Delivery]:
+        """Dead deliveries across accounts (or of one), newest first."""
+
+    async def endpoint_activity(
+        self, endpoint_id: str, since: int, bucket_ms: int
+    ) -> list[ActivityPoint]:
+        """Attempts and failures per ``bucket_ms`` since ``since``; empty buckets are absent."""

@@ -31,6 +31,8 @@ from postback.core.fanout import (
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
     Account,
+    AccountActivity,
+    ActivityPoint,
     ApiKey,
     Attempt,
     AttemptRecord,
@@ -39,6 +41,7 @@ from postback.core.model import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EndpointHealth,
     EventTypeDefinition,
     IngestResult,
     Message,
@@ -52,7 +55,9 @@ from postback.store.migrations import pending_migrations
 from postback.store.queries import load_queries, migration_files, to_positional
 from postback.store.rows import (
     LeasePlan,
+    account_activity_from_row,
     account_from_row,
+    activity_point_from_row,
     api_key_from_row,
     api_key_params,
     attempt_from_row,
@@ -60,6 +65,7 @@ from postback.store.rows import (
     delivery_filter,
     delivery_from_row,
     endpoint_from_row,
+    endpoint_health_from_row,
     endpoint_params,
     event_type_from_row,
     pacing_from_row,
@@ -607,6 +613,10 @@ class PostgresStorage:
         until: int | None = None,
         after: str | None = None,
         limit: int = 100,
+        event_type: str | None = None,
+        batch_id: str | None = None,
+        recipient: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Delivery]:
         clause, params = delivery_filter(
             account_id,
@@ -617,6 +627,11 @@ class PostgresStorage:
             until=until,
             after=after,
             limit=limit,
+            event_type=event_type,
+            batch_id=batch_id,
+            recipient=recipient,
+            idempotency_key=idempotency_key,
+            idempotency_condition=_Q["delivery_by_idempotency_key"],
         )
         sql = _Q["delivery_columns"] + clause
         positional, args = _bind_sql(sql, params)
@@ -874,3 +889,53 @@ class PostgresStorage:
     async def count_by_state(self, account_id: str | None) -> dict[str, int]:
         rows = await self._fetch("count_by_state", {"account_id": account_id})
         return {r[0]: r[1] for r in rows}
+
+    # -- the operator dashboard and the customer portal ------------------------------------------
+
+    async def account_activity(
+        self, since: int, limit: int, account_id: str | None = None
+    ) -> list[AccountActivity]:
+        rows = await self._fetch(
+            "account_activity",
+            {
+                "since_id": make_id("att", since, bytes(10)),
+                "limit": limit,
+                "account_id": account_id,
+            },
+        )
+        return [account_activity_from_row(r) for r in rows]
+
+    async def endpoint_health(
+        self, since: int, now: int, limit: int, account_id: str | None = None
+    ) -> list[EndpointHealth]:
+        rows = await self._fetch(
+            "endpoint_health",
+            {
+                "since_id": make_id("att", since, bytes(10)),
+                "now": now,
+                "limit": limit,
+                "account_id": account_id,
+            },
+        )
+        return [endpoint_health_from_row(r) for r in rows]
+
+    async def dead_letters(
+        self, *, before: str | None, limit: int, account_id: str | None = None
+    ) -> list[Delivery]:
+        rows = await self._fetch(
+            "dead_letters", {"before": before, "limit": limit, "account_id": account_id}
+        )
+        return [delivery_from_row(r) for r in rows]
+
+    async def endpoint_activity(
+        self, endpoint_id: str, since: int, bucket_ms: int
+    ) -> list[ActivityPoint]:
+        rows = await self._fetch(
+            "endpoint_activity",
+            {
+                "endpoint_id": endpoint_id,
+                "since_id": make_id("att", since, bytes(10)),
+                "bucket_ms": bucket_ms,
+            },
+        )
+        return [activity_point_from_row(r, bucket_ms) for r in rows]

@@ -9,6 +9,8 @@ import msgspec
 
 from postback.core.model import (
     Account,
+    AccountActivity,
+    ActivityPoint,
     ApiKey,
     Attempt,
     Auth,
@@ -18,6 +20,7 @@ from postback.core.model import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EndpointHealth,
     EventTypeDefinition,
     NewMessage,
     SignatureScheme,
@@ -216,23 +219,50 @@ def delivery_filter(
     until: int | None,
     after: str | None,
     limit: int,
+    event_type: str | None = None,
+    batch_id: str | None = None,
+    recipient: str | None = None,
+    idempotency_key: str | None = None,
+    idempotency_condition: str = "",
 ) -> tuple[str, dict[str, Any]]:
     """``WHERE … ORDER BY … LIMIT`` of a delivery listing (newest first), with ``:name``
-    parameters that both dialects bind; only given filters appear."""
+    parameters that both dialects bind; only given filters appear.
+
+    ``batch_id`` and ``recipient`` match the ordering key ``<batch_id>/<recipient>`` of batch
+    delivery reports: no index covers them, so they scan the account's deliveries (newest
+    first, stopping at ``limit`` matches). ``idempotency_key`` is found through the keys table
+    (its primary key) for as long as keys are kept (24 h), with the adapter's named
+    ``delivery_by_idempotency_key`` condition as ``idempotency_condition``.
+    """
     where = ["account_id = :account_id"]
     params: dict[str, Any] = {"account_id": account_id, "limit": limit}
+
+    def bind(value: Any) -> str:
+        name = f"p{len(params)}"
+        params[name] = value
+        return ":" + name
+
     for column, value, op in (
         ("message_id", message_id, "="),
         ("state", state.value if state else None, "="),
         ("endpoint_id", endpoint_id, "="),
+        ("event_type", event_type, "="),
         ("created_at", since, ">="),
         ("created_at", until, "<"),
         ("id", after, "<"),
     ):
         if value is not None:
-            name = f"p{len(params)}"
-            where.append(f"{column} {op} :{name}")
-            params[name] = value
+            where.append(f"{column} {op} {bind(value)}")
+    if batch_id is not None:
+        prefix = batch_id + "/"
+        where.append(f"substr(ordering_key, 1, {bind(len(prefix))}) = {bind(prefix)}")
+    if recipient is not None:
+        suffix = "/" + recipient
+        length = bind(len(suffix))
+        where.append(f"substr(ordering_key, length(ordering_key) - {length} + 1) = {bind(suffix)}")
+    if idempotency_key is not None:
+        params["idempotency_key"] = idempotency_key
+        where.append(idempotency_condition)
     return " WHERE " + " AND ".join(where) + " ORDER BY id DESC LIMIT :limit", params
 
 
@@ -269,3 +299,34 @@ class LeasePlan:
             payload=message.payload,
             message_created_at=self.now,
         )
+
+
+def account_activity_from_row(r: Any) -> AccountActivity:
+    return AccountActivity(
+        account_id=r[0],
+        name=r[1],
+        backlog=int(r[2]),
+        oldest_pending_at=r[3],
+        dead=int(r[4]),
+        delivered=int(r[5]),
+        failed=int(r[6]),
+    )
+
+
+def endpoint_health_from_row(r: Any) -> EndpointHealth:
+    return EndpointHealth(
+        endpoint_id=r[0],
+        account_id=r[1],
+        url=r[2],
+        disabled=bool(r[3]),
+        attempts=int(r[4]),
+        failures=int(r[5]),
+        last_status_code=r[6],
+        backlog=int(r[7]),
+        paced_rate=r[8],
+        paused_until=r[9],
+    )
+
+
+def activity_point_from_row(r: Any, bucket_ms: int) -> ActivityPoint:
+    return ActivityPoint(bucket_start=int(r[0]) * bucket_ms, attempts=int(r[1]), failures=int(r[2]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -34,6 +36,7 @@ class Sealer:
         if len(key) != KEY_BYTES:
             raise SealingError(f"the secret key must be {KEY_BYTES} bytes")
         self._aead = AESGCM(key)
+        self._key = key
 
     def __repr__(self) -> str:  # never show the key
         return "Sealer(<key hidden>)"
@@ -72,6 +75,12 @@ class Sealer:
             path,
         )
         return cls.from_base64(key, source=str(path))
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A key for another purpose (e.g. signing UI sessions), derived from this one by
+        HMAC-SHA256, so a fleet sharing the secret key shares it too; the sealing key itself
+        is never used twice."""
+        return hmac.new(self._key, b"postback/" + purpose.encode(), hashlib.sha256).digest()
 
     def seal(self, plaintext: str, row_id: str) -> str:
         nonce = secrets.token_bytes(12)

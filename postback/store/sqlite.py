@@ -34,6 +34,8 @@ from postback.core.fanout import (
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
     Account,
+    AccountActivity,
+    ActivityPoint,
     ApiKey,
     Attempt,
     AttemptRecord,
@@ -42,6 +44,7 @@ from postback.core.model import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EndpointHealth,
     EventTypeDefinition,
     IngestResult,
     Message,
@@ -55,7 +58,9 @@ from postback.store.migrations import pending_migrations, split_statements
 from postback.store.queries import load_queries, migration_files
 from postback.store.rows import (
     LeasePlan,
+    account_activity_from_row,
     account_from_row,
+    activity_point_from_row,
     api_key_from_row,
     api_key_params,
     attempt_from_row,
@@ -63,6 +68,7 @@ from postback.store.rows import (
     delivery_filter,
     delivery_from_row,
     endpoint_from_row,
+    endpoint_health_from_row,
     endpoint_params,
     event_type_from_row,
     pacing_from_row,
@@ -663,6 +669,10 @@ class SQLiteStorage:
         until: int | None = None,
         after: str | None = None,
         limit: int = 100,
+        event_type: str | None = None,
+        batch_id: str | None = None,
+        recipient: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Delivery]:
         clause, params = delivery_filter(
             account_id,
@@ -673,6 +683,11 @@ class SQLiteStorage:
             until=until,
             after=after,
             limit=limit,
+            event_type=event_type,
+            batch_id=batch_id,
+            recipient=recipient,
+            idempotency_key=idempotency_key,
+            idempotency_condition=_Q["delivery_by_idempotency_key"],
         )
         sql = _Q["delivery_columns"] + clause
 
@@ -938,5 +953,61 @@ class SQLiteStorage:
     async def count_by_state(self, account_id: str | None) -> dict[str, int]:
         def read(conn: sqlite3.Connection) -> dict[str, int]:
             return dict(conn.execute(_Q["count_by_state"], {"account_id": account_id}).fetchall())
+
+        return await self._read(read)
+
+    # -- the operator dashboard and the customer portal ------------------------------------------
+
+    async def account_activity(
+        self, since: int, limit: int, account_id: str | None = None
+    ) -> list[AccountActivity]:
+        params = {"since_id": make_id("att", since, bytes(10)), "limit": limit}
+        params["account_id"] = account_id
+
+        def read(conn: sqlite3.Connection) -> list[AccountActivity]:
+            rows = conn.execute(_Q["account_activity"], params)
+            return [account_activity_from_row(r) for r in rows]
+
+        return await self._read(read)
+
+    async def endpoint_health(
+        self, since: int, now: int, limit: int, account_id: str | None = None
+    ) -> list[EndpointHealth]:
+        params = {
+            "since_id": make_id("att", since, bytes(10)),
+            "now": now,
+            "limit": limit,
+            "account_id": account_id,
+        }
+
+        def read(conn: sqlite3.Connection) -> list[EndpointHealth]:
+            return [
+                endpoint_health_from_row(r) for r in conn.execute(_Q["endpoint_health"], params)
+            ]
+
+        return await self._read(read)
+
+    async def dead_letters(
+        self, *, before: str | None, limit: int, account_id: str | None = None
+    ) -> list[Delivery]:
+        params = {"before": before, "limit": limit, "account_id": account_id}
+
+        def read(conn: sqlite3.Connection) -> list[Delivery]:
+            return [delivery_from_row(r) for r in conn.execute(_Q["dead_letters"], params)]
+
+        return await self._read(read)
+
+    async def endpoint_activity(
+        self, endpoint_id: str, since: int, bucket_ms: int
+    ) -> list[ActivityPoint]:
+        params = {
+            "endpoint_id": endpoint_id,
+            "since_id": make_id("att", since, bytes(10)),
+            "bucket_ms": bucket_ms,
+        }
+
+        def read(conn: sqlite3.Connection) -> list[ActivityPoint]:
+            rows = conn.execute(_Q["endpoint_activity"], params)
+            return [activity_point_from_row(r, bucket_ms) for r in rows]
 
         return await self._read(read)

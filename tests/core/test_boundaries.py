@@ -33,6 +33,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "dispatch": {"ingest", "api", "cli"},
     # The API and the CLI reach data only through ingest.
     "api": {"store", "dispatch", "cli"},
+    "ui": {"store", "dispatch", "cli", "api"},
     "cli": {"store"},
     "observe": set(ROOMS) - {"core", "observe"},
 }

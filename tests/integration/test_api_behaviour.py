@@ -370,6 +370,16 @@ async def test_openapi_docs_and_health(postback: RunningPostback) -> None:
         "/v1/replay",
     ):
         assert path in document["paths"]
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)) and all(op["tags"] for op in operations)
+    listing = document["paths"]["/v1/deliveries"]["get"]
+    params = {p["name"]: p["schema"] for p in listing["parameters"]}
+    assert params["limit"]["type"] == "integer" and params["limit"]["maximum"] == 1000
+    assert params["state"]["enum"] == ["pending", "delivering", "delivered", "dead"]
+    assert listing["responses"]["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
     async with aiohttp.ClientSession() as session:
         async with session.get(postback.url + "/docs") as page:
             html = await page.text()
@@ -404,3 +414,24 @@ async def test_message_shows_deliveries_and_attempt_fields(
         - time.timezone
         + 1
     )
+
+
+async def test_portal_sessions_need_a_platform_key_and_a_real_account(
+    postback: RunningPostback,
+) -> None:
+    async with postback.client() as admin:
+        account = await admin.create_account("acme", external_id="cust-7")
+        link = await admin.create_portal_session(account.id)
+        platform = await admin.create_key(platform=True)
+        with pytest.raises(APIError) as unknown:
+            await admin.create_portal_session("acc_nobody")
+    assert link.url.startswith(postback.url + "/ui/portal?token=")
+    assert link.expires_at.endswith("Z")
+    async with Client(postback.url, platform.key) as by_platform:
+        by_external_id = await by_platform.create_portal_session("cust-7")
+    assert by_external_id.url.startswith(postback.url + "/ui/portal?token=")
+    async with Client(postback.url, account.api_key) as customer:
+        with pytest.raises(APIError) as not_platform:
+            await customer.create_portal_session(account.id)
+    assert unknown.value.status == 404
+    assert not_platform.value.status == 403  # an account key cannot mint portal links

@@ -701,6 +701,130 @@ class StorageContract:
             claimed.extend(c.delivery_id for c in batch)
         assert len(claimed) == len(set(claimed)) == 200
 
+    # -- what the operator dashboard and the portal read ---------------------------------------
+
+    async def _settled_traffic(self, storage: Storage) -> tuple[Account, Account, Endpoint]:
+        """acme: one delivered, one retrying (503) and one dead (404) to ``ep``, one pending;
+        quiet: nothing."""
+        acme = await account(storage)
+        quiet = await account(storage, "quiet")
+        ep = await endpoint(storage, acme.id)
+        results = await storage.ingest(acme.id, [message() for _ in range(3)], T0, WINDOW)
+        ids = [r.deliveries[0].id for r in results]
+        await storage.claim(T0, 10, 60_000)
+        await storage.record(
+            [
+                record(ids[0], DeliveryState.DELIVERED, now=T0 + 1000),
+                record(
+                    ids[1],
+                    DeliveryState.PENDING,
+                    next_attempt_at=T0 + 99_000,
+                    status_code=503,
+                    now=T0 + 2000,
+                ),
+                record(
+                    ids[2],
+                    DeliveryState.DEAD,
+                    dead_reason="HTTP 404",
+                    status_code=404,
+                    now=T0 + 61_000,
+                ),
+            ]
+        )
+        await storage.ingest(acme.id, [message()], T0 + 3000, WINDOW)
+        return acme, quiet, ep
+
+    async def test_account_activity_counts_backlog_dead_and_recent_attempts(
+        self, storage: Storage
+    ) -> None:
+        acme, quiet, _ = await self._settled_traffic(storage)
+        busy, idle = await storage.account_activity(T0, 10)
+        assert (busy.account_id, busy.name) == (acme.id, "acme")  # most backlog + dead first
+        assert (busy.backlog, busy.dead, busy.delivered, busy.failed) == (2, 1, 1, 2)
+        assert busy.oldest_pending_at == T0  # the retrying one, created first
+        assert (idle.account_id, idle.backlog, idle.dead, idle.delivered) == (quiet.id, 0, 0, 0)
+        assert idle.oldest_pending_at is None
+        [late] = await storage.account_activity(T0 + 60_000, 10, account_id=acme.id)
+        assert (late.delivered, late.failed) == (0, 1)  # only the attempt inside the window
+
+    async def test_endpoint_health_failures_backlog_and_pacing(self, storage: Storage) -> None:
+        acme, quiet, ep = await self._settled_traffic(storage)
+        idle = await endpoint(storage, quiet.id, disabled=True)
+        first, second = await storage.endpoint_health(T0, T0 + 70_000, 10)
+        assert first.endpoint_id == ep.id and first.account_id == acme.id
+        assert (first.attempts, first.failures, first.backlog) == (3, 2, 2)
+        assert first.last_status_code == 404 and first.paced_rate is None
+        assert (second.endpoint_id, second.disabled, second.attempts) == (idle.id, True, 0)
+        await storage.pace(
+            ep.id, lambda p: (Pacing(paused_until_ms=T0 + 90_000, current_rate=2.0), None)
+        )
+        [paced] = await storage.endpoint_health(T0, T0 + 70_000, 10, account_id=acme.id)
+        assert (paced.paced_rate, paced.paused_until) == (2.0, T0 + 90_000)
+        [resumed] = await storage.endpoint_health(T0, T0 + 95_000, 10, account_id=acme.id)
+        assert resumed.paused_until is None  # the pause is over
+
+    async def test_dead_letters_across_accounts_newest_first(self, storage: Storage) -> None:
+        acme, quiet, _ = await self._settled_traffic(storage)
+        ep = await endpoint(storage, quiet.id)
+        [other] = await storage.ingest(quiet.id, [message()], T0 + 4000, WINDOW)
+        await storage.claim(T0 + 4000, 10, 60_000)
+        other_id = other.deliveries[0].id
+        await storage.record([record(other_id, DeliveryState.DEAD, status_code=410)])
+        letters = await storage.dead_letters(before=None, limit=10)
+        assert (letters[0].account_id, letters[0].endpoint_id) == (quiet.id, ep.id)
+        assert [d.account_id for d in letters] == [quiet.id, acme.id]
+        assert all(d.state is DeliveryState.DEAD for d in letters)
+        older = await storage.dead_letters(before=letters[0].id, limit=10)
+        assert [d.id for d in older] == [letters[1].id]
+        only = await storage.dead_letters(before=None, limit=10, account_id=quiet.id)
+        assert [d.id for d in only] == [other_id]
+
+    async def test_endpoint_activity_in_buckets(self, storage: Storage) -> None:
+        _, _, ep = await self._settled_traffic(storage)
+        points = await storage.endpoint_activity(ep.id, T0, 60_000)
+        assert [(p.bucket_start, p.attempts, p.failures) for p in points] == [
+            (T0 // 60_000 * 60_000, 2, 1),
+            (T0 // 60_000 * 60_000 + 60_000, 1, 1),
+        ]
+        assert await storage.endpoint_activity(ep.id, T0 + 120_000, 60_000) == []
+
+    async def test_delivery_search_by_type_batch_recipient_and_idempotency_key(
+        self, storage: Storage
+    ) -> None:
+        acme = await account(storage)
+        other = await account(storage, "other")
+        await endpoint(storage, acme.id)
+        await endpoint(storage, other.id)
+        await storage.ingest(
+            acme.id,
+            [
+                message("report", ordering_key="b1/46700000001"),
+                message("report", ordering_key="b1/46700000002"),
+                message("report", ordering_key="b2/46700000001"),
+                message("other", idempotency_key="order-7"),
+            ],
+            T0,
+            WINDOW,
+        )
+        await storage.ingest(
+            other.id, [message("report", ordering_key="b1/46700000001")], T0, WINDOW
+        )
+
+        async def keys(**filters: str) -> list[str]:
+            found = await storage.list_deliveries(acme.id, **filters)  # type: ignore[arg-type]
+            return sorted(d.event_type for d in found)
+
+        assert await keys(event_type="report") == ["report"] * 3
+        assert len(await storage.list_deliveries(acme.id, batch_id="b1")) == 2
+        assert len(await storage.list_deliveries(acme.id, recipient="46700000001")) == 2
+        assert (
+            len(await storage.list_deliveries(acme.id, batch_id="b1", recipient="46700000002")) == 1
+        )
+        assert await storage.list_deliveries(acme.id, batch_id="b") == []  # whole ids only
+        assert await keys(idempotency_key="order-7") == ["other"]
+        assert await storage.list_deliveries(other.id, idempotency_key="order-7") == []
+        assert len(await storage.list_deliveries(other.id, batch_id="b1")) == 1
+
 
 def _fields(ep: Endpoint) -> dict[str, object]:
     return {f: getattr(ep, f) for f in ep.__struct_fields__}

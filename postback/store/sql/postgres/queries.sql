@@ -402,3 +402,76 @@ WHERE (account_id, batch_id) IN (SELECT account_id, batch_id FROM batches
 
 -- name: purge_batches
 DELETE FROM batches WHERE created_at < :before AND report_state <> 'waiting';
+
+-- The operator dashboard and the customer portal (postback/ui) ----------------------------
+
+-- name: account_activity
+-- Accounts with the most work waiting or dead first: backlog, oldest pending delivery, dead
+-- letters, and attempts since :since_id (attempt ids are time-ordered, so the primary key
+-- finds the window without scanning older attempts).
+SELECT a.id, a.name, coalesce(s.backlog, 0), s.oldest_pending_at, coalesce(s.dead, 0),
+       coalesce(t.delivered, 0), coalesce(t.failed, 0)
+FROM accounts a
+LEFT JOIN (SELECT account_id,
+                  count(*) FILTER (WHERE state IN ('pending', 'delivering')) AS backlog,
+                  min(created_at) FILTER (WHERE state = 'pending') AS oldest_pending_at,
+                  count(*) FILTER (WHERE state = 'dead') AS dead
+           FROM deliveries
+           WHERE :account_id::text IS NULL OR account_id = :account_id::text
+           GROUP BY account_id) AS s ON s.account_id = a.id
+LEFT JOIN (SELECT d.account_id,
+                  count(*) FILTER (WHERE x.outcome = 'delivered') AS delivered,
+                  count(*) FILTER (WHERE x.outcome <> 'delivered') AS failed
+           FROM attempts x JOIN deliveries d ON d.id = x.delivery_id
+           WHERE x.id >= :since_id
+           GROUP BY d.account_id) AS t ON t.account_id = a.id
+WHERE :account_id::text IS NULL OR a.id = :account_id::text
+ORDER BY coalesce(s.backlog, 0) + coalesce(s.dead, 0) DESC, a.id
+LIMIT :limit;
+
+-- name: endpoint_health
+-- Live endpoints, the most failing first: attempts and failures since :since_id, the last
+-- attempt's status, backlog, and 429 pacing (a lowered rate or a Retry-After pause).
+SELECT e.id, e.account_id, e.url, e.disabled, coalesce(t.attempts, 0), coalesce(t.failures, 0),
+       (SELECT status_code FROM attempts WHERE id = t.last_id), coalesce(b.backlog, 0),
+       p.current_rate, CASE WHEN p.paused_until > :now THEN p.paused_until END
+FROM endpoints e
+LEFT JOIN (SELECT d.endpoint_id, count(*) AS attempts,
+                  count(*) FILTER (WHERE x.outcome <> 'delivered') AS failures,
+                  max(x.id) AS last_id
+           FROM attempts x JOIN deliveries d ON d.id = x.delivery_id
+           WHERE x.id >= :since_id
+           GROUP BY d.endpoint_id) AS t ON t.endpoint_id = e.id
+LEFT JOIN (SELECT endpoint_id, count(*) AS backlog FROM deliveries
+           WHERE state IN ('pending', 'delivering')
+           GROUP BY endpoint_id) AS b ON b.endpoint_id = e.id
+LEFT JOIN endpoint_pacing p ON p.endpoint_id = e.id
+WHERE NOT e.deleted AND (:account_id::text IS NULL OR e.account_id = :account_id::text)
+ORDER BY coalesce(t.failures, 0) DESC, e.disabled DESC, coalesce(b.backlog, 0) DESC, e.id
+LIMIT :limit;
+
+-- name: dead_letters
+-- Dead deliveries of every account (or one), newest first; :before is the previous page's
+-- last id (NULL: the first page).
+SELECT id, message_id, account_id, endpoint_id, state, attempt_count, next_attempt_at,
+       last_status_code, last_error, dead_reason, created_at, updated_at, event_type
+FROM deliveries
+WHERE state = 'dead' AND (:before::text IS NULL OR id < :before::text)
+  AND (:account_id::text IS NULL OR account_id = :account_id::text)
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: endpoint_activity
+-- Attempts to one endpoint per time bucket since :since_id, for the plots.
+SELECT x.started_at / :bucket_ms::bigint AS bucket, count(*),
+       count(*) FILTER (WHERE x.outcome <> 'delivered')
+FROM attempts x JOIN deliveries d ON d.id = x.delivery_id
+WHERE d.endpoint_id = :endpoint_id AND x.id >= :since_id
+GROUP BY bucket
+ORDER BY bucket;
+
+-- name: delivery_by_idempotency_key
+-- A condition of the delivery listing (rows.delivery_filter adds it): the message an
+-- idempotency key named, found through the keys table's primary key while the key is kept.
+message_id IN (SELECT message_id FROM idempotency_keys
+               WHERE account_id = :account_id AND key = :idempotency_key);

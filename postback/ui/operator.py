@@ -1,0 +1,170 @@
+"""The operator dashboard: every account's backlog and dead letters, endpoints by health, the
+dead-letter queue across accounts with bulk replay, live counters and per-endpoint plots.
+
+Reached with the admin token (``POSTBACK_ADMIN_TOKEN``) typed into the login form; a portal
+session never opens these pages (its token is of another kind).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from postback.core.errors import InvalidInput
+from postback.ingest.activity import health_of
+from postback.ui import tokens
+from postback.ui.plots import failure_rate_svg, throughput_svg
+from postback.ui.tokens import Claims
+from postback.ui.web import (
+    admin_token_matches,
+    checked_form,
+    clear_session,
+    config,
+    page,
+    redirect,
+    render,
+    set_session,
+)
+
+LOGIN = "/ui/operator/login"
+WINDOW_MS = 5 * 60_000
+"""Throughput and failures on the dashboard are counted over the last five minutes."""
+PLOT_WINDOWS = {"1h": (3600_000, 60_000), "24h": (86_400_000, 900_000)}
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    return render(request, "operator/login.html", enabled=bool(config(request).admin_token))
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    if not admin_token_matches(request, str(form.get("token", ""))):
+        return render(
+            request,
+            "operator/login.html",
+            401,
+            enabled=bool(config(request).admin_token),
+            error="That is not the admin token.",
+        )
+    ui = config(request)
+    response = redirect("/ui/operator")
+    set_session(
+        request, response, tokens.issue(ui.key, "operator", ui.now_ms(), tokens.SESSION_TTL_MS)
+    )
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    response = redirect("/ui/operator/login")
+    clear_session(response)
+    return response
+
+
+@page("operator", login=LOGIN)
+async def dashboard(request: web.Request, session: Claims) -> web.StreamResponse:
+    services = config(request).services
+    accounts = await services.activity.accounts(WINDOW_MS, 200)
+    endpoints = await services.activity.endpoint_health(WINDOW_MS, 100)
+    return render(
+        request,
+        "operator/dashboard.html",
+        session=session,
+        accounts=accounts,
+        endpoints=[(e, health_of(e)) for e in endpoints],
+        window_s=WINDOW_MS // 1000,
+        now_ms=config(request).now_ms(),
+        counters=await _counters(request),
+    )
+
+
+async def _counters(request: web.Request) -> dict[str, int]:
+    services = config(request).services
+    counts = await services.activity.totals()
+    return {
+        "pending": counts.get("pending", 0),
+        "delivering": counts.get("delivering", 0),
+        "delivered": counts.get("delivered", 0),
+        "dead": counts.get("dead", 0),
+        "ingested here": services.metrics.ingested_total,
+        "attempts here": sum(services.metrics.attempts.values()),
+    }
+
+
+@page("operator", login=LOGIN)
+async def counters(request: web.Request, session: Claims) -> web.StreamResponse:
+    """The live counters fragment, polled by htmx every two seconds."""
+    return render(
+        request, "operator/counters.html", session=session, counters=await _counters(request)
+    )
+
+
+@page("operator", login=LOGIN)
+async def endpoint_plots(request: web.Request, session: Claims) -> web.StreamResponse:
+    services = config(request).services
+    endpoint_id = request.match_info["id"]
+    window = request.query.get("window", "1h")
+    if window not in PLOT_WINDOWS:
+        raise InvalidInput("window", "window must be 1h or 24h")
+    window_ms, bucket_ms = PLOT_WINDOWS[window]
+    account = request.query.get("account", "")
+    endpoint = await services.endpoints.get(account, endpoint_id)
+    series = await services.activity.endpoint_series(None, endpoint_id, window_ms, bucket_ms)
+    return render(
+        request,
+        "operator/endpoint.html",
+        session=session,
+        endpoint=endpoint,
+        window=window,
+        windows=list(PLOT_WINDOWS),
+        throughput=throughput_svg(series, bucket_ms // 1000),
+        failure_rate=failure_rate_svg(series, bucket_ms // 1000),
+    )
+
+
+@page("operator", login=LOGIN)
+async def dead_letters(request: web.Request, session: Claims) -> web.StreamResponse:
+    services = config(request).services
+    account = request.query.get("account") or None
+    rows = await services.activity.dead_letters(
+        before=request.query.get("before") or None, limit=101, account_id=account
+    )
+    return render(
+        request,
+        "operator/dead_letters.html",
+        session=session,
+        rows=rows[:100],
+        account=account,
+        before=rows[99].id if len(rows) > 100 else None,
+    )
+
+
+@page("operator", login=LOGIN)
+async def replay_dead(request: web.Request, session: Claims) -> web.StreamResponse:
+    form = await checked_form(request, session)
+    targets: list[tuple[str, str]] = []
+    for value in form.getall("delivery", []):
+        account, _, delivery = str(value).partition(":")
+        if not account or not delivery:
+            raise InvalidInput("delivery", "each choice is account:delivery")
+        targets.append((account, delivery))
+    if not targets:
+        raise InvalidInput("delivery", "choose at least one dead delivery to replay")
+    outcome = await config(request).services.activity.replay(targets)
+    return render(
+        request,
+        "replayed.html",
+        session=session,
+        outcome=outcome,
+        back="/ui/operator/dead-letters",
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/ui/operator/login", login_form)
+    r.add_post("/ui/operator/login", login)
+    r.add_post("/ui/logout", logout)
+    r.add_get("/ui/operator", dashboard)
+    r.add_get("/ui/operator/counters", counters)
+    r.add_get("/ui/operator/endpoints/{id}", endpoint_plots)
+    r.add_get("/ui/operator/dead-letters", dead_letters)
+    r.add_post("/ui/operator/dead-letters/replay", replay_dead)
