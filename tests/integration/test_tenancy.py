@@ -302,7 +302,7 @@ async def test_every_route_is_documented_once_with_an_operation_id(sqlite_url: s
     }
     documented = {(op.method, op.path) for op in operations() if op.path.startswith("/v1")}
     assert served == documented
-    assert len(served) == 7 + 2 * len(ACCOUNT_ROUTES)
+    assert len(served) == 8 + 2 * len(ACCOUNT_ROUTES)  # 8: accounts, keys, portal links
     ids = [op.operation_id for op in operations()]
     assert len(ids) == len(set(ids))
     document = openapi_document()
