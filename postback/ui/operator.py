@@ -1,8 +1,8 @@
 """The operator dashboard: every account's backlog and dead letters, endpoints by health, the
 dead-letter queue across accounts with bulk replay, live counters and per-endpoint plots.
 
-Reached with the admin token (``POSTBACK_ADMIN_TOKEN``) typed into the login form; a portal
-session never opens these pages (its token is of another kind).
+Reached with the admin token (``POSTBACK_ADMIN_TOKEN``) or a platform key typed into the login
+form; a portal session never opens these pages (its token is of another kind).
 """
 
 from __future__ import annotations
@@ -32,24 +32,28 @@ PLOT_WINDOWS = {"1h": (3600_000, 60_000), "24h": (86_400_000, 900_000)}
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
-    return render(request, "operator/login.html", enabled=bool(config(request).admin_token))
+    return render(request, "operator/login.html")
 
 
 async def login(request: web.Request) -> web.StreamResponse:
+    """The admin token, or a platform key (its session ends when the key is revoked)."""
     form = await request.post()
-    if not admin_token_matches(request, str(form.get("token", ""))):
-        return render(
-            request,
-            "operator/login.html",
-            401,
-            enabled=bool(config(request).admin_token),
-            error="That is not the admin token.",
-        )
+    presented = str(form.get("token", "")).strip()
     ui = config(request)
+    key_id = None
+    if not admin_token_matches(request, presented):
+        caller = await ui.services.keys.authenticate(presented) if presented else None
+        if caller is None or caller.key is None or not caller.is_platform:
+            return render(
+                request,
+                "operator/login.html",
+                401,
+                error="That is neither the admin token nor a platform key.",
+            )
+        key_id = caller.key.id
     response = redirect("/ui/operator")
-    set_session(
-        request, response, tokens.issue(ui.key, "operator", ui.now_ms(), tokens.SESSION_TTL_MS)
-    )
+    session = tokens.issue(ui.key, "operator", ui.now_ms(), tokens.SESSION_TTL_MS, key_id=key_id)
+    set_session(request, response, session)
     return response
 
 

@@ -39,6 +39,8 @@ class Claims(msgspec.Struct, frozen=True, kw_only=True):
     """Random per token: the CSRF token of a session is derived from it."""
     account: str | None = None
     """The one account a portal link or portal session may see; None for the operator."""
+    key_id: str | None = None
+    """An operator who signed in with a platform key: the session ends when the key is revoked."""
 
 
 _encoder = msgspec.json.Encoder()
@@ -57,9 +59,20 @@ def _mac(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def issue(key: bytes, kind: Kind, now_ms: int, ttl_ms: int, account: str | None = None) -> str:
+def issue(
+    key: bytes,
+    kind: Kind,
+    now_ms: int,
+    ttl_ms: int,
+    account: str | None = None,
+    key_id: str | None = None,
+) -> str:
     claims = Claims(
-        kind=kind, expires_at=now_ms + ttl_ms, nonce=secrets.token_urlsafe(12), account=account
+        kind=kind,
+        expires_at=now_ms + ttl_ms,
+        nonce=secrets.token_urlsafe(12),
+        account=account,
+        key_id=key_id,
     )
     body = _encoder.encode(claims)
     return f"{_b64(body)}.{_b64(_mac(key, body))}"

@@ -22,6 +22,7 @@ from multidict import MultiDictProxy
 from postback import __version__
 from postback.core.errors import Conflict, InvalidInput, NotFound, PostbackError, StorageError
 from postback.ingest import Services
+from postback.ingest.keys import ADMIN
 from postback.ui import tokens
 from postback.ui.tokens import Claims, Kind, SessionTokenInvalid
 
@@ -167,6 +168,15 @@ def page(
     def wrap(handler: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def run(request: web.Request) -> web.StreamResponse:
             session = session_of(request, kind)
+            if session is not None and session.key_id is not None:
+                # Signed in with a platform key: revoking the key ends the session too.
+                ui = config(request)
+                try:
+                    key = await ui.services.keys.get(ADMIN, session.key_id)
+                    if not key.live(ui.now_ms()):
+                        session = None
+                except NotFound:
+                    session = None
             if session is None:
                 if request.method == "GET" and "HX-Request" not in request.headers:
                     return redirect(login)

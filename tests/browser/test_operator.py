@@ -34,7 +34,7 @@ async def test_operator_dashboard(
     await page.wait_for_url("**/ui/operator/login")
     await page.fill("#login input[name=token]", "not-the-token")
     await page.click("#login button")
-    assert "not the admin token" in await page.inner_text("#login")
+    assert "neither the admin token nor a platform key" in await page.inner_text("#login")
     await page.fill("#login input[name=token]", postback.admin_token)
     await page.click("#login button")
     await page.wait_for_url(postback.url + "/ui/operator")
