@@ -180,6 +180,11 @@ async def cmd_accounts_show(args: argparse.Namespace) -> None:
         _print_json(await client.get_account(args.account_ref))
 
 
+async def cmd_accounts_portal_link(args: argparse.Namespace) -> None:
+    async with _client(args, admin=True) as client:
+        _print_json(await client.create_portal_session(args.account_ref))
+
+
 async def cmd_keys_create(args: argparse.Namespace) -> None:
     if args.platform and args.account:
         raise CLIError("a platform key has no account: pass --platform or --account, not both")
@@ -400,6 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
         accounts.add_parser("show", help="one account, by id or external id"), scoped=False
     )
     ashow.add_argument("account_ref", metavar="ACCOUNT")
+    alink = with_api(
+        accounts.add_parser(
+            "portal-link", help="a 10-minute link to one account's customer portal (/ui)"
+        ),
+        scoped=False,
+    )
+    alink.add_argument("account_ref", metavar="ACCOUNT")
 
     keys = sub.add_parser("keys", help="API keys: create, list, rotate, revoke").add_subparsers(
         dest="action", required=True
@@ -504,6 +516,8 @@ def dispatch(args: argparse.Namespace) -> None:
             coroutine = cmd_accounts_list(args)
         case ("accounts", "show"):
             coroutine = cmd_accounts_show(args)
+        case ("accounts", "portal-link"):
+            coroutine = cmd_accounts_portal_link(args)
         case ("keys", "create"):
             coroutine = cmd_keys_create(args)
         case ("keys", "list"):

@@ -224,6 +224,8 @@ async def test_platform_keys_accounts_and_key_commands(
     assert shop["id"] in listed.stdout and "shop-1" in listed.stdout
     shown = json.loads((await cli("accounts", "show", "shop-1")).stdout)
     assert shown["id"] == shop["id"]
+    link = json.loads((await cli("accounts", "portal-link", "shop-1")).stdout)
+    assert link["url"].startswith(postback.url + "/ui/portal?token=") and link["expires_at"]
 
     added = await cli("endpoints", "add", receiver.url("/shop"), "--account", "shop-1")
     assert added.returncode == 0, added.stderr
