@@ -28,6 +28,8 @@ from postback.ui.tokens import Claims, Kind, SessionTokenInvalid
 
 COOKIE = "postback_session"
 CSRF_HEADER = "X-CSRF-Token"
+ACCOUNT_NAME: web.RequestKey[str] = web.RequestKey("account_name", str)
+"""Where a portal page keeps its account's name for the header."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,12 @@ def render(
 ) -> web.Response:
     csrf = tokens.csrf_token(config(request).key, session) if session is not None else ""
     html = _env.get_template(template).render(
-        request=request, session=session, csrf=csrf, csrf_header=CSRF_HEADER, **context
+        request=request,
+        session=session,
+        csrf=csrf,
+        csrf_header=CSRF_HEADER,
+        account_name=request.get(ACCOUNT_NAME, ""),
+        **context,
     )
     response = web.Response(text=html, status=status, content_type="text/html")
     _protect(response)
@@ -182,6 +189,9 @@ def page(
                     return redirect(login)
                 return render(request, "error.html", 401, message="Your session has ended.")
             try:
+                if session.account is not None:
+                    account = await config(request).services.accounts.get(session.account)
+                    request[ACCOUNT_NAME] = account.name
                 return await handler(request, session)
             except web.HTTPForbidden as exc:
                 return render(request, "error.html", 403, session, message=exc.text or "")
