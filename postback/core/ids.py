@@ -5,11 +5,10 @@ Time order lets lists paginate by id alone and keeps B-tree inserts at the right
 
 from __future__ import annotations
 
-import base64
-
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# base64's RFC 4648 base32 runs in C; translating its alphabet gives Crockford's.
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+# Two digits (10 bits) per lookup: 13 steps instead of 26 (ids are made for every delivery).
+_DIGIT_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
 
 
 def encode_ulid(timestamp_ms: int, randomness: bytes) -> str:
@@ -17,9 +16,7 @@ def encode_ulid(timestamp_ms: int, randomness: bytes) -> str:
     if len(randomness) != 10:
         raise ValueError("randomness must be 10 bytes")
     value = (timestamp_ms & ((1 << 48) - 1)) << 80 | int.from_bytes(randomness, "big")
-    # 26 five-bit digits are 130 bits: shifted to fill 17 bytes, the first 26 base32 digits.
-    digits = base64.b32encode((value << 6).to_bytes(17, "big"))[:26]
-    return digits.translate(_TO_CROCKFORD).decode()
+    return "".join([_DIGIT_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def make_id(prefix: str, timestamp_ms: int, randomness: bytes) -> str:
