@@ -172,22 +172,20 @@ class PostgresStorage:
 
     async def _migrate(self, conn: asyncpg.Connection, migrate: bool) -> None:
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            sql, args = _bind("migration_lock", {"key": _MIGRATION_LOCK})
+            await conn.execute(sql, *args)
             if migrate:  # only `migrate` changes anything; a check leaves no trace
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-            await conn.execute(f"SET LOCAL search_path TO {self.schema}")
+                # The schema name matched _SCHEMA_NAME when the storage was made.
+                await conn.execute(_Q["create_schema"].format(schema=self.schema))
+            await conn.execute(_Q["use_schema"].format(schema=self.schema))
             if migrate:
-                await conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations "
-                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-            exists = await conn.fetchval(
-                "SELECT to_regclass($1) IS NOT NULL", f"{self.schema}.schema_migrations"
+                await conn.execute(_Q["migrations_table"])
+            sql, args = _bind(
+                "migrations_table_exists", {"name": f"{self.schema}.schema_migrations"}
             )
+            exists = await conn.fetchval(sql, *args)
             applied = (
-                {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                if exists
-                else set()
+                {r[0] for r in await conn.fetch(_Q["migrations_applied"])} if exists else set()
             )
             known = migration_files("postgres")
             pending = pending_migrations(
@@ -195,7 +193,8 @@ class PostgresStorage:
             )
             for version in pending:
                 await conn.execute(known[version])
-                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                sql, args = _bind("migration_applied", {"version": version})
+                await conn.execute(sql, *args)
 
     async def close(self) -> None:
         if self._listen_task is not None:
@@ -343,11 +342,8 @@ class PostgresStorage:
             await self._insert_secret(conn, endpoint.id, secret)
 
     async def get_endpoint(self, account_id: str | None, endpoint_id: str) -> Endpoint | None:
-        sql = _Q["endpoint_columns"] + " WHERE id = :id AND NOT deleted"
-        params: dict[str, Any] = {"id": endpoint_id}
-        if account_id is not None:
-            sql += " AND account_id = :account_id"
-            params["account_id"] = account_id
+        sql = _Q["endpoint_columns"] + "\n" + _Q["endpoint_by_id"]
+        params: dict[str, Any] = {"id": endpoint_id, "account_id": account_id}
         positional, args = _bind_sql(sql, params)
         async with self._conn() as conn:
             row = await conn.fetchrow(positional, *args)
@@ -356,11 +352,7 @@ class PostgresStorage:
     async def list_endpoints(
         self, account_id: str, *, after: str | None, limit: int
     ) -> list[Endpoint]:
-        sql = (
-            _Q["endpoint_columns"]
-            + " WHERE account_id = :account_id AND NOT deleted AND id > :after"
-            " ORDER BY id LIMIT :limit"
-        )
+        sql = _Q["endpoint_columns"] + "\n" + _Q["endpoints_page"]
         positional, args = _bind_sql(
             sql, {"account_id": account_id, "after": after or "", "limit": limit}
         )
@@ -595,7 +587,7 @@ class PostgresStorage:
 
     async def get_delivery(self, account_id: str, delivery_id: str) -> Delivery | None:
         sql, args = _bind_sql(
-            _Q["delivery_columns"] + " WHERE id = :id AND account_id = :account_id",
+            _Q["delivery_columns"] + "\n" + _Q["delivery_by_id"],
             {"id": delivery_id, "account_id": account_id},
         )
         async with self._conn() as conn:

@@ -237,18 +237,9 @@ class SQLiteStorage:
             raise _translate(exc) from exc
         try:
             if migrate:
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations "
-                    "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
-                )
-            exists = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-            ).fetchone()
-            applied = (
-                {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
-                if exists
-                else set()
-            )
+                conn.execute(_Q["migrations_table"])
+            exists = conn.execute(_Q["migrations_table_exists"]).fetchone()
+            applied = {v for (v,) in conn.execute(_Q["migrations_applied"])} if exists else set()
             known = migration_files("sqlite")
             pending = pending_migrations(
                 applied, known, migrate=migrate, database=f"database {self.path}"
@@ -259,8 +250,8 @@ class SQLiteStorage:
                     for statement in split_statements(known[version]):
                         conn.execute(statement)
                     conn.execute(
-                        "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                        (version, int(time.time() * 1000)),
+                        _Q["migration_applied"],
+                        {"version": version, "applied_at": int(time.time() * 1000)},
                     )
                     conn.execute("COMMIT")
                 except BaseException:
@@ -410,11 +401,8 @@ class SQLiteStorage:
         await self._write(write)
 
     async def get_endpoint(self, account_id: str | None, endpoint_id: str) -> Endpoint | None:
-        sql = _Q["endpoint_columns"] + " WHERE id = :id AND deleted = 0"
-        params: dict[str, Any] = {"id": endpoint_id}
-        if account_id is not None:
-            sql += " AND account_id = :account_id"
-            params["account_id"] = account_id
+        sql = _Q["endpoint_columns"] + "\n" + _Q["endpoint_by_id"]
+        params: dict[str, Any] = {"id": endpoint_id, "account_id": account_id}
 
         def read(conn: sqlite3.Connection) -> Endpoint | None:
             row = conn.execute(sql, params).fetchone()
@@ -425,11 +413,7 @@ class SQLiteStorage:
     async def list_endpoints(
         self, account_id: str, *, after: str | None, limit: int
     ) -> list[Endpoint]:
-        sql = (
-            _Q["endpoint_columns"]
-            + " WHERE account_id = :account_id AND deleted = 0 AND id > :after"
-            " ORDER BY id LIMIT :limit"
-        )
+        sql = _Q["endpoint_columns"] + "\n" + _Q["endpoints_page"]
         params = {"account_id": account_id, "after": after or "", "limit": limit}
 
         def read(conn: sqlite3.Connection) -> list[Endpoint]:
@@ -491,8 +475,7 @@ class SQLiteStorage:
     ) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
             owner = conn.execute(
-                "SELECT 1 FROM endpoints WHERE id = ? AND account_id = ? AND deleted = 0",
-                (endpoint_id, account_id),
+                _Q["endpoint_owner"], {"id": endpoint_id, "account_id": account_id}
             ).fetchone()
             if owner is None:
                 return False
@@ -501,10 +484,7 @@ class SQLiteStorage:
                 {"endpoint_id": endpoint_id, "expires_at": old_expires_at},
             )
             conn.execute(_Q["insert_secret"], secret_params(endpoint_id, new, self.sealer))
-            conn.execute(
-                "UPDATE endpoints SET updated_at = max(updated_at + 1, ?) WHERE id = ?",
-                (new.created_at, endpoint_id),
-            )
+            conn.execute(_Q["bump_endpoint_version"], {"id": endpoint_id, "now": new.created_at})
             return True
 
         return await self._write(write)
@@ -650,10 +630,10 @@ class SQLiteStorage:
         return await self._read(read)
 
     async def get_delivery(self, account_id: str, delivery_id: str) -> Delivery | None:
-        sql = _Q["delivery_columns"] + " WHERE id = ? AND account_id = ?"
+        sql = _Q["delivery_columns"] + "\n" + _Q["delivery_by_id"]
 
         def read(conn: sqlite3.Connection) -> Delivery | None:
-            row = conn.execute(sql, (delivery_id, account_id)).fetchone()
+            row = conn.execute(sql, {"id": delivery_id, "account_id": account_id}).fetchone()
             return None if row is None else delivery_from_row(row)
 
         return await self._read(read)

@@ -475,3 +475,38 @@ ORDER BY bucket;
 -- idempotency key named, found through the keys table's primary key while the key is kept.
 message_id IN (SELECT message_id FROM idempotency_keys
                WHERE account_id = :account_id AND key = :idempotency_key);
+
+-- name: migration_lock
+SELECT pg_advisory_xact_lock(:key);
+
+-- name: create_schema
+-- {schema} is checked against a strict identifier pattern before it is formatted in.
+CREATE SCHEMA IF NOT EXISTS {schema};
+
+-- name: use_schema
+SET LOCAL search_path TO {schema};
+
+-- name: migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations
+    (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+
+-- name: migrations_table_exists
+SELECT to_regclass(:name) IS NOT NULL;
+
+-- name: migrations_applied
+SELECT version FROM schema_migrations;
+
+-- name: migration_applied
+INSERT INTO schema_migrations (version) VALUES (:version);
+
+-- name: endpoint_by_id
+-- Appended to endpoint_columns.
+WHERE id = :id AND NOT deleted AND (:account_id::text IS NULL OR account_id = :account_id);
+
+-- name: endpoints_page
+-- Appended to endpoint_columns.
+WHERE account_id = :account_id AND NOT deleted AND id > :after ORDER BY id LIMIT :limit;
+
+-- name: delivery_by_id
+-- Appended to delivery_columns.
+WHERE id = :id AND account_id = :account_id;

@@ -419,3 +419,34 @@ ORDER BY bucket;
 -- idempotency key named, found through the keys table's primary key while the key is kept.
 message_id IN (SELECT message_id FROM idempotency_keys
                WHERE account_id = :account_id AND key = :idempotency_key);
+
+-- name: migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations
+    (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+
+-- name: migrations_table_exists
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations';
+
+-- name: migrations_applied
+SELECT version FROM schema_migrations;
+
+-- name: migration_applied
+INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :applied_at);
+
+-- name: endpoint_by_id
+-- Appended to endpoint_columns.
+WHERE id = :id AND deleted = 0 AND (:account_id IS NULL OR account_id = :account_id);
+
+-- name: endpoints_page
+-- Appended to endpoint_columns.
+WHERE account_id = :account_id AND deleted = 0 AND id > :after ORDER BY id LIMIT :limit;
+
+-- name: delivery_by_id
+-- Appended to delivery_columns.
+WHERE id = :id AND account_id = :account_id;
+
+-- name: endpoint_owner
+SELECT 1 FROM endpoints WHERE id = :id AND account_id = :account_id AND deleted = 0;
+
+-- name: bump_endpoint_version
+UPDATE endpoints SET updated_at = max(updated_at + 1, :now) WHERE id = :id;
