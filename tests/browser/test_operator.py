@@ -41,6 +41,11 @@ async def test_operator_dashboard(
 
     accounts = await page.inner_text("#accounts")
     assert "Acme Logistics" in accounts and "Rival Corp" in accounts
+    await page.fill("#find-account input[name=q]", "rival")
+    await page.click("#find-account button")
+    assert "Rival Corp" in await page.inner_text("#accounts")
+    assert "Acme Logistics" not in await page.inner_text("#accounts")
+    await page.goto(postback.url + "/ui/operator")
     health = page.locator("#endpoint-health tbody tr")
     assert await health.count() == 4
     assert await page.locator("#endpoint-health .tag.failing").count() == 2
