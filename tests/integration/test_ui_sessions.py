@@ -6,7 +6,9 @@ import re
 
 import aiohttp
 
-from tests.support.service import RunningPostback
+from tests.support.payloads import ANY_OBJECT
+from tests.support.receiver import Receiver, status
+from tests.support.service import RunningPostback, wait_until
 
 
 def session() -> aiohttp.ClientSession:
@@ -63,3 +65,65 @@ async def test_portal_sessions_stay_in_their_account_and_need_csrf(
             assert forged.status == 403  # no CSRF token: nothing created
         async with postback.client(acme.api_key) as pb:
             assert (await pb.list_endpoints()).data == []
+
+
+async def _portal(postback: RunningPostback, account_id: str) -> tuple[aiohttp.ClientSession, str]:
+    """A browser-like session signed in to one account's portal, and its CSRF token."""
+    async with postback.client() as admin:
+        link = await admin.create_portal_session(account_id)
+    browser = session()
+    async with browser.get(link.url) as opened:
+        assert opened.status == 200
+    async with browser.get(postback.url + "/ui/portal") as home:
+        match = re.search(r'name="csrf" value="([^"]+)"', await home.text())
+    assert match
+    return browser, match.group(1)
+
+
+async def test_portal_search_and_bulk_replay_stay_in_the_account(
+    postback: RunningPostback, receiver: Receiver
+) -> None:
+    async with postback.client() as admin:
+        acme = await admin.create_account("acme")
+        rival = await admin.create_account("rival")
+    async with postback.client(acme.api_key) as pb:
+        await pb.create_event_type("t", ANY_OBJECT)
+        await pb.create_endpoint(receiver.on("/down", status(400)))
+        keyed = await pb.send("t", {"n": 1}, idempotency_key="order-7")
+        other = await pb.send("t", {"n": 2})
+        await receiver.wait_for("/down", count=2)
+    async with postback.client(rival.api_key) as pb:
+        await pb.create_event_type("t", ANY_OBJECT)
+        await pb.create_endpoint(receiver.on("/rival", status(400)))
+        foreign = await pb.send("t", {"n": 3})
+        await receiver.wait_for("/rival")
+    account_id = acme.id
+    ids = [keyed.deliveries[0].id, other.deliveries[0].id]
+    browser, csrf = await _portal(postback, account_id)
+    async with browser:
+
+        async def log(query: str) -> tuple[int, str]:
+            async with browser.get(f"{postback.url}/ui/portal/deliveries?{query}") as page:
+                return page.status, await page.text()
+
+        _, by_key = await log("search_by=idempotency_key&q=order-7")
+        assert ids[0] in by_key and ids[1] not in by_key
+        status_code, bad = await log("search_by=payload&q=x")
+        assert status_code == 400 and "search by" in bad
+        status_code, _ = await log("state=lost")
+        assert status_code == 400
+
+        async def dead() -> bool:
+            _, text = await log("state=dead")
+            return all(i in text for i in ids)
+
+        await wait_until(dead)
+        async with browser.post(
+            postback.url + "/ui/portal/deliveries/replay",
+            data=[("csrf", csrf), *(("delivery_id", i) for i in [*ids, foreign.deliveries[0].id])],
+        ) as replayed:
+            text = await replayed.text()
+        assert replayed.status == 200 and "2 deliveries sent again" in text
+        assert foreign.deliveries[0].id in text  # listed as not replayed: not this account's
+    await receiver.wait_for("/down", count=4)
+    assert len(receiver.at("/rival")) == 1  # the other account's delivery stayed dead
