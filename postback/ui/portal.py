@@ -8,12 +8,13 @@ found") is what keeps customers apart; nothing here takes an account from the re
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
 
 from postback import __version__
-from postback.core.errors import InvalidInput
+from postback.core.errors import InvalidInput, NotFound
 from postback.core.model import Attempt, DeliveryState, Endpoint, static_headers
 from postback.core.wire import EndpointCreate, EndpointUpdate
 from postback.ingest import MessageSubmission
@@ -266,7 +267,7 @@ async def deliveries(request: web.Request, session: Claims) -> web.StreamRespons
     if len(rows) > PAGE_SIZE:
         params = {k: v for k, v in q.items() if k != "after"}
         params["after"] = rows[PAGE_SIZE - 1].id
-        next_query = "&".join(f"{k}={v}" for k, v in params.items())
+        next_query = urlencode(params)
     return render(
         request,
         "portal/deliveries.html",
@@ -313,14 +314,20 @@ async def delivery_page(request: web.Request, session: Claims) -> web.StreamResp
     account = account_of(session)
     delivery = await services.deliveries.get(account, request.match_info["id"])
     attempts = await services.deliveries.attempts(account, delivery.id, after=None, limit=200)
-    endpoint = await services.endpoints.get(account, delivery.endpoint_id)
+    try:
+        endpoint: Endpoint | None = await services.endpoints.get(account, delivery.endpoint_id)
+    except NotFound:
+        endpoint = None  # deleted since: its deliveries stay readable
     return render(
         request,
         "portal/delivery.html",
         session=session,
         delivery=delivery,
         endpoint=endpoint,
-        attempts=[(a, masked_request_headers(endpoint, delivery.message_id, a)) for a in attempts],
+        attempts=[
+            (a, masked_request_headers(endpoint, delivery.message_id, a) if endpoint else [])
+            for a in attempts
+        ],
     )
 
 

@@ -127,3 +127,23 @@ async def test_portal_search_and_bulk_replay_stay_in_the_account(
         assert foreign.deliveries[0].id in text  # listed as not replayed: not this account's
     await receiver.wait_for("/down", count=4)
     assert len(receiver.at("/rival")) == 1  # the other account's delivery stayed dead
+
+
+async def test_a_deleted_endpoints_deliveries_stay_readable(
+    postback: RunningPostback, receiver: Receiver
+) -> None:
+    async with postback.client() as admin:
+        acme = await admin.create_account("acme")
+    async with postback.client(acme.api_key) as pb:
+        await pb.create_event_type("t", ANY_OBJECT)
+        endpoint = await pb.create_endpoint(receiver.on("/gone", status(200)))
+        sent = await pb.send("t", {"n": 1})
+        await receiver.wait_for("/gone")
+        await pb.delete_endpoint(endpoint.id)
+    browser, _ = await _portal(postback, acme.id)
+    async with (
+        browser,
+        browser.get(f"{postback.url}/ui/portal/deliveries/{sent.deliveries[0].id}") as page,
+    ):
+        text = await page.text()
+    assert page.status == 200 and "(deleted)" in text and "Attempt 1" in text
