@@ -587,7 +587,11 @@ ACCOUNT_ROUTES: list[tuple[str, str, Handler]] = [
 
 
 def create_app(
-    services: Services, *, admin_token: str = "", ui_key: bytes | None = None
+    services: Services,
+    *,
+    admin_token: str = "",
+    ui_key: bytes | None = None,
+    ui_frame_ancestors: str = "",
 ) -> web.Application:
     """The API, /docs, and the UI at /ui (``ui_key`` signs its links and sessions)."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=32 * 1024 * 1024)
@@ -614,5 +618,11 @@ def create_app(
     for prefix in ("/v1", "/v1/accounts/{account}"):
         for method, path, handler in ACCOUNT_ROUTES:
             r.add_route(method, prefix + path, handler)
-    add_ui(app, services, admin_token=admin_token, key=ui_key)
+    add_ui(
+        app,
+        services,
+        admin_token=admin_token,
+        key=ui_key,
+        frame_ancestors=ui_frame_ancestors,
+    )
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from postback.core.errors import PostbackError
@@ -26,6 +27,20 @@ def _int(name: str, default: int, minimum: int, maximum: int) -> int:
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name} must be from {minimum} to {maximum}, got {value}")
     return value
+
+
+_ORIGIN = re.compile(r"^https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+def _origins(name: str) -> str:
+    raw = os.environ.get(name, "").split()
+    for origin in raw:
+        if not _ORIGIN.match(origin):
+            raise ConfigError(
+                f"{name} must be space-separated origins like https://app.example.com, "
+                f"got {origin!r}"
+            )
+    return " ".join(raw)
 
 
 def _networks(name: str) -> str:
@@ -57,6 +72,9 @@ class Settings:
     """On SIGTERM, how long in-flight attempts may finish before they are handed back."""
     lease_s: int = 120
     """How long a claimed delivery belongs to its worker; a dead worker's work waits this long."""
+    ui_frame_ancestors: str = ""
+    """Origins (space-separated) whose pages may embed the portal in a frame; empty: none but
+    Postback itself. The session cookie is SameSite=Strict, so only same-site embedding works."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -77,6 +95,7 @@ class Settings:
             # Longer than the longest attempt (60 s timeout), or live work would be re-sent.
             shutdown_timeout_s=_int("POSTBACK_SHUTDOWN_TIMEOUT_SECONDS", 10, 0, 3600),
             lease_s=_int("POSTBACK_LEASE_SECONDS", 120, 2, 86_400),
+            ui_frame_ancestors=_origins("POSTBACK_UI_FRAME_ANCESTORS"),
         )
 
 

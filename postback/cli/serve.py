@@ -141,6 +141,7 @@ async def run_service(
                 services,
                 admin_token=settings.admin_token,
                 ui_key=sealer.derive_key("ui-sessions"),
+                ui_frame_ancestors=settings.ui_frame_ancestors,
             )
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()

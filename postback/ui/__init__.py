@@ -25,11 +25,21 @@ async def _index(request: web.Request) -> web.StreamResponse:
 
 
 def add_ui(
-    app: web.Application, services: Services, *, admin_token: str, key: bytes | None
+    app: web.Application,
+    services: Services,
+    *,
+    admin_token: str,
+    key: bytes | None,
+    frame_ancestors: str = "",
 ) -> None:
     """Mount the UI on ``app``. Without ``key`` (tests, tools) sessions are signed with a
     random key and end when the process does."""
-    app[UI] = UIConfig(services=services, key=key or os.urandom(32), admin_token=admin_token)
+    app[UI] = UIConfig(
+        services=services,
+        key=key or os.urandom(32),
+        admin_token=admin_token,
+        frame_ancestors=frame_ancestors,
+    )
     app.router.add_get("/ui", _index)
     app.router.add_static("/ui/static", static_dir())
     portal.add_routes(app)

@@ -38,6 +38,8 @@ class UIConfig:
     key: bytes
     """Signs links, sessions and CSRF tokens (derived from the process's secret key)."""
     admin_token: str
+    frame_ancestors: str = ""
+    """Origins that may embed these pages in a frame (besides Postback itself)."""
     clock: Callable[[], float] = time.time
 
     def now_ms(self) -> int:
@@ -98,15 +100,17 @@ def render(
         **context,
     )
     response = web.Response(text=html, status=status, content_type="text/html")
-    _protect(response)
+    _protect(response, config(request).frame_ancestors)
     return response
 
 
-def _protect(response: web.StreamResponse) -> None:
-    """Every page: no framing by other sites, no inline script, no referrer leaks of links."""
+def _protect(response: web.StreamResponse, frame_ancestors: str = "") -> None:
+    """Every page: no framing by other sites (unless configured), no inline script, no
+    referrer leaks of links."""
+    ancestors = " ".join(("'self'", frame_ancestors)).strip()
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "frame-ancestors 'self'; form-action 'self'; base-uri 'none'"
+        f"frame-ancestors {ancestors}; form-action 'self'; base-uri 'none'"
     )
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 import aiohttp
+import pytest
 
+from postback.cli.config import ConfigError, Settings
 from tests.support.payloads import ANY_OBJECT
 from tests.support.receiver import Receiver, status
-from tests.support.service import RunningPostback, wait_until
+from tests.support.service import RunningPostback, start_postback, wait_until
 
 
 def session() -> aiohttp.ClientSession:
@@ -147,3 +149,24 @@ async def test_a_deleted_endpoints_deliveries_stay_readable(
     ):
         text = await page.text()
     assert page.status == 200 and "(deleted)" in text and "Attempt 1" in text
+
+
+async def test_framing_is_refused_unless_an_origin_is_configured(
+    postback: RunningPostback, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with session() as browser, browser.get(postback.url + "/ui/operator/login") as page:
+        assert "frame-ancestors 'self';" in page.headers["Content-Security-Policy"]
+        assert "script-src 'self';" in page.headers["Content-Security-Policy"]
+    monkeypatch.setenv("POSTBACK_UI_FRAME_ANCESTORS", "https://app.example.com;script-src *")
+    with pytest.raises(ConfigError, match="POSTBACK_UI_FRAME_ANCESTORS"):
+        Settings.from_env()
+    monkeypatch.setenv("POSTBACK_UI_FRAME_ANCESTORS", "https://app.example.com")
+    embedded = await start_postback(
+        sqlite_url + ".2", ui_frame_ancestors=Settings.from_env().ui_frame_ancestors
+    )
+    try:
+        async with session() as browser, browser.get(embedded.url + "/ui/operator/login") as page:
+            policy = page.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'self' https://app.example.com;" in policy
+    finally:
+        await embedded.shutdown()
