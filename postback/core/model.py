@@ -371,6 +371,17 @@ class EndpointHealth(msgspec.Struct, frozen=True, kw_only=True):
     """A 429's Retry-After holds the endpoint until then."""
 
 
+class LiveTotals(msgspec.Struct, frozen=True, kw_only=True):
+    """Every account's work right now, and the attempts of the last window (the live counters)."""
+
+    pending: int
+    delivering: int
+    delivered: int
+    """Attempts that delivered, since the window's start."""
+    failed: int
+    """Attempts that did not, since the window's start."""
+
+
 class ActivityPoint(msgspec.Struct, frozen=True, kw_only=True):
     """Attempts to one endpoint in one time bucket (for the throughput and failure plots)."""
 

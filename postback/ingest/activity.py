@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from postback.core.errors import Conflict, InvalidInput, NotFound
-from postback.core.model import AccountActivity, ActivityPoint, Delivery, EndpointHealth
+from postback.core.model import (
+    AccountActivity,
+    ActivityPoint,
+    Delivery,
+    EndpointHealth,
+    LiveTotals,
+)
 from postback.ingest.context import IngestContext
 from postback.ingest.endpoints import EndpointService
 from postback.ingest.messages import MessageService
@@ -54,9 +60,10 @@ class ActivityReports:
         since = self.context.now_ms() - window_ms
         return await self.context.storage.account_activity(since, limit, account_id)
 
-    async def totals(self) -> dict[str, int]:
-        """Deliveries of every account by state, right now (every node's work, from storage)."""
-        return await self.context.storage.count_by_state(None)
+    async def live_totals(self, window_ms: int) -> LiveTotals:
+        """Every node's work right now (from storage) and the attempts of the last window;
+        cheap enough to poll every few seconds (no scan of finished deliveries)."""
+        return await self.context.storage.live_totals(self.context.now_ms() - window_ms)
 
     async def endpoint_health(
         self, window_ms: int, limit: int = 200, account_id: str | None = None

@@ -31,6 +31,7 @@ from postback.core.model import (
     EndpointHealth,
     EventTypeDefinition,
     IngestResult,
+    LiveTotals,
     Message,
     NewMessage,
     RecipientStatus,
@@ -241,6 +242,9 @@ class Storage(Protocol):
         self, since: int, now: int, limit: int, account_id: str | None = None
     ) -> list[EndpointHealth]:
         """Live endpoints with the most failed attempts since ``since`` first."""
+
+    async def live_totals(self, since: int) -> LiveTotals:
+        """Pending and in-flight deliveries of every account, attempts since ``since``."""
 
     async def dead_letters(
         self, *, before: str | None, limit: int, account_id: str | None = None

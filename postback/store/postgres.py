@@ -44,6 +44,7 @@ from postback.core.model import (
     EndpointHealth,
     EventTypeDefinition,
     IngestResult,
+    LiveTotals,
     Message,
     NewMessage,
     RecipientStatus,
@@ -910,6 +911,10 @@ class PostgresStorage:
             },
         )
         return [endpoint_health_from_row(r) for r in rows]
+
+    async def live_totals(self, since: int) -> LiveTotals:
+        [row] = await self._fetch("live_totals", {"since_id": make_id("att", since, bytes(10))})
+        return LiveTotals(pending=row[0], delivering=row[1], delivered=row[2], failed=row[3])
 
     async def dead_letters(
         self, *, before: str | None, limit: int, account_id: str | None = None

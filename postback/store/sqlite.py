@@ -47,6 +47,7 @@ from postback.core.model import (
     EndpointHealth,
     EventTypeDefinition,
     IngestResult,
+    LiveTotals,
     Message,
     NewMessage,
     RecipientStatus,
@@ -964,6 +965,19 @@ class SQLiteStorage:
             return [
                 endpoint_health_from_row(r) for r in conn.execute(_Q["endpoint_health"], params)
             ]
+
+        return await self._read(read)
+
+    async def live_totals(self, since: int) -> LiveTotals:
+        params = {"since_id": make_id("att", since, bytes(10))}
+
+        def read(conn: sqlite3.Connection) -> LiveTotals:
+            pending, delivering, delivered, failed = conn.execute(
+                _Q["live_totals"], params
+            ).fetchone()
+            return LiveTotals(
+                pending=pending, delivering=delivering, delivered=delivered, failed=failed
+            )
 
         return await self._read(read)
 

@@ -93,16 +93,18 @@ async def dashboard(request: web.Request, session: Claims) -> web.StreamResponse
     )
 
 
-async def _counters(request: web.Request) -> dict[str, int]:
+async def _counters(request: web.Request) -> dict[str, tuple[int, str]]:
+    """name -> (value, label); every node's work from storage, "here" this process's."""
     services = config(request).services
-    counts = await services.activity.totals()
+    totals = await services.activity.live_totals(WINDOW_MS)
+    minutes = WINDOW_MS // 60_000
     return {
-        "pending": counts.get("pending", 0),
-        "delivering": counts.get("delivering", 0),
-        "delivered": counts.get("delivered", 0),
-        "dead": counts.get("dead", 0),
-        "ingested here": services.metrics.ingested_total,
-        "attempts here": sum(services.metrics.attempts.values()),
+        "pending": (totals.pending, "pending"),
+        "delivering": (totals.delivering, "in flight"),
+        "delivered": (totals.delivered, f"delivered / {minutes} min"),
+        "failed": (totals.failed, f"failed attempts / {minutes} min"),
+        "ingested here": (services.metrics.ingested_total, "ingested here"),
+        "attempts here": (sum(services.metrics.attempts.values()), "attempts here"),
     }
 
 

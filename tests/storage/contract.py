@@ -747,6 +747,18 @@ class StorageContract:
         [late] = await storage.account_activity(T0 + 60_000, 10, account_id=acme.id)
         assert (late.delivered, late.failed) == (0, 1)  # only the attempt inside the window
 
+    async def test_live_totals_count_work_now_and_attempts_in_the_window(
+        self, storage: Storage
+    ) -> None:
+        await self._settled_traffic(storage)
+        now = await storage.live_totals(T0)
+        assert (now.pending, now.delivering, now.delivered, now.failed) == (2, 0, 1, 2)
+        later = await storage.live_totals(T0 + 60_000)
+        assert (later.pending, later.delivered, later.failed) == (2, 0, 1)
+        await storage.claim(T0 + 100_000, 10, 60_000)
+        claimed = await storage.live_totals(T0)
+        assert (claimed.pending, claimed.delivering) == (0, 2)
+
     async def test_endpoint_health_failures_backlog_and_pacing(self, storage: Storage) -> None:
         acme, quiet, ep = await self._settled_traffic(storage)
         idle = await endpoint(storage, quiet.id, disabled=True)

@@ -510,3 +510,11 @@ WHERE account_id = :account_id AND NOT deleted AND id > :after ORDER BY id LIMIT
 -- name: delivery_by_id
 -- Appended to delivery_columns.
 WHERE id = :id AND account_id = :account_id;
+
+-- name: live_totals
+-- The operator's live counters, cheap enough to poll: work waiting and in flight (the partial
+-- indexes of pending and delivering rows), and attempts since :since_id (the primary key range).
+SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending'),
+       (SELECT count(*) FROM deliveries WHERE state = 'delivering'),
+       (SELECT count(*) FROM attempts WHERE id >= :since_id AND outcome = 'delivered'),
+       (SELECT count(*) FROM attempts WHERE id >= :since_id AND outcome <> 'delivered');

@@ -450,3 +450,11 @@ SELECT 1 FROM endpoints WHERE id = :id AND account_id = :account_id AND deleted 
 
 -- name: bump_endpoint_version
 UPDATE endpoints SET updated_at = max(updated_at + 1, :now) WHERE id = :id;
+
+-- name: live_totals
+-- The operator's live counters, cheap enough to poll: work waiting and in flight (the partial
+-- indexes of pending and delivering rows), and attempts since :since_id (the primary key range).
+SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending'),
+       (SELECT count(*) FROM deliveries WHERE state = 'delivering'),
+       (SELECT count(*) FROM attempts WHERE id >= :since_id AND outcome = 'delivered'),
+       (SELECT count(*) FROM attempts WHERE id >= :since_id AND outcome <> 'delivered');
