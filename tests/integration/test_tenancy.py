@@ -130,6 +130,34 @@ async def test_one_platform_batch_reaches_each_customers_endpoint_and_no_one_els
         assert len((await platform.for_account("cust-1").list_deliveries()).data) == 2
 
 
+async def test_a_callback_url_overrides_the_subscribed_endpoints_unless_fanout(
+    service: RunningPostback, receiver: Receiver
+) -> None:
+    """Sinch: a batch's callback_url "overrides the default callback URL" for that batch."""
+    async with await service.new_account() as pb:
+        await pb.create_endpoint(receiver.url("/default-1"), event_types=["mo_text"])
+        await pb.create_endpoint(receiver.url("/default-2"))
+        override = await pb.send("mo_text", mo_text("override"), callback_url=receiver.url("/cb"))
+        fanout = await pb.send(
+            "mo_text", mo_text("fanout"), callback_url=receiver.url("/cb"), fanout=True
+        )
+        plain = await pb.send("mo_text", mo_text("plain"))
+        assert [len(m.deliveries) for m in (override, fanout, plain)] == [1, 3, 2]
+        [cb_endpoint] = {d.endpoint_id for d in override.deliveries}
+        assert (await pb.get_endpoint(cb_endpoint)).kind == "callback_url"
+        assert cb_endpoint in {d.endpoint_id for d in fanout.deliveries}
+
+        async def settled() -> bool:
+            page = await pb.list_deliveries()
+            return len(page.data) == 6 and all(d.state == "delivered" for d in page.data)
+
+        await wait_until(settled)
+    assert sorted(r.body.count(b'"override"') for r in receiver.at("/cb")) == [0, 1]
+    for path in ("/default-1", "/default-2"):
+        bodies = [r.body for r in receiver.at(path)]
+        assert len(bodies) == 2 and not any(b'"override"' in b for b in bodies), path
+
+
 async def test_an_account_key_reaches_only_its_own_account(service: RunningPostback) -> None:
     key = await platform_key(service)
     async with Client(service.url, key) as platform:

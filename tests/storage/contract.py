@@ -287,6 +287,41 @@ class StorageContract:
         )
         assert [d.endpoint_id for d in named.deliveries] == [first.id]
 
+    async def test_callback_url_replaces_the_subscribed_endpoints_unless_fanout(
+        self, storage: Storage
+    ) -> None:
+        acct = await account(storage)
+        subscribed = await endpoint(storage, acct.id)  # every event type
+        callback = await storage.callback_endpoint(
+            acct.id,
+            "https://example.com/override",
+            Endpoint(
+                id=new_id("ep"),
+                account_id=acct.id,
+                url="https://example.com/override",
+                event_types=(),
+                is_callback_url=True,
+                created_at=T0,
+                updated_at=T0,
+            ),
+            SigningSecret(secret="whsec_" + "D" * 32, created_at=T0),
+        )
+        alone, both, plain = await storage.ingest(
+            acct.id,
+            [
+                message(callback_endpoint_id=callback.id),
+                message(callback_endpoint_id=callback.id, fanout=True),
+                message(),
+            ],
+            T0,
+            WINDOW,
+        )
+        assert [d.endpoint_id for d in alone.deliveries] == [callback.id]
+        assert sorted(d.endpoint_id for d in both.deliveries) == sorted(
+            [subscribed.id, callback.id]
+        )
+        assert [d.endpoint_id for d in plain.deliveries] == [subscribed.id]
+
     async def test_secret_rotation_overlap(self, storage: Storage) -> None:
         acct = await account(storage)
         ep = await endpoint(storage, acct.id)
