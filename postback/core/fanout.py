@@ -12,13 +12,21 @@ import msgspec
 from postback.core.model import Delivery, DeliveryState, NewMessage
 
 
-def delivery_targets(subscribed: Sequence[str], callback_endpoint_id: str | None) -> list[str]:
-    """The endpoints a message goes to: every endpoint of the account subscribed to its event
-    type, plus the endpoint made for its own ``callback_url`` (once, if it is also subscribed)."""
-    targets = list(subscribed)
-    if callback_endpoint_id and callback_endpoint_id not in targets:
-        targets.append(callback_endpoint_id)
-    return targets
+def delivery_targets(message: NewMessage, subscribed: Sequence[str]) -> list[str]:
+    """The endpoints a message goes to.
+
+    Without a ``callback_url``: every endpoint of the account subscribed to its event type.
+    With one, only the endpoint made for that URL: Sinch's batch ``callback_url`` is there to
+    "override the default callback URL for this batch", so a customer's per-message URL never
+    also sends the message to the account's other endpoints. ``fanout`` asks for both (the
+    callback endpoint once, even if it is also subscribed).
+    """
+    callback = message.callback_endpoint_id
+    if callback is None:
+        return list(subscribed)
+    if not message.fanout:
+        return [callback]
+    return [*subscribed, callback] if callback not in subscribed else list(subscribed)
 
 
 def idempotency_hit(stored_at: int | None, now: int, window_ms: int) -> bool:

@@ -508,7 +508,7 @@ class PostgresStorage:
                 new_deliveries(
                     account_id,
                     message,
-                    delivery_targets(subscribed[message.event_type], message.callback_endpoint_id),
+                    delivery_targets(message, subscribed[message.event_type]),
                     now,
                     next_id,
                 ),

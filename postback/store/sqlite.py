@@ -544,7 +544,7 @@ class SQLiteStorage:
                         {"account_id": account_id, "event_type": message.event_type},
                     )
                     targets = subscribed[message.event_type] = [r[0] for r in rows]
-                endpoint_ids = delivery_targets(targets, message.callback_endpoint_id)
+                endpoint_ids = delivery_targets(message, targets)
                 deliveries = new_deliveries(account_id, message, endpoint_ids, now, next_id)
                 fresh.append((message, deliveries))
                 results.append(IngestResult(message_id=message.id, deliveries=deliveries))
