@@ -29,7 +29,13 @@ from postback.core.errors import (
 )
 from postback.core.event_schemas import BUILT_IN_SCHEMAS
 from postback.core.model import Account, DeliveryState
-from postback.core.validation import MAX_BATCH
+from postback.core.validation import (
+    MAX_BATCH,
+    MAX_JSON_DEPTH,
+    check_json_depth,
+    check_text,
+    check_utf8,
+)
 from postback.ingest import MessageSubmission, Services
 from postback.ingest.keys import ADMIN, Caller, NewKey
 from postback.observe.metrics import Metrics
@@ -87,25 +93,45 @@ def _field_of(message: str) -> str | None:
 
 
 async def decode(request: web.Request, type_: type[T]) -> T:
+    """The request body as ``type_``: the one seam every JSON body passes.
+
+    Before anything recursive or a database sees it, the body must be UTF-8 throughout
+    (strings included), nest at most ``MAX_JSON_DEPTH`` levels, and carry no NUL or lone
+    surrogate in any decoded string (payloads stay bytes, escapes and all).
+    """
     raw = await request.read()
     if not raw.strip():
         raise ApiError(400, "invalid_request", "request body must be JSON")
+    try:
+        check_utf8(raw)
+    except InvalidInput as exc:
+        raise ApiError(400, "invalid_json", exc.message) from None
+    check_json_depth(raw, MAX_JSON_DEPTH)
     decoder = _decoders.get(type_)
     if decoder is None:
         decoder = _decoders[type_] = msgspec.json.Decoder(type_)
     try:
         value: T = decoder.decode(raw)
-        return value
     except msgspec.ValidationError as exc:
         text = str(exc)
         raise ApiError(400, "invalid_request", text, _field_of(text)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    check_text(value)
+    return value
+
+
+def check_parameters(request: web.Request) -> None:
+    """Path and query parameters obey the same text rule as bodies (no NUL, no lone
+    surrogate), so an id never reaches a database that cannot store it."""
+    for name, value in (*request.match_info.items(), *request.query.items()):
+        check_text(value, name)
 
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        check_parameters(request)
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.field)

@@ -232,7 +232,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str = ""
 
 
-AttemptOutcome = Literal["delivered", "retry", "throttled", "permanent"]
+AttemptOutcome = Literal["delivered", "retry", "throttled", "permanent", "exhausted"]
 """The values of ``core.outcome.Outcome``, as stored on an attempt (pinned equal by a test).
 
 TODO(issue 8): type ``Attempt.outcome`` as ``Outcome`` and drop this once the dispatcher

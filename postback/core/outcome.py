@@ -22,7 +22,8 @@ class Outcome(enum.StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"
     THROTTLED = "throttled"  # retried, and the endpoint's send rate is lowered
-    PERMANENT = "permanent"
+    PERMANENT = "permanent"  # a failure the policy does not retry: the delivery is dead
+    EXHAUSTED = "exhausted"  # a retryable failure with no retry left: the last attempt, dead
 
 
 class FailureKind(enum.StrEnum):
@@ -136,8 +137,9 @@ def decide(
         )
     delay = policy.delay_after(failed_attempts, random_unit)
     if delay is None:
+        # No retry follows, so the attempt is recorded as the final one it was, not "retry".
         return Decision(
-            outcome=Outcome.THROTTLED if cls == "429" else Outcome.RETRY,
+            outcome=Outcome.EXHAUSTED,
             next_delay_s=None,
             dead_reason=f"retries exhausted after {failed_attempts} attempts: {describe(result)}",
         )

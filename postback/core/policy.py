@@ -10,7 +10,12 @@ The presets quote the seeds (``shared/seeds``):
   attempts are 5, 5, 10, 20, ... 40960 s and the last retry is 22 h 45 min after the first
   failure, as the seed says. "For other status codes in the 4xx range the callback will not be
   retried" (429 excepted).
-* ``notify``: "We will retry every 5 minutes, up to a maximum of 5 times." Any failure retries.
+* ``notify``: "If Notify sends a ``POST`` request to your service, but the request fails then
+  we will retry. We will retry every 5 minutes, up to a maximum of 5 times." What "fails" means
+  is Notify's own sender's rule (notifications-api, ``send_delivery_status_to_service``): a
+  request is retried when it raised a connection error or a timeout, or when "the response
+  status code is 5xx or 429"; any other answer (3xx, 4xx) is final. Its requests time out
+  after 5 s.
 * ``vibes``: "attempt delivery of the message every five minutes, up to a maximum of five
   retries"; "anything other than 2XX ... will be attempted again"; "a relatively short
   timeout process of two seconds".
@@ -116,13 +121,21 @@ PRESETS: dict[str, RetryPolicy] = {
     # GOV.UK Notify: "If Notify sends a POST request to your service, but the request fails
     # then we will retry. We will retry every 5 minutes, up to a maximum of 5 times."
     "notify": RetryPolicy(
-        preset="notify", schedule_s=(300.0,) * 5, retry_statuses=ALL_STATUS_CLASSES
+        preset="notify",
+        # "We will retry every 5 minutes, up to a maximum of 5 times."
+        schedule_s=(300.0,) * 5,
+        # Notify's sender retries "connection errors, timeouts, 5xx and 429" only: a 3xx or
+        # 4xx is the service's final answer and is not retried.
+        retry_statuses=TRANSIENT_STATUS_CLASSES,
+        # Notify's sender waits 5 s for the callback's answer.
+        timeout_ms=5000,
     ),
     # Vibes: "anything other than 2XX ... will be attempted again", "every five minutes, up
     # to a maximum of five retries"; "a relatively short timeout process of two seconds".
     "vibes": RetryPolicy(
         preset="vibes",
         schedule_s=(300.0,) * 5,
+        # "anything other than 2XX ... will be attempted again": every failure class retries.
         retry_statuses=ALL_STATUS_CLASSES,
         timeout_ms=2000,
     ),

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import Any
 from urllib.parse import urlsplit
+
+import msgspec
 
 from postback.core import signing
 from postback.core.errors import InvalidInput
@@ -25,6 +28,10 @@ from postback.core.policy import PolicyError, RetryPolicy, validate_policy
 
 MAX_BATCH = 1000
 MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 64
+"""How deep arrays and objects may nest in a request body (a message's payload is one level
+inside it). Deeper documents are refused before anything recursive (decoding, schema checks,
+a receiver's parser) meets them."""
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 _EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]{0,127}$")
@@ -35,9 +42,88 @@ def new_signing_secret() -> str:
     return signing.secret_from_key(secrets.token_bytes(24))
 
 
+# Bytes of a JSON document that matter for its nesting: strings (skipped whole, escapes and
+# all; an unterminated one runs to the end so the scan stays linear), brackets and commas.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\[\s\S]?)*(?:"(\s*:)?|\Z)|[\[\]{},]')
+# A URL is sent as it is stored: control characters and spaces would be percent-encoded on
+# the way out (the URL called would differ from the one shown) or split the request line.
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+# Text no database stores alike: NUL (PostgreSQL refuses it, SQLite keeps it) and lone
+# surrogates (not encodable as UTF-8).
+_TEXT_FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
+
+
+def check_utf8(raw: bytes) -> None:
+    """A request body must be UTF-8 throughout, inside its strings too (RFC 8259 section 8.1)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("$", f"request body is not valid UTF-8 (at byte {exc.start})") from None
+
+
+def check_json_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse a JSON document whose arrays and objects nest deeper than ``limit``; the error
+    names the limit and the request field that goes too deep."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return  # cannot be deeper than the number of brackets it has
+    stack: list[list[Any]] = []  # [is_object, key or index]
+    for match in _JSON_TOKEN.finditer(raw):
+        token = match.group()
+        first = token[:1]
+        if first in (b"{", b"["):
+            if len(stack) >= limit:
+                raise InvalidInput(_path_of(stack), f"JSON is nested deeper than {limit} levels")
+            stack.append([first == b"{", None if first == b"{" else 0])
+        elif first in (b"}", b"]"):
+            if stack:
+                stack.pop()
+        elif first == b",":
+            if stack and not stack[-1][0]:
+                stack[-1][1] += 1
+        elif match.group(1) is not None and stack and stack[-1][0]:
+            stack[-1][1] = token[1 : token.rindex(b'"')].decode("utf-8", "replace")
+
+
+def _path_of(stack: list[list[Any]]) -> str:
+    """The request field that holds the deep part: ``payload``, ``[3].payload``."""
+    path = ""
+    for is_object, key in stack:
+        if is_object and key is not None:
+            return f"{path}.{key}" if path else str(key)
+        if not is_object:
+            path += f"[{key}]"
+    return path or "$"
+
+
+def check_text(value: object, field: str = "") -> None:
+    """Walk a decoded request (Structs, lists, dicts, strings) and refuse NUL characters and
+    lone surrogates in any string, naming the field. A payload (``msgspec.Raw``) is bytes and
+    is not walked: its ``\\u0000`` escapes are stored as they came."""
+    if isinstance(value, str):
+        if _TEXT_FORBIDDEN.search(value):
+            raise InvalidInput(
+                field or "$", "text must not contain NUL characters or lone surrogates"
+            )
+    elif isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            check_text(getattr(value, name), f"{field}.{name}" if field else name)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{field}.{key}" if field else str(key)
+            check_text(key, where)
+            check_text(item, where)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_text(item, f"{field}[{i}]")
+
+
 def check_url(url: str, field: str = "url") -> str:
     if len(url) > 2048:
         raise InvalidInput(field, "URL is longer than 2048 characters")
+    if _URL_FORBIDDEN.search(url):
+        raise InvalidInput(
+            field, "URL must not contain spaces or control characters (CR, LF, NUL…)"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port

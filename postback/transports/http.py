@@ -3,6 +3,7 @@ the SSRF guard at connect time, and an optional egress proxy."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Sequence
@@ -20,6 +21,10 @@ from postback.transports.base import OutboundRequest
 RESPONSE_BODY_LIMIT = 1024
 """How much of a receiver's answer is kept on the attempt record (for the customer to read)."""
 _DRAIN_LIMIT = 64 * 1024  # bodies up to this size are read whole so the connection is reused
+BODY_READ_LIMIT_S = 1.0
+"""How long the body of an answer may take once its status line arrived. The status decides
+the attempt (the seeds judge by the response code); the body is only kept for the record."""
+INVALID_RESPONSE = "invalid HTTP response from the endpoint"
 
 
 class BlockedDestination(OSError):
@@ -53,6 +58,36 @@ class GuardedResolver(AbstractResolver):
 def _error_text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+async def _read_body(response: aiohttp.ClientResponse, limit_s: float) -> bytes:
+    """The start of an answer's body, read for at most ``limit_s`` seconds.
+
+    A body that is short and announced is read whole so the connection can be reused; anything
+    larger, endless or dripping is cut after ``limit_s`` and its connection closed: the status
+    line has already decided the attempt. A body cut short by the receiver (the connection
+    closed before the announced length) raises: RFC 9112 section 8 calls that message
+    "incomplete", so it is no answer.
+    """
+    length = response.content_length
+    wanted = length if length is not None and length <= _DRAIN_LIMIT else RESPONSE_BODY_LIMIT
+    kept = bytearray()
+    read = 0
+    complete = False
+    try:
+        async with asyncio.timeout(limit_s):
+            while read < wanted:
+                chunk = await response.content.read(wanted - read)
+                if not chunk:
+                    break
+                read += len(chunk)
+                kept += chunk[: max(RESPONSE_BODY_LIMIT - len(kept), 0)]
+            complete = response.content.at_eof()
+    except TimeoutError:
+        complete = False
+    if not complete:
+        response.close()  # do not wait for a large, endless or dripping body
+    return bytes(kept)
 
 
 def _blocked_cause(exc: BaseException) -> BlockedDestination | None:
@@ -141,12 +176,8 @@ class HTTPTransport:
                 allow_redirects=False,
                 **options,
             ) as response:
-                length = response.content_length
-                if length is not None and length <= _DRAIN_LIMIT:
-                    raw = await response.read()
-                else:
-                    raw = await response.content.read(RESPONSE_BODY_LIMIT)
-                    response.close()  # do not wait for a large or endless body
+                # The status line has arrived: it decides the attempt, whatever the body does.
+                raw = await _read_body(response, min(BODY_READ_LIMIT_S, request.timeout_s))
                 retry_after = None
                 if response.status == 429:
                     retry_after = parse_retry_after(
@@ -164,6 +195,15 @@ class HTTPTransport:
                 status_code=None,
                 failure=FailureKind.TIMEOUT,
                 error=f"no response within {request.timeout_s:g} s",
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        except aiohttp.ClientResponseError:
+            # Raised (without a response) when the answer is not HTTP at all: aiohttp words it
+            # as "400, message=Bad status line" though no 400 was ever received.
+            return AttemptResult(
+                status_code=None,
+                failure=FailureKind.NETWORK,
+                error=INVALID_RESPONSE,
                 duration_ms=(time.perf_counter() - started) * 1000,
             )
         except (aiohttp.ClientError, OSError) as exc:

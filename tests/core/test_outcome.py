@@ -21,6 +21,7 @@ from postback.core.policy import PRESETS, RetryPolicy
 
 SINCH = PRESETS["sinch"]
 NOTIFY = PRESETS["notify"]
+VIBES = PRESETS["vibes"]
 
 
 def http(code: int, retry_after: float | None = None) -> AttemptResult:
@@ -31,30 +32,46 @@ TIMEOUT = AttemptResult(status_code=None, failure=FailureKind.TIMEOUT, error="no
 REFUSED = AttemptResult(status_code=None, failure=FailureKind.NETWORK, error="refused")
 
 
+P, R, T, D = Outcome.PERMANENT, Outcome.RETRY, Outcome.THROTTLED, Outcome.DELIVERED
+
+
 @pytest.mark.parametrize(
-    ("result", "sinch", "notify"),
+    ("result", "sinch", "notify", "vibes"),
     [
-        (http(200), Outcome.DELIVERED, Outcome.DELIVERED),
-        (http(204), Outcome.DELIVERED, Outcome.DELIVERED),
-        (http(299), Outcome.DELIVERED, Outcome.DELIVERED),
-        (http(301), Outcome.PERMANENT, Outcome.RETRY),
-        (http(302), Outcome.PERMANENT, Outcome.RETRY),
-        (http(400), Outcome.PERMANENT, Outcome.RETRY),
-        (http(401), Outcome.PERMANENT, Outcome.RETRY),
-        (http(404), Outcome.PERMANENT, Outcome.RETRY),
-        (http(408), Outcome.PERMANENT, Outcome.RETRY),
-        (http(410), Outcome.PERMANENT, Outcome.RETRY),
-        (http(429), Outcome.THROTTLED, Outcome.THROTTLED),
-        (http(500), Outcome.RETRY, Outcome.RETRY),
-        (http(502), Outcome.RETRY, Outcome.RETRY),
-        (http(503), Outcome.RETRY, Outcome.RETRY),
-        (TIMEOUT, Outcome.RETRY, Outcome.RETRY),
-        (REFUSED, Outcome.RETRY, Outcome.RETRY),
+        (http(200), D, D, D),
+        (http(204), D, D, D),
+        (http(299), D, D, D),
+        # Notify's sender retries "connection errors, timeouts, 5xx and 429" only; Vibes
+        # retries "anything other than 2XX".
+        (http(301), P, P, R),
+        (http(302), P, P, R),
+        (http(400), P, P, R),
+        (http(401), P, P, R),
+        (http(404), P, P, R),
+        (http(408), P, P, R),
+        (http(410), P, P, R),
+        (http(429), T, T, T),
+        (http(500), R, R, R),
+        (http(502), R, R, R),
+        (http(503), R, R, R),
+        (TIMEOUT, R, R, R),
+        (REFUSED, R, R, R),
     ],
 )
-def test_outcome_table(result: AttemptResult, sinch: Outcome, notify: Outcome) -> None:
+def test_outcome_table(
+    result: AttemptResult, sinch: Outcome, notify: Outcome, vibes: Outcome
+) -> None:
     assert decide(result, SINCH, 1).outcome is sinch
     assert decide(result, NOTIFY, 1).outcome is notify
+    assert decide(result, VIBES, 1).outcome is vibes
+
+
+@pytest.mark.parametrize("result", [http(500), http(429), TIMEOUT, REFUSED])
+def test_the_last_attempt_of_an_exhausted_delivery_says_so(result: AttemptResult) -> None:
+    # Retries 1..5 are followed by another try; the sixth failure has none left.
+    assert decide(result, NOTIFY, 5).outcome in (Outcome.RETRY, Outcome.THROTTLED)
+    last = settle(result, NOTIFY, 6, 0)
+    assert last.outcome is Outcome.EXHAUSTED and last.state is DeliveryState.DEAD
 
 
 def test_status_classes() -> None:

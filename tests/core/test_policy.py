@@ -31,12 +31,18 @@ def test_sinch_retries_at_5s_doubling_to_81920s_after_the_first_failure() -> Non
 @pytest.mark.parametrize("name", ["notify", "vibes"])
 def test_notify_and_vibes_retry_every_five_minutes_five_times(name: str) -> None:
     assert PRESETS[name].schedule() == [300.0] * 5
-    assert all(PRESETS[name].retries(c) for c in ALL_STATUS_CLASSES)
 
 
-def test_vibes_has_a_two_second_timeout() -> None:
+def test_vibes_retries_every_failure_notify_only_transient_ones() -> None:
+    assert all(PRESETS["vibes"].retries(c) for c in ALL_STATUS_CLASSES)
+    # Notify's sender: "connection errors, timeouts, 5xx and 429"; 3xx and 4xx are final.
+    retried = [c for c in ALL_STATUS_CLASSES if PRESETS["notify"].retries(c)]
+    assert sorted(retried) == sorted(["network", "timeout", "5xx", "429"])
+
+
+def test_vibes_has_a_two_second_timeout_notify_five() -> None:
     assert PRESETS["vibes"].timeout_ms == 2000
-    assert PRESETS["notify"].timeout_ms is None
+    assert PRESETS["notify"].timeout_ms == 5000
 
 
 @pytest.mark.parametrize(

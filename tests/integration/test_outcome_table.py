@@ -15,6 +15,8 @@ from tests.support.receiver import (
     Behaviour,
     Receiver,
     close_mid_response,
+    drip,
+    not_http,
     sequence,
     sleep,
     status,
@@ -147,7 +149,8 @@ async def test_refused_connection_is_retried(postback: RunningPostback) -> None:
         delivery = await wait_until(lambda: settled(pb, accepted.id))
         attempts = (await pb.list_attempts(delivery.id)).data
     assert delivery.state == "dead" and len(attempts) == 3
-    assert all(a.outcome == "retry" or a is attempts[-1] for a in attempts)
+    # The last attempt is recorded as the final one it was: no retry follows it.
+    assert [a.outcome for a in attempts] == ["retry", "retry", "exhausted"]
     assert attempts[0].error is not None and "Connect" in attempts[0].error
     assert delivery.dead_reason is not None and "connection error" in delivery.dead_reason
 
@@ -188,4 +191,41 @@ async def test_headers_signature_and_custom_headers(
         got.headers["webhook-signature"],
         got.body,
         now_s=time.time(),
+    )
+
+
+async def test_a_2xx_status_decides_though_the_body_drips(
+    postback: RunningPostback, receiver: Receiver
+) -> None:
+    # The status line arrives at once, the body one byte at a time for longer than the timeout.
+    delivery, attempts, _ = await run_case(
+        postback, receiver, drip(200, 5.0), retry_policy=FAST, timeout_ms=1500
+    )
+    assert delivery.state == "delivered" and delivery.last_status_code == 200
+    assert [(a.outcome, a.status_code) for a in attempts] == [("delivered", 200)]
+    assert attempts[0].duration_ms < 1500
+    assert attempts[0].response_body is not None and set(attempts[0].response_body) == {"."}
+
+
+async def test_a_dripping_5xx_is_retried_by_its_status(
+    postback: RunningPostback, receiver: Receiver
+) -> None:
+    delivery, attempts, _ = await run_case(
+        postback, receiver, sequence(drip(503, 3.0), status(200)), retry_policy=FAST
+    )
+    assert delivery.state == "delivered"
+    assert [(a.outcome, a.status_code) for a in attempts] == [("retry", 503), ("delivered", 200)]
+
+
+async def test_an_answer_that_is_not_http_is_named_so(
+    postback: RunningPostback, receiver: Receiver
+) -> None:
+    delivery, attempts, _ = await run_case(postback, receiver, not_http, retry_policy=FAST)
+    assert delivery.state == "dead" and len(attempts) == 3
+    assert {a.error for a in attempts} == {"invalid HTTP response from the endpoint"}
+    assert {a.status_code for a in attempts} == {None}
+    assert [a.outcome for a in attempts] == ["retry", "retry", "exhausted"]
+    assert delivery.dead_reason == (
+        "retries exhausted after 3 attempts: "
+        "connection error: invalid HTTP response from the endpoint"
     )

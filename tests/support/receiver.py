@@ -48,6 +48,31 @@ async def close_mid_response(request: web.Request, received: Received) -> web.St
     raise asyncio.CancelledError  # aiohttp must not try to write a response
 
 
+def drip(code: int, seconds: float) -> Behaviour:
+    """Send the status line and headers at once, then the body one byte every 0.2 s."""
+
+    async def respond(request: web.Request, received: Received) -> web.StreamResponse:
+        response = web.StreamResponse(status=code)
+        response.content_length = 10_000
+        await response.prepare(request)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await response.write(b".")
+            await asyncio.sleep(0.2)
+        return response
+
+    return respond
+
+
+async def not_http(request: web.Request, received: Received) -> web.StreamResponse:
+    """Answer with something that is not HTTP at all."""
+    transport = request.transport
+    assert transport is not None
+    transport.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+    transport.close()
+    raise asyncio.CancelledError
+
+
 def sequence(*behaviours: Behaviour) -> Behaviour:
     """Answer the n-th request with the n-th behaviour (the last one repeats)."""
     calls = {"n": 0}
