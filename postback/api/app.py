@@ -25,6 +25,7 @@ from postback.core.errors import (
     InvalidInput,
     NotFound,
     StorageError,
+    StorageFull,
     StorageUnavailable,
 )
 from postback.core.event_schemas import BUILT_IN_SCHEMAS
@@ -38,6 +39,7 @@ from postback.core.validation import (
 )
 from postback.ingest import MessageSubmission, Services
 from postback.ingest.keys import ADMIN, Caller, NewKey
+from postback.observe.logs import STORAGE_FULL
 from postback.observe.metrics import Metrics
 from postback.ui import add_ui, tokens
 from postback.ui.web import UI
@@ -61,6 +63,10 @@ _encoder = msgspec.json.Encoder()
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 _PATH = re.compile(r" - at `\$(?:\.)?([^`]*)`$")
 _NAMED_FIELD = re.compile(r"field `([^`]+)`")
+
+
+STORAGE_FULL_RETRY_AFTER_S = 30
+"""What a client is told to wait when the disk is full (freeing space takes an operator)."""
 
 
 class ApiError(Exception):
@@ -132,7 +138,10 @@ def check_parameters(request: web.Request) -> None:
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         check_parameters(request)
-        return await handler(request)
+        response = await handler(request)
+        if STORAGE_FULL.active and request.method != "GET" and response.status < 300:
+            STORAGE_FULL.cleared()  # a write went through: there is room again
+        return response
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.field)
     except InvalidInput as exc:
@@ -143,13 +152,24 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(409, "conflict", str(exc))
     except Forbidden as exc:
         return error_response(403, "forbidden", str(exc))
+    except StorageFull as exc:
+        STORAGE_FULL.occurred(str(exc))
+        response = error_response(
+            503, "storage_full", "the database's disk is full; nothing was stored, retry later"
+        )
+        response.headers["Retry-After"] = str(STORAGE_FULL_RETRY_AFTER_S)
+        return response
     except StorageUnavailable:
         log.warning("storage unavailable while serving %s %s", request.method, request.path)
         return error_response(503, "unavailable", "the database is unavailable; retry shortly")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        if "Allow" in exc.headers:
+            # RFC 9110 section 15.5.6: a 405 "MUST generate an Allow header field".
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except StorageError:
         log.exception("storage error while serving %s %s", request.method, request.path)
         return error_response(500, "internal", "internal storage error")

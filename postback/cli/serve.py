@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from postback.api.app import create_app
+from postback.api.protocol import ApiRunner
 from postback.cli.config import Settings, key_file_path
 from postback.core.errors import StorageError, StorageUnavailable
 from postback.core.netguard import parse_networks
@@ -143,7 +144,7 @@ async def run_service(
                 ui_key=sealer.derive_key("ui-sessions"),
                 ui_frame_ancestors=settings.ui_frame_ancestors,
             )
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = ApiRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, host, port, backlog=1024)
             await site.start()

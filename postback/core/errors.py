@@ -14,6 +14,7 @@
     +-- StorageError                a storage failure retrying will not fix
     |   +-- SchemaMismatch          the database schema is not the one this Postback expects
     |   +-- StorageUnavailable      the database cannot be reached now; retry later
+    |       +-- StorageFull         the disk (or database) is full; retry once space is freed
     +-- SignatureError (ValueError) a signing secret or signature that cannot be used
     +-- SealingError (ValueError)   a sealed secret that cannot be opened with this key
     +-- AuthError                   credentials for an endpoint could not be obtained (OAuth)
@@ -65,3 +66,8 @@ class SchemaMismatch(StorageError):
 
 class StorageUnavailable(StorageError):
     """The database is unreachable or busy; the operation may succeed later."""
+
+
+class StorageFull(StorageUnavailable):
+    """The database's disk is full (SQLITE_FULL, PostgreSQL 53100 disk_full): nothing can be
+    written until space is freed; reads still work."""

@@ -39,8 +39,9 @@ from postback.core.model import (
 from postback.core.outcome import AttemptResult, FailureKind, Outcome
 from postback.core.policy import RetryPolicy, resolve_policy
 from postback.core.throttle import Pacing, SendRateMeter, recovered, reserve, throttled
+from postback.observe.logs import STORAGE_FULL
 from postback.observe.metrics import Metrics
-from postback.store.base import Storage, StorageUnavailable
+from postback.store.base import Storage, StorageFull, StorageUnavailable
 from postback.transports.auth import AuthError, Authorizer, build_authorizer
 from postback.transports.base import OutboundRequest, Transport
 from postback.transports.tls import client_ssl_context
@@ -230,7 +231,10 @@ class Dispatcher:
                     )
                 backoff = 0.1
             except StorageUnavailable as exc:
-                log.warning("storage unavailable, retrying in %.1f s: %s", backoff, exc)
+                if isinstance(exc, StorageFull):
+                    STORAGE_FULL.occurred(str(exc))  # once, then once a minute: not per try
+                else:
+                    log.warning("storage unavailable, retrying in %.1f s: %s", backoff, exc)
                 await self._sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -586,7 +590,10 @@ class Dispatcher:
             try:
                 await self._flush_once()
             except StorageUnavailable as exc:
-                log.warning("could not record attempts yet (%s); retrying", exc)
+                if isinstance(exc, StorageFull):
+                    STORAGE_FULL.occurred(str(exc))
+                else:
+                    log.warning("could not record attempts yet (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 self._records_ready.set()
             except Exception:

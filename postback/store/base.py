@@ -7,6 +7,7 @@ filters). Driver exceptions are translated into the types below at the seam.
     StorageError            any storage failure (see the tree in ``postback.core.errors``)
     +-- SchemaMismatch      the database was not migrated, or was migrated by a newer Postback
     +-- StorageUnavailable  the database cannot be reached right now; try again later
+        +-- StorageFull     the disk is full (SQLITE_FULL, PostgreSQL disk_full)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol, TypeVar
 
-from postback.core.errors import SchemaMismatch, StorageError, StorageUnavailable
+from postback.core.errors import SchemaMismatch, StorageError, StorageFull, StorageUnavailable
 from postback.core.fanout import LeaseOffer
 from postback.core.model import (
     Account,
@@ -41,7 +42,7 @@ from postback.core.throttle import Pacing
 
 T = TypeVar("T")
 
-__all__ = ["SchemaMismatch", "Storage", "StorageError", "StorageUnavailable"]
+__all__ = ["SchemaMismatch", "Storage", "StorageError", "StorageFull", "StorageUnavailable"]
 
 
 class Storage(Protocol):

@@ -51,7 +51,7 @@ from postback.core.model import (
     SigningSecret,
 )
 from postback.core.throttle import Pacing
-from postback.store.base import StorageError, StorageUnavailable
+from postback.store.base import StorageError, StorageFull, StorageUnavailable
 from postback.store.migrations import pending_migrations
 from postback.store.queries import load_queries, migration_files, to_positional
 from postback.store.rows import (
@@ -103,6 +103,8 @@ def _translated() -> Any:
     """Driver exceptions become the project's own at this seam."""
     try:
         yield
+    except asyncpg.DiskFullError as exc:  # 53100: "could not extend file ..."
+        raise StorageFull(f"PostgreSQL disk is full: {exc}") from exc
     except _UNAVAILABLE as exc:
         raise StorageUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}") from exc
     except asyncpg.PostgresError as exc:

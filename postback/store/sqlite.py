@@ -10,6 +10,7 @@ mode lets proceed while the writer writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -54,7 +55,7 @@ from postback.core.model import (
     SigningSecret,
 )
 from postback.core.throttle import Pacing
-from postback.store.base import StorageError, StorageUnavailable
+from postback.store.base import StorageError, StorageFull, StorageUnavailable
 from postback.store.migrations import pending_migrations, split_statements
 from postback.store.queries import load_queries, migration_files
 from postback.store.rows import (
@@ -88,6 +89,8 @@ MAX_WRITES_PER_COMMIT = 512
 
 def _translate(exc: sqlite3.Error) -> Exception:
     text = str(exc)
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return StorageFull(f"SQLite database or disk is full: {text}")
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return StorageUnavailable(f"SQLite database is busy: {text}")
     return StorageError(f"SQLite error: {text}")
@@ -169,7 +172,9 @@ class _WriterThread(threading.Thread):
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                # On a full disk the rollback may fail too; the writer thread must live on.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             err = _translate(exc)
             outcomes = [(job, None, err) for job in batch]
         for job, value, error in outcomes:

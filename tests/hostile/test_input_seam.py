@@ -168,3 +168,13 @@ async def test_payload_nul_escapes_are_kept_as_bytes(service: RunningPostback) -
     async with service.client(key) as pb:
         message = await pb.get_message(answer["id"])
     assert bytes(message.payload) == b'{"text": "a\\u0000b"}'
+
+
+async def test_405_names_the_allowed_methods(service: RunningPostback) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(service.url + "/v1/endpoints") as response,
+    ):
+        assert response.status == 405
+        assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
+        assert (await response.json())["error"]["code"] == "method_not_allowed"
