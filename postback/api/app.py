@@ -99,20 +99,27 @@ def _field_of(message: str) -> str | None:
 
 
 async def decode(request: web.Request, type_: type[T]) -> T:
-    """The request body as ``type_``: the one seam every JSON body passes.
+    """The request body as ``type_`` (see ``decode_body``)."""
+    return decode_body(await request.read(), type_)
+
+
+def decode_body(raw: bytes, type_: type[T]) -> T:
+    """The one seam every JSON request body passes: ``type_`` or an ``ApiError`` (400).
 
     Before anything recursive or a database sees it, the body must be UTF-8 throughout
     (strings included), nest at most ``MAX_JSON_DEPTH`` levels, and carry no NUL or lone
     surrogate in any decoded string (payloads stay bytes, escapes and all).
     """
-    raw = await request.read()
     if not raw.strip():
         raise ApiError(400, "invalid_request", "request body must be JSON")
     try:
         check_utf8(raw)
     except InvalidInput as exc:
         raise ApiError(400, "invalid_json", exc.message) from None
-    check_json_depth(raw, MAX_JSON_DEPTH)
+    try:
+        check_json_depth(raw, MAX_JSON_DEPTH)
+    except InvalidInput as exc:
+        raise ApiError(400, "invalid_request", exc.message, exc.field) from None
     decoder = _decoders.get(type_)
     if decoder is None:
         decoder = _decoders[type_] = msgspec.json.Decoder(type_)
@@ -123,7 +130,10 @@ async def decode(request: web.Request, type_: type[T]) -> T:
         raise ApiError(400, "invalid_request", text, _field_of(text)) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    check_text(value)
+    try:
+        check_text(value)
+    except InvalidInput as exc:
+        raise ApiError(400, "invalid_request", exc.message, exc.field) from None
     return value
 
 
@@ -183,6 +193,10 @@ def _bearer(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "send the API key as 'Authorization: Bearer <key>'")
+    if not token.isascii():
+        # Keys and tokens are ASCII; other header bytes arrive surrogate-escaped and must
+        # not reach a hash or a comparison that cannot encode them.
+        raise ApiError(401, "unauthorized", "unknown API key")
     return token.strip()
 
 

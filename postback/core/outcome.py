@@ -162,14 +162,14 @@ def parse_retry_after(value: str | None, now_s: float) -> float | None:
         return None
     value = value.strip()
     seconds: float | None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²" and "١" are digits to str.isdigit
         seconds = float(value)
     else:
         from email.utils import parsedate_to_datetime
 
         try:
             when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
             return None

@@ -33,6 +33,10 @@ from postback.core.errors import PostbackError
 StatusClass = Literal["3xx", "4xx", "429", "5xx", "timeout", "network"]
 """What a failed attempt can be, for the purpose of deciding whether to retry it."""
 
+MAX_RETRY_DELAY_S = 30 * 86_400.0
+"""No wait between two attempts is longer than 30 days (after jitter too): a delivery's next
+attempt time must stay a number every database stores (and a retention sweep can reach)."""
+
 ALL_STATUS_CLASSES: tuple[StatusClass, ...] = ("3xx", "4xx", "429", "5xx", "timeout", "network")
 # Sinch semantics: "For 5xx the callback will be retried. For 429 the callback will be
 # retried and the throughput will be lowered. For other status codes in the 4xx range the
@@ -90,12 +94,15 @@ class RetryPolicy(
             base = self.schedule_s[index]
         else:
             assert self.initial_s is not None
-            base = self.initial_s * self.factor**index
+            try:
+                base = self.initial_s * self.factor**index
+            except OverflowError:  # a factor of 1e300 is valid and overflows quickly
+                base = math.inf
             if self.max_delay_s is not None:
                 base = min(base, self.max_delay_s)
         if self.jitter:
             base *= 1.0 + self.jitter * (2.0 * random_unit - 1.0)
-        return max(base, 0.0)
+        return min(max(base, 0.0), MAX_RETRY_DELAY_S)
 
     def schedule(self) -> list[float]:
         """The full list of retry delays without jitter (what ``policies show`` prints)."""
@@ -143,13 +150,22 @@ PRESETS: dict[str, RetryPolicy] = {
 DEFAULT_POLICY_NAME = "sinch"
 
 
-def _check_number(value: float | None, field: str, *, minimum: float, allow_none: bool) -> None:
+def _check_number(
+    value: float | None,
+    field: str,
+    *,
+    minimum: float,
+    allow_none: bool,
+    maximum: float = math.inf,
+) -> None:
     if value is None:
         if not allow_none:
             raise PolicyError(f"retry_policy.{field} is required")
         return
     if not math.isfinite(value) or value < minimum:
         raise PolicyError(f"retry_policy.{field} must be a number >= {minimum:g}, got {value!r}")
+    if value > maximum:
+        raise PolicyError(f"retry_policy.{field} must be at most {maximum:g} s (30 days)")
 
 
 def validate_policy(policy: RetryPolicy) -> RetryPolicy:
@@ -167,11 +183,21 @@ def validate_policy(policy: RetryPolicy) -> RetryPolicy:
         if len(policy.schedule_s) > 100:
             raise PolicyError("retry_policy.schedule_s allows at most 100 retries")
         for i, delay in enumerate(policy.schedule_s):
-            _check_number(delay, f"schedule_s[{i}]", minimum=0, allow_none=False)
+            _check_number(
+                delay, f"schedule_s[{i}]", minimum=0, allow_none=False, maximum=MAX_RETRY_DELAY_S
+            )
     else:
-        _check_number(policy.initial_s, "initial_s", minimum=0, allow_none=False)
+        _check_number(
+            policy.initial_s, "initial_s", minimum=0, allow_none=False, maximum=MAX_RETRY_DELAY_S
+        )
         _check_number(policy.factor, "factor", minimum=1, allow_none=False)
-        _check_number(policy.max_delay_s, "max_delay_s", minimum=0, allow_none=True)
+        _check_number(
+            policy.max_delay_s,
+            "max_delay_s",
+            minimum=0,
+            allow_none=True,
+            maximum=MAX_RETRY_DELAY_S,
+        )
         if policy.max_retries is None or not 0 <= policy.max_retries <= 100:
             raise PolicyError("retry_policy.max_retries must be an integer from 0 to 100")
     if not 0 <= policy.jitter <= 1:

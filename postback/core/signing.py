@@ -54,7 +54,7 @@ def secret_from_key(key: bytes) -> str:
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     """One ``v1,<base64>`` signature of ``body`` for this message id and timestamp."""
-    signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
+    signed = b"%s.%d.%s" % (_utf8(msg_id), timestamp, body)
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
 
@@ -64,9 +64,22 @@ def signature_header(keys: Iterable[bytes], msg_id: str, timestamp: int, body: b
     return " ".join(sign(key, msg_id, timestamp, body) for key in keys)
 
 
+def _utf8(text: str) -> bytes:
+    # Header values may carry anything; a lone surrogate must not turn into an exception.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _same(expected: str, offered: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII input (``compare_digest`` on str
+    raises TypeError for it)."""
+    return hmac.compare_digest(_utf8(expected), _utf8(offered))
+
+
 def _fresh_timestamp(header: str, timestamp: str, now_s: float, tolerance_s: float) -> int:
     """The timestamp as an integer, refused when too far from now (replay protection)."""
     try:
+        if not timestamp.isascii() or len(timestamp) > 20:
+            raise ValueError(timestamp)  # a longer one would overflow a float below
         ts = int(timestamp)
     except ValueError as exc:
         raise SignatureError(f"{header} is not an integer") from exc
@@ -97,14 +110,14 @@ def verify(
     for secret in secrets:
         expected = sign(secret_key(secret), msg_id, ts, body).split(",", 1)[1]
         # compare_digest on every candidate: constant time per comparison.
-        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
+        if any(_same(expected, candidate) for candidate in offered):
             return
     raise SignatureError("no signature matches")
 
 
 def sinch_signature(secret: str, body: bytes, nonce: str, timestamp: int) -> str:
     """The ``x-sinch-webhook-signature`` value for this body, nonce and timestamp."""
-    signed = b"%s.%s.%d" % (body, nonce.encode(), timestamp)
+    signed = b"%s.%s.%d" % (body, _utf8(nonce), timestamp)
     digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
 
@@ -122,6 +135,6 @@ def verify_sinch(
     """Raise SignatureError unless ``signature`` is the Sinch-scheme HMAC under a secret."""
     ts = _fresh_timestamp(SINCH_TIMESTAMP, timestamp, now_s, tolerance_s)
     for secret in secrets:
-        if hmac.compare_digest(sinch_signature(secret, body, nonce, ts), signature):
+        if _same(sinch_signature(secret, body, nonce, ts), signature):
             return
     raise SignatureError("no signature matches")

@@ -78,7 +78,9 @@ def throttled(
     if base is None:
         base = max(observed_rate, MIN_RATE_PER_S * 2)
     ceiling = pacing.ceiling if pacing.ceiling is not None else base
-    new_rate = max(MIN_RATE_PER_S, base / 2.0)
+    # Halved, but not below MIN_RATE_PER_S, and never above the rate it slows down from (an
+    # endpoint configured below MIN_RATE_PER_S stays at its own limit).
+    new_rate = min(base, max(MIN_RATE_PER_S, base / 2.0))
     pause_ms = round((retry_after_s if retry_after_s is not None else 1.0 / new_rate) * 1000)
     paused_until = max(pacing.paused_until_ms, now_ms + pause_ms)
     return Pacing(

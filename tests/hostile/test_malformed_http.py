@@ -38,7 +38,8 @@ async def exchange(postback: RunningPostback, raw: bytes) -> tuple[int, dict[str
 def request(headers: dict[str, str], target: str = "/v1/endpoints", body: bytes = b"") -> bytes:
     lines = [f"POST {target} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    # surrogateescape: "\udcff" in a header stands for the raw byte 0xff (not UTF-8).
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
 
 
 def assert_json_error(status: int, headers: dict[str, str], body: bytes, expected: int) -> str:
@@ -170,6 +171,11 @@ async def test_a_run_of_hostile_requests_leaves_no_credential_or_traceback_in_th
         request(auth, "/v1/messages", b'{"payload": ' + b"[" * 5000 + CREDENTIAL.encode()),
         request(auth, "/v1/endpoints/" + CREDENTIAL, b""),
         request(auth, "/v1/deliveries?cursor=%00" + CREDENTIAL, b""),
+        # Header bytes that are not UTF-8, where an API key and the admin token are read.
+        request({"Authorization": "Bearer \udcff" + CREDENTIAL}),
+        request(
+            {"Authorization": "Bearer \udcff" + CREDENTIAL}, "/v1/accounts", body({"name": "x"})
+        ),
     ]
     for raw in hostile:
         status, _, answer = await exchange(

@@ -154,7 +154,7 @@ async def test_endpoint_send_and_delivery_commands(tmp_path: Path, receiver: Rec
             run,
             "endpoints",
             "add",
-            receiver.on("/cli", status(400)),
+            receiver.on("/cli", status(503)),  # notify retries a 5xx: stays pending
             "--event-type",
             "mo_text",
             "--policy",
