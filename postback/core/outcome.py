@@ -162,7 +162,7 @@ def parse_retry_after(value: str | None, now_s: float) -> float | None:
         return None
     value = value.strip()
     seconds: float | None
-    if value.isascii() and value.isdigit():  # "²" and "١" are digits to str.isdigit
+    if value.isascii() and value.isdigit():  # "²" is a digit to str.isdigit, not to float
         seconds = float(value)
     else:
         from email.utils import parsedate_to_datetime
