@@ -170,3 +170,29 @@ async def test_framing_is_refused_unless_an_origin_is_configured(
         assert "frame-ancestors 'self' https://app.example.com;" in policy
     finally:
         await embedded.shutdown()
+
+
+async def test_a_test_event_goes_to_its_endpoint_only(
+    postback: RunningPostback, receiver: Receiver
+) -> None:
+    async with postback.client() as admin:
+        acme = await admin.create_account("acme")
+    async with postback.client(acme.api_key) as pb:
+        await pb.create_event_type("t", ANY_OBJECT)
+        target = await pb.create_endpoint(receiver.on("/target", status(200)))
+        await pb.create_endpoint(receiver.on("/bystander", status(200)))
+    browser, csrf = await _portal(postback, acme.id)
+    async with (
+        browser,
+        browser.post(
+            f"{postback.url}/ui/portal/endpoints/{target.id}/test",
+            data={"csrf": csrf, "event_type": "t", "payload": '{"test": true}'},
+        ) as sent,
+    ):
+        message_id = str(sent.url).rsplit("=", 1)[1]
+    [arrived] = await receiver.wait_for("/target")
+    assert arrived.body == b'{"test": true}' and arrived.headers["webhook-id"] == message_id
+    async with postback.client(acme.api_key) as pb:
+        message = await pb.get_message(message_id)
+    assert [d.endpoint_id for d in message.deliveries] == [target.id]
+    assert receiver.at("/bystander") == []
