@@ -8,7 +8,7 @@ from playwright.async_api import BrowserContext, Page
 
 from tests.browser.conftest import customer, screenshot
 from tests.support.receiver import Receiver, ok, status
-from tests.support.service import RunningPostback
+from tests.support.service import RunningPostback, wait_until
 
 
 async def counter(page: Page, name: str) -> int:
@@ -18,16 +18,25 @@ async def counter(page: Page, name: str) -> int:
 async def test_operator_dashboard(
     postback: RunningPostback, receiver: Receiver, browser: BrowserContext
 ) -> None:
-    dead_ids = []
+    keys = []
     for name in ("Acme Logistics", "Rival Corp"):
         _, key = await customer(postback, name)
+        keys.append(key)
         async with postback.client(key) as pb:
             await pb.create_endpoint(receiver.on(f"/{name[:4]}-ok", ok))
             await pb.create_endpoint(receiver.on(f"/{name[:4]}-down", status(400)))
             for n in range(3):
-                sent = await pb.send("t", {"n": n})
-                dead_ids.append(sent.deliveries[1].id)
-    await receiver.wait_for("/Riva-down", count=3)
+                await pb.send("t", {"n": n})
+
+    async def settled() -> bool:  # every attempt recorded, not just sent
+        for key in keys:
+            async with postback.client(key) as pb:
+                page = await pb.list_deliveries()
+            if sorted(d.state for d in page.data) != ["dead"] * 3 + ["delivered"] * 3:
+                return False
+        return True
+
+    await wait_until(settled)
 
     page = await browser.new_page()
     await page.goto(postback.url + "/ui/operator")

@@ -140,7 +140,12 @@ async def test_a_deleted_endpoints_deliveries_stay_readable(
         await pb.create_event_type("t", ANY_OBJECT)
         endpoint = await pb.create_endpoint(receiver.on("/gone", status(200)))
         sent = await pb.send("t", {"n": 1})
-        await receiver.wait_for("/gone")
+
+        async def recorded() -> bool:
+            [delivery] = (await pb.get_message(sent.id)).deliveries
+            return delivery.state == "delivered"
+
+        await wait_until(recorded)  # the attempt is stored, not just sent
         await pb.delete_endpoint(endpoint.id)
     browser, _ = await _portal(postback, acme.id)
     async with (
