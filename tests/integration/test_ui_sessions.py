@@ -201,3 +201,23 @@ async def test_a_test_event_goes_to_its_endpoint_only(
         message = await pb.get_message(message_id)
     assert [d.endpoint_id for d in message.deliveries] == [target.id]
     assert receiver.at("/bystander") == []
+
+
+async def test_bad_form_input_is_a_4xx_page_naming_the_field(postback: RunningPostback) -> None:
+    async with postback.client() as admin:
+        acme = await admin.create_account("acme")
+    browser, csrf = await _portal(postback, acme.id)
+    async with browser:
+        async with browser.post(
+            postback.url + "/ui/portal/endpoints", data={"csrf": csrf, "url": "not a url"}
+        ) as bad_url:
+            assert bad_url.status == 400 and "(url)" in await bad_url.text()
+        async with browser.post(
+            postback.url + "/ui/portal/endpoints/ep_missing/test",
+            data={"csrf": csrf, "event_type": "t", "payload": "{}"},
+        ) as missing:
+            assert missing.status == 404
+        async with browser.get(postback.url + "/ui/portal/deliveries?since=yesterday") as when:
+            assert when.status == 400 and "(since)" in await when.text()
+    async with postback.client(acme.api_key) as pb:
+        assert (await pb.list_endpoints()).data == []
