@@ -3,18 +3,20 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: demo test lint typecheck unit serve bench clean browser
 
-$(BIN)/.installed-runtime: requirements.txt pyproject.toml
+$(BIN)/.installed-runtime: requirements-build.txt requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . || $(BIN)/python -m pip install -q --no-deps -e .
+	$(PIP) install --upgrade -r requirements-build.txt
+	$(PIP) install -r requirements.txt
+	@# setuptools explains editable installs in a framed notice; informational, so kept quiet.
+	PYTHONWARNINGS=ignore::UserWarning $(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
 
 $(BIN)/.installed-dev: $(BIN)/.installed-runtime requirements-dev.txt
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(PIP) install -r requirements-dev.txt
 	touch $@
 
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright; no browser
