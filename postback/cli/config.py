@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from postback.core.errors import PostbackError
 from postback.core.netguard import parse_networks
@@ -99,13 +100,32 @@ class Settings:
         )
 
 
+def sqlite_path(database_url: str) -> str | None:
+    """The SQLite file a URL names, absolute (relative paths are relative to the current
+    directory), or None for another database."""
+    if not database_url.startswith("sqlite://"):
+        return None
+    path = database_url.removeprefix("sqlite://")
+    # sqlite:///relative.db -> "relative.db"; sqlite:////abs/x.db -> "/abs/x.db"
+    path = path[1:] if path.startswith("/") else path
+    return os.path.abspath(path)
+
+
+def describe_database(database_url: str) -> str:
+    """Where the data lives, for the start-up line: the absolute SQLite file, or the
+    PostgreSQL host and database (never the password)."""
+    path = sqlite_path(database_url)
+    if path is not None:
+        return f"SQLite file {path}"
+    parts = urlsplit(database_url)
+    return f"PostgreSQL {parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
 def key_file_path(settings: Settings) -> str:
     """The key file: as configured, else beside the SQLite file, else ./postback.key."""
     if settings.secret_key_file:
         return settings.secret_key_file
-    url = settings.database_url
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        path = path[1:] if path.startswith("/") else path
-        return os.path.join(os.path.dirname(path) or ".", "postback.key")
+    path = sqlite_path(settings.database_url)
+    if path is not None:
+        return os.path.join(os.path.dirname(path), "postback.key")
     return "postback.key"

@@ -72,6 +72,12 @@ def parse_policy(text: str) -> RetryPolicy:
     """A preset name or a JSON policy object, validated."""
     if text in PRESETS:
         return RetryPolicy(preset=text)
+    if not text.lstrip().startswith("{"):
+        names = ", ".join(PRESETS)
+        raise CLIError(
+            f"unknown policy {text!r}: presets are {names}; "
+            "or give a JSON object such as '{\"schedule_s\": [5, 60, 600]}'"
+        )
     try:
         policy = msgspec.json.decode(text.encode(), type=RetryPolicy)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -96,6 +102,13 @@ def _duration(seconds: float) -> str:
         )
         if part
     )
+
+
+def _port(text: str) -> int:
+    """A TCP port for argparse: 1-65535 (the OS would silently pick one for 0 or wrap others)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text!r}")
+    return int(text)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -382,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = with_db(sub.add_parser("serve", help="run the API and the dispatcher"))
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     with_db(sub.add_parser("worker", help="run the dispatcher only"))
     with_db(sub.add_parser("migrate", help="create or upgrade the database schema"))
     sub.add_parser("keygen", help="print a new POSTBACK_SECRET_KEY")

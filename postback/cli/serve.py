@@ -13,7 +13,7 @@ from aiohttp import web
 
 from postback.api.app import create_app
 from postback.api.protocol import ApiRunner
-from postback.cli.config import Settings, key_file_path
+from postback.cli.config import ConfigError, Settings, describe_database, key_file_path
 from postback.core.errors import StorageError, StorageUnavailable
 from postback.core.netguard import parse_networks
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
@@ -106,6 +106,9 @@ async def run_service(
     sealer = sealer_for(settings)
     storage = open_storage(settings.database_url, sealer)
     await storage.open(migrate=_migrates_itself(settings))
+    # Absolute, so a process started from another directory (and so another SQLite file,
+    # whose API keys differ) is noticed at once.
+    log.info("database: %s", describe_database(settings.database_url))
     metrics = Metrics()
     allowed = parse_networks(settings.allow_networks)
     transport = HTTPTransport(
@@ -147,7 +150,14 @@ async def run_service(
             runner = ApiRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, host, port, backlog=1024)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                # A busy or forbidden port is the operator's to fix: one line, no traceback.
+                raise ConfigError(
+                    f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                    "(is another Postback running? choose another port with --port)"
+                ) from None
             log.info("API listening on http://%s:%d (docs at /docs)", host, port)
         if dispatch:
             tasks.append(asyncio.create_task(dispatcher.run(stop), name="postback-dispatcher"))

@@ -91,7 +91,15 @@ def blocked_reason(address: IPAddress, allowed: Sequence[Network] = ()) -> str |
     for candidate in candidates:
         for network, reason in _BLOCKED:
             if candidate.version == network.version and candidate in network:
-                return f"{reason} {candidate} is not allowed as a callback destination"
+                refusal = f"{reason} {candidate} is not allowed as a callback destination"
+                if reason == "cloud metadata address":
+                    return refusal  # never worth opening: no hint
+                # The operator's way out, named where the refusal is read (an API 400, an
+                # attempt's error): local testing against 127.0.0.1 is the common case.
+                return (
+                    f"{refusal}; to allow it (e.g. for local testing) start Postback with "
+                    f"POSTBACK_ALLOW_NETWORKS={network}"
+                )
     return None
 
 

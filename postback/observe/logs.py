@@ -40,8 +40,16 @@ class TextFormatter(logging.Formatter):
         extras = {
             k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
         }
-        if extras:
-            base += " " + " ".join(f"{k}={v}" for k, v in extras.items() if k != "event")
+        message = record.getMessage()
+        # A field already spelled out in the message (a dead delivery's reason) is not
+        # repeated after it: a reader sees each fact once. JSON keeps every field.
+        shown = [
+            f"{k}={v}"
+            for k, v in extras.items()
+            if k != "event" and v is not None and not (isinstance(v, str) and v and v in message)
+        ]
+        if shown:
+            base += " " + " ".join(shown)
         return base
 
 

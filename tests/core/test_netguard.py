@@ -77,3 +77,17 @@ def test_allow_list_opens_ranges_including_mapped_forms() -> None:
 def test_bad_allow_list_is_an_error() -> None:
     with pytest.raises(ValueError):
         parse_networks("127.0.0.0/8, nonsense")
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "10.1.2.3", "fd00::1"])
+def test_refusal_names_the_setting_that_would_allow_it(address: str) -> None:
+    """The hint is exact: the CIDR it suggests, once configured, lets the address through."""
+    verdict = blocked_reason(ipaddress.ip_address(address))
+    assert verdict is not None and "POSTBACK_ALLOW_NETWORKS=" in verdict
+    suggested = verdict.rsplit("POSTBACK_ALLOW_NETWORKS=", 1)[1]
+    assert blocked_reason(ipaddress.ip_address(address), parse_networks(suggested)) is None
+
+
+def test_metadata_refusal_suggests_nothing() -> None:
+    verdict = blocked_reason(ipaddress.ip_address("169.254.169.254"))
+    assert verdict is not None and "POSTBACK_ALLOW_NETWORKS" not in verdict

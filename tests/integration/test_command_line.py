@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ def run(
         (["endpoints", "list", "--api-key", ""], "no API key"),
         (["endpoints", "list", "--api-key", "k", "--url", "http://127.0.0.1:9"], "cannot reach"),
         (["serve", "--database-url", "mysql://x"], "unsupported database URL"),
+        (["policies", "show", "foo"], "presets are sinch, notify, vibes"),
     ],
 )
 def test_errors_are_one_line_without_traceback(
@@ -59,6 +61,27 @@ def test_argparse_errors_are_short() -> None:
     result = run("endpoints", "frobnicate")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+def test_serve_refuses_a_port_out_of_range(port: str) -> None:
+    result = run("serve", "--port", port)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "port number from 1 to 65535" in result.stderr
+
+
+def test_serve_on_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
+    env = postback_env(f"sqlite:///{tmp_path / 'busy.db'}")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("serve", "--port", str(port), env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0], result.stderr
+    # The start-up line names the database by its absolute path.
+    assert f"database: SQLite file {tmp_path / 'busy.db'}" in result.stderr
 
 
 def test_policies_show_prints_the_sinch_schedule() -> None:
