@@ -22,6 +22,7 @@ from postback.core import wire as s
 from postback.core.errors import (
     Conflict,
     Forbidden,
+    IdempotencyConflict,
     InvalidInput,
     NotFound,
     StorageError,
@@ -158,6 +159,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(400, "invalid_request", exc.message, exc.field)
     except NotFound as exc:
         return error_response(404, "not_found", str(exc))
+    except IdempotencyConflict as exc:
+        return error_response(409, "idempotency_conflict", str(exc), exc.field)
     except Conflict as exc:
         return error_response(409, "conflict", str(exc))
     except Forbidden as exc:
@@ -459,6 +462,18 @@ def _accepted(result: Any) -> s.MessageAccepted:
 async def create_message(request: web.Request) -> web.Response:
     caller = await caller_of(request)
     body = await decode(request, s.MessageCreate)
+    # The Idempotency-Key header (as Stripe, Svix and the IETF draft name it) is an alias of
+    # the body field; both may be sent, but then they must agree.
+    header_key = request.headers.get("Idempotency-Key")
+    if header_key is not None:
+        if body.idempotency_key is not None and body.idempotency_key != header_key:
+            raise ApiError(
+                400,
+                "invalid_request",
+                "the Idempotency-Key header and the idempotency_key field differ; send one",
+                "idempotency_key",
+            )
+        body.idempotency_key = header_key
     account_id = await _message_account(request, caller, body, "account")
     [result] = await services(request).messages.submit(account_id, [_submission(body)])
     return json_response(_accepted(result), 202)

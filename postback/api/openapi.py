@@ -382,6 +382,15 @@ def openapi_document() -> dict[str, Any]:
             if "{" + name + "}" in op.path
         ]
         params += [{"name": q, "in": "query", "schema": _QUERY_SCHEMAS[q]} for q in op.query]
+        if op.method == "post" and op.path.endswith("/messages"):
+            params.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "description": "alias of the idempotency_key field (both: they must agree)",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                }
+            )
         if params:
             spec["parameters"] = params
         if op.body is not None:
@@ -405,6 +414,11 @@ def openapi_document() -> dict[str, Any]:
                 spec["responses"][code] = {"description": what, **error}
             if op.operation_id.removesuffix("ForAccount") in _CONFLICTS:
                 spec["responses"]["409"] = {"description": "Conflicts with the state", **error}
+            if op.method == "post" and op.path.endswith(("/messages", "/messages/batch")):
+                spec["responses"]["409"] = {
+                    "description": "idempotency_conflict: the key was used for a different request",
+                    **error,
+                }
         paths.setdefault(op.path, {})[op.method] = spec
     return {
         "openapi": "3.1.0",

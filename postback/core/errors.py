@@ -11,6 +11,7 @@
     +-- Forbidden                   the caller's credentials may not do this (an account key
     |                               creating a platform key)
     +-- Conflict                    valid, but the object's state forbids it
+    |   +-- IdempotencyConflict     an idempotency key reused for a different request
     +-- StorageError                a storage failure retrying will not fix
     |   +-- SchemaMismatch          the database schema is not the one this Postback expects
     |   +-- StorageUnavailable      the database cannot be reached now; retry later
@@ -71,3 +72,19 @@ class StorageUnavailable(StorageError):
 class StorageFull(StorageUnavailable):
     """The database's disk is full (SQLITE_FULL, PostgreSQL 53100 disk_full): nothing can be
     written until space is freed; reads still work."""
+
+
+class IdempotencyConflict(Conflict):
+    """An idempotency key sent again with a different request (core/idempotency.py).
+
+    ``index`` is the message's position in its batch; ``field`` the JSON path the API names.
+    """
+
+    def __init__(self, key: str, index: int = 0, field: str = "idempotency_key") -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different request "
+            "(event type, payload or callback_url differ); use a new key for a new message"
+        )
+        self.key = key
+        self.index = index
+        self.field = field

@@ -267,6 +267,8 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
     fanout: bool = False
     ordering_key: str | None = None
     """Deliveries sharing a key go to an endpoint one after the other, in submission order."""
+    fingerprint: str | None = None
+    """Of the request, stored with the idempotency key: a reuse must match it (core/idempotency)."""
 
 
 class IngestResult(msgspec.Struct, frozen=True, kw_only=True):

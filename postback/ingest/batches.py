@@ -138,6 +138,7 @@ class BatchReports:
             callback_url=batch.callback_url,
             # The deadline sweeper and a final update may race: one report, not two.
             idempotency_key=f"batch-report/{batch.batch_id}",
+            refuse_reuse=False,  # the racing reports may differ; the first one stands
         )
 
     async def send_due(self, limit: int = 100) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from postback.core.errors import Conflict, InvalidInput, NotFound
+from postback.core.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
+from postback.core.idempotency import request_fingerprint
 from postback.core.model import (
     Delivery,
     DeliveryState,
@@ -43,6 +44,9 @@ class MessageSubmission:
     ordering_key: str | None = None
     target_endpoint_id: str | None = None
     """Deliver to this one endpoint of the account only (a test event from the portal)."""
+    refuse_reuse: bool = True
+    """A reused idempotency key must come with the same request (core/idempotency.py);
+    False for Postback's own submissions whose racing producers share one key on purpose."""
 
 
 class MessageService:
@@ -98,19 +102,31 @@ class MessageService:
                         or callback_endpoints.get((account_id, sub.callback_url or "")),
                         fanout=sub.fanout,
                         ordering_key=sub.ordering_key,
+                        fingerprint=(
+                            request_fingerprint(
+                                sub.event_type, sub.payload, sub.callback_url, sub.fanout
+                            )
+                            if sub.idempotency_key is not None and sub.refuse_reuse
+                            else None
+                        ),
                     ),
                 )
             )
         results: list[IngestResult | None] = [None] * len(items)
         for account_id, numbered in by_account.items():
             dispatcher = self.context.dispatcher
-            stored = await self.context.storage.ingest(
-                account_id,
-                [m for _, m in numbered],
-                self.context.now_ms(),
-                IDEMPOTENCY_WINDOW_MS,
-                lease=dispatcher.lease_offer() if dispatcher is not None else None,
-            )
+            try:
+                stored = await self.context.storage.ingest(
+                    account_id,
+                    [m for _, m in numbered],
+                    self.context.now_ms(),
+                    IDEMPOTENCY_WINDOW_MS,
+                    lease=dispatcher.lease_offer() if dispatcher is not None else None,
+                )
+            except IdempotencyConflict as exc:
+                i = numbered[exc.index][0]  # the position in the whole batch
+                at = f"{field_prefix}[{i}]." if field_prefix else ""
+                raise IdempotencyConflict(exc.key, i, f"{at}idempotency_key") from None
             for (i, _), result in zip(numbered, stored, strict=True):
                 results[i] = result
             self.context.metrics.ingested(sum(not r.duplicate for r in stored))

@@ -28,6 +28,7 @@ from postback.core.fanout import (
     lease_counts,
     new_deliveries,
 )
+from postback.core.idempotency import check_reuse
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
     Account,
@@ -435,7 +436,7 @@ class PostgresStorage:
         async with self._tx() as conn:
             results: list[IngestResult | None] = []
             fresh: list[NewMessage] = []
-            for message in messages:
+            for index, message in enumerate(messages):
                 if message.idempotency_key is None:
                     fresh.append(message)
                     results.append(None)
@@ -450,6 +451,7 @@ class PostgresStorage:
                         "message_id": message.id,
                         "now": now,
                         "expired_before": now - idempotency_window_ms,
+                        "fingerprint": message.fingerprint,
                     },
                 )
                 if await conn.fetchval(sql, *args) is not None:
@@ -460,7 +462,9 @@ class PostgresStorage:
                     "find_idempotency_key",
                     {"account_id": account_id, "key": message.idempotency_key},
                 )
-                original = await conn.fetchval(sql, *args)
+                original, stored = await conn.fetchrow(sql, *args)
+                # Raising rolls the whole transaction back: the batch is all or nothing.
+                check_reuse(message.idempotency_key, stored, message.fingerprint, index)
                 sql, args = _bind("deliveries_of_message", {"id": original})
                 deliveries = [delivery_from_row(r) for r in await conn.fetch(sql, *args)]
                 results.append(

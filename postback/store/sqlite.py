@@ -32,6 +32,7 @@ from postback.core.fanout import (
     lease_counts,
     new_deliveries,
 )
+from postback.core.idempotency import check_reuse
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
     Account,
@@ -514,11 +515,13 @@ class SQLiteStorage:
             results: list[IngestResult] = []
             subscribed: dict[str, list[str]] = {}
             fresh: list[tuple[NewMessage, list[Delivery]]] = []
-            for message in messages:
+            for index, message in enumerate(messages):
                 if message.idempotency_key is not None:
                     key = {"account_id": account_id, "key": message.idempotency_key}
                     found = conn.execute(_Q["find_idempotency_key"], key).fetchone()
                     if found is not None and idempotency_hit(found[1], now, idempotency_window_ms):
+                        # Raising rolls the savepoint back: the batch is all or nothing.
+                        check_reuse(message.idempotency_key, found[2], message.fingerprint, index)
                         deliveries = [
                             delivery_from_row(r)
                             for r in conn.execute(_Q["deliveries_of_message"], {"id": found[0]})
@@ -529,7 +532,12 @@ class SQLiteStorage:
                         continue
                     conn.execute(
                         _Q["upsert_idempotency_key"],
-                        {**key, "message_id": message.id, "created_at": now},
+                        {
+                            **key,
+                            "message_id": message.id,
+                            "created_at": now,
+                            "fingerprint": message.fingerprint,
+                        },
                     )
                 conn.execute(
                     _Q["insert_message"],

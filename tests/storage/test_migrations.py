@@ -16,6 +16,7 @@ from postback.store.queries import migration_files
 from postback.store.sealing import Sealer
 from tests.support.postgres import POSTGRES_URL, fresh_schema
 from tests.support.processes import postback_env
+from tests.support.service import free_port
 
 
 def test_both_dialects_have_the_same_migrations() -> None:
@@ -88,7 +89,7 @@ async def test_dialects_define_the_same_tables_and_columns(tmp_path: Path) -> No
 def test_serve_refuses_an_unmigrated_postgres_with_one_clear_line() -> None:
     url = f"{POSTGRES_URL}?schema=pbt_never_migrated"
     result = subprocess.run(
-        [sys.executable, "-m", "postback", "serve", "--port", "0"],
+        [sys.executable, "-m", "postback", "serve", "--port", str(free_port())],
         env=postback_env(url),
         capture_output=True,
         text=True,

@@ -131,15 +131,16 @@ WHERE e.account_id = :account_id AND NOT e.disabled AND NOT e.deleted AND NOT e.
 -- name: claim_idempotency_key
 -- Insert the key, or take over one older than the window; no row back means a live duplicate.
 -- Concurrent submitters of one key serialize on the primary key, so exactly one wins.
-INSERT INTO idempotency_keys (account_id, key, message_id, created_at)
-VALUES (:account_id, :key, :message_id, :now)
+INSERT INTO idempotency_keys (account_id, key, message_id, created_at, fingerprint)
+VALUES (:account_id, :key, :message_id, :now, :fingerprint)
 ON CONFLICT (account_id, key) DO UPDATE
-    SET message_id = excluded.message_id, created_at = excluded.created_at
+    SET message_id = excluded.message_id, created_at = excluded.created_at,
+        fingerprint = excluded.fingerprint
     WHERE idempotency_keys.created_at <= :expired_before
 RETURNING message_id;
 
 -- name: find_idempotency_key
-SELECT message_id FROM idempotency_keys WHERE account_id = :account_id AND key = :key;
+SELECT message_id, fingerprint FROM idempotency_keys WHERE account_id = :account_id AND key = :key;
 
 -- name: insert_messages
 INSERT INTO messages (id, account_id, event_type, payload, idempotency_key, created_at)

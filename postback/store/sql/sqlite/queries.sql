@@ -110,13 +110,15 @@ WHERE e.account_id = :account_id AND e.disabled = 0 AND e.deleted = 0 AND e.is_c
         WHERE t.event_type = :event_type AND t.endpoint_id = e.id));
 
 -- name: find_idempotency_key
-SELECT message_id, created_at FROM idempotency_keys WHERE account_id = :account_id AND key = :key;
+SELECT message_id, created_at, fingerprint FROM idempotency_keys
+WHERE account_id = :account_id AND key = :key;
 
 -- name: upsert_idempotency_key
-INSERT INTO idempotency_keys (account_id, key, message_id, created_at)
-VALUES (:account_id, :key, :message_id, :created_at)
+INSERT INTO idempotency_keys (account_id, key, message_id, created_at, fingerprint)
+VALUES (:account_id, :key, :message_id, :created_at, :fingerprint)
 ON CONFLICT (account_id, key) DO UPDATE SET message_id = excluded.message_id,
-                                            created_at = excluded.created_at;
+                                            created_at = excluded.created_at,
+                                            fingerprint = excluded.fingerprint;
 
 -- name: insert_message
 INSERT INTO messages (id, account_id, event_type, payload, idempotency_key, created_at)
