@@ -5,15 +5,21 @@
         accepted = await pb.send("mo_text", {"type": "mo_text", "body": "hi", ...})
 
 Every failure raises ``APIError`` carrying the API's status, code, message and field.
-``SyncClient`` offers the same methods for code that is not async.
+``SyncClient`` offers the same methods, blocking, for code that is not async (it works inside
+a running event loop too, e.g. in Jupyter). Both read ``POSTBACK_URL`` and
+``POSTBACK_API_KEY`` when no URL or key is given, and walk every page of a listing with
+``iter_accounts``, ``iter_endpoints``, ``iter_deliveries`` and ``iter_attempts``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import functools
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -23,6 +29,8 @@ from postback.core import wire as s
 from postback.core.errors import PostbackError
 
 T = TypeVar("T")
+P = ParamSpec("P")
+DEFAULT_URL = "http://127.0.0.1:8000"
 JSONPayload = Mapping[str, Any] | bytes | str
 
 
@@ -75,17 +83,19 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
 class Client:
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8000",
+        base_url: str | None = None,
         api_key: str | None = None,
         *,
         admin_token: str | None = None,
         timeout_s: float = 30.0,
         account: str | None = None,
     ) -> None:
-        """``account`` (an id or external id): act on that account with a platform key, i.e.
-        send account-scoped calls to ``/v1/accounts/{account}/...``."""
+        """``base_url`` defaults to ``$POSTBACK_URL`` (else http://127.0.0.1:8000), ``api_key``
+        to ``$POSTBACK_API_KEY``. ``account`` (an id or external id): act on that account with
+        a platform key, i.e. send account-scoped calls to ``/v1/accounts/{account}/...``."""
+        base_url = base_url or os.environ.get("POSTBACK_URL") or DEFAULT_URL
         self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
+        self.api_key = api_key if api_key is not None else os.environ.get("POSTBACK_API_KEY")
         self.admin_token = admin_token
         self.account = account
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -157,7 +167,13 @@ class Client:
             raise APIError(0, "timeout", f"no answer from {self.base_url}{path}") from None
         if type_ is None:
             return None  # type: ignore[return-value]
-        return msgspec.json.decode(raw, type=type_)
+        try:
+            return msgspec.json.decode(raw, type=type_)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            # Something answered that is not this Postback (a wrong --url, another service).
+            raise APIError(
+                0, "unexpected_answer", f"{self.base_url}{path} is not a Postback API: {exc}"
+            ) from None
 
     @staticmethod
     def _error(status: int, raw: bytes) -> APIError:
@@ -191,6 +207,19 @@ class Client:
         return await self._call(
             "GET", "/v1/accounts", s.AccountPage, params=params, token=self.admin_token
         )
+
+    async def iter_accounts(
+        self, *, q: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[s.AccountOut]:
+        """Every account (matching ``q``), page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_accounts(q=q, limit=page_size, cursor=cursor)
+            for item in page.data:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def get_account(self, account: str) -> s.AccountOut:
         """By id or external id."""
@@ -237,7 +266,7 @@ class Client:
 
     # -- endpoints ----------------------------------------------------------------------------
 
-    async def create_endpoint(self, url: str, **fields: Any) -> s.EndpointOut:
+    async def create_endpoint(self, /, url: str, **fields: Any) -> s.EndpointOut:
         """Fields as in ``POST /v1/endpoints``: event_types, retry_policy, timeout_ms, auth, ..."""
         return await self._call(
             "POST", self._scoped("/endpoints"), s.EndpointOut, {"url": url, **fields}
@@ -247,10 +276,21 @@ class Client:
         params = {"limit": limit, "cursor": cursor}
         return await self._call("GET", self._scoped("/endpoints"), s.EndpointPage, params=params)
 
+    async def iter_endpoints(self, *, page_size: int = 100) -> AsyncIterator[s.EndpointOut]:
+        """Every endpoint, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_endpoints(limit=page_size, cursor=cursor)
+            for item in page.data:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     async def get_endpoint(self, endpoint_id: str) -> s.EndpointOut:
         return await self._call("GET", self._scoped(f"/endpoints/{endpoint_id}"), s.EndpointOut)
 
-    async def update_endpoint(self, endpoint_id: str, **changes: Any) -> s.EndpointOut:
+    async def update_endpoint(self, /, endpoint_id: str, **changes: Any) -> s.EndpointOut:
         return await self._call(
             "PATCH", self._scoped(f"/endpoints/{endpoint_id}"), s.EndpointOut, changes
         )
@@ -367,6 +407,34 @@ class Client:
         }
         return await self._call("GET", self._scoped("/deliveries"), s.DeliveryPage, params=params)
 
+    async def iter_deliveries(
+        self,
+        *,
+        state: str | None = None,
+        endpoint_id: str | None = None,
+        message_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[s.DeliveryOut]:
+        """Every delivery matching the filters, page after page, newest first."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_deliveries(
+                state=state,
+                endpoint_id=endpoint_id,
+                message_id=message_id,
+                since=since,
+                until=until,
+                limit=page_size,
+                cursor=cursor,
+            )
+            for delivery in page.data:
+                yield delivery
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     async def get_delivery(self, delivery_id: str) -> s.DeliveryOut:
         return await self._call("GET", self._scoped(f"/deliveries/{delivery_id}"), s.DeliveryOut)
 
@@ -377,6 +445,19 @@ class Client:
         return await self._call(
             "GET", path, s.AttemptPage, params={"limit": limit, "cursor": cursor}
         )
+
+    async def iter_attempts(
+        self, delivery_id: str, *, page_size: int = 100
+    ) -> AsyncIterator[s.AttemptOut]:
+        """Every attempt of a delivery, in order."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_attempts(delivery_id, limit=page_size, cursor=cursor)
+            for item in page.data:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def replay_delivery(self, delivery_id: str) -> s.ReplayResult:
         return await self._call(
@@ -395,27 +476,169 @@ class Client:
         return await self._call("POST", self._scoped("/replay"), s.ReplayResult, body)
 
 
+class _LoopThread:
+    """A private event loop running on its own daemon thread.
+
+    A blocking call hands its coroutine to this loop and waits for the result, so it works
+    whether or not the calling thread runs an event loop of its own (Jupyter, an async app
+    calling synchronous code): ``run_until_complete`` on the caller's thread would fail there.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="postback-sync-client", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self.loop.is_closed():
+            coroutine.close()
+            raise APIError(0, "closed", "this SyncClient is closed")
+        if threading.current_thread() is self._thread:
+            coroutine.close()
+            raise RuntimeError("a SyncClient cannot be called from its own loop")
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+            self.loop.close()
+
+
+def _blocking(
+    method: Callable[Concatenate[Client, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[SyncClient, P], T]:
+    """The blocking twin of an async ``Client`` method, with the same typed signature
+    (mypy checks every call against the async original) and the same docstring."""
+
+    def call(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._loop_thread.run(method(self._client, *args, **kwargs))
+
+    functools.update_wrapper(call, method)  # name, docstring, and the signature for help()
+    return call
+
+
 class SyncClient:
-    """The same methods as ``Client``, blocking; runs a private event loop."""
+    """The same methods as ``Client``, blocking; its own event loop runs on a private thread.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._client = Client(*args, **kwargs)
+    Usable from plain scripts and from inside a running event loop alike. Close it (or use it
+    as a context manager) to stop that thread.
+    """
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._client, name)
-        if not asyncio.iscoroutinefunction(method):
-            return method  # type: ignore[no-any-return]
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        admin_token: str | None = None,
+        timeout_s: float = 30.0,
+        account: str | None = None,
+    ) -> None:
+        self._client = Client(
+            base_url, api_key, admin_token=admin_token, timeout_s=timeout_s, account=account
+        )
+        self._loop_thread = _LoopThread()
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._loop.run_until_complete(method(*args, **kwargs))
+    @property
+    def base_url(self) -> str:
+        return self._client.base_url
 
-        return call
+    @property
+    def api_key(self) -> str | None:
+        return self._client.api_key
+
+    health = _blocking(Client.health)
+    create_account = _blocking(Client.create_account)
+    list_accounts = _blocking(Client.list_accounts)
+    get_account = _blocking(Client.get_account)
+    create_key = _blocking(Client.create_key)
+    list_keys = _blocking(Client.list_keys)
+    rotate_key = _blocking(Client.rotate_key)
+    revoke_key = _blocking(Client.revoke_key)
+    create_endpoint = _blocking(Client.create_endpoint)
+    list_endpoints = _blocking(Client.list_endpoints)
+    get_endpoint = _blocking(Client.get_endpoint)
+    update_endpoint = _blocking(Client.update_endpoint)
+    delete_endpoint = _blocking(Client.delete_endpoint)
+    get_secret = _blocking(Client.get_secret)
+    rotate_secret = _blocking(Client.rotate_secret)
+    create_event_type = _blocking(Client.create_event_type)
+    list_event_types = _blocking(Client.list_event_types)
+    send = _blocking(Client.send)
+    send_batch = _blocking(Client.send_batch)
+    get_message = _blocking(Client.get_message)
+    batch_recipient_status = _blocking(Client.batch_recipient_status)
+    list_deliveries = _blocking(Client.list_deliveries)
+    get_delivery = _blocking(Client.get_delivery)
+    list_attempts = _blocking(Client.list_attempts)
+    replay_delivery = _blocking(Client.replay_delivery)
+    replay = _blocking(Client.replay)
+
+    def iter_accounts(
+        self, *, q: str | None = None, page_size: int = 100
+    ) -> Iterator[s.AccountOut]:
+        """Every account (matching ``q``), page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_accounts(q=q, limit=page_size, cursor=cursor)
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def iter_endpoints(self, *, page_size: int = 100) -> Iterator[s.EndpointOut]:
+        """Every endpoint, page after page (one request per page, as you iterate)."""
+        cursor: str | None = None
+        while True:
+            page = self.list_endpoints(limit=page_size, cursor=cursor)
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def iter_deliveries(
+        self,
+        *,
+        state: str | None = None,
+        endpoint_id: str | None = None,
+        message_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 100,
+    ) -> Iterator[s.DeliveryOut]:
+        """Every delivery matching the filters, page after page, newest first."""
+        cursor: str | None = None
+        while True:
+            page = self.list_deliveries(
+                state=state,
+                endpoint_id=endpoint_id,
+                message_id=message_id,
+                since=since,
+                until=until,
+                limit=page_size,
+                cursor=cursor,
+            )
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def iter_attempts(self, delivery_id: str, *, page_size: int = 100) -> Iterator[s.AttemptOut]:
+        """Every attempt of a delivery, in order."""
+        cursor: str | None = None
+        while True:
+            page = self.list_attempts(delivery_id, limit=page_size, cursor=cursor)
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.run_until_complete(self._client.close())
-            self._loop.close()
+        if not self._loop_thread.loop.is_closed():
+            self._loop_thread.run(self._client.close())
+            self._loop_thread.stop()
 
     def __enter__(self) -> SyncClient:
         return self

@@ -1,8 +1,13 @@
 """The ``postback`` command line.
 
 Service commands (serve, worker, migrate, accounts create) open the database named by
-POSTBACK_DATABASE_URL; the others talk to a running Postback through ``postback.Client``
-(POSTBACK_URL, POSTBACK_API_KEY). Errors print one line and exit non-zero, no traceback.
+POSTBACK_DATABASE_URL; the API commands talk to a running Postback through ``postback.Client``
+(``--url``/``--api-key``, or POSTBACK_URL/POSTBACK_API_KEY); ``listen`` is a local receiver.
+
+Every command prints for people by default (tables, ``key: value`` lines), ``--json`` for
+programs, and ``--field NAME`` for one value in a shell variable
+(``KEY=$(postback accounts create acme --field api_key)``). The global options may be given
+before or after the command. Errors print one line and exit non-zero, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,46 +18,106 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
 from postback import __version__
 from postback.cli.config import Settings
-from postback.client import Client
+from postback.client import DEFAULT_URL, APIError, Client
+from postback.core import wire as s
 from postback.core.errors import PostbackError
 from postback.core.policy import PRESETS, PolicyError, RetryPolicy, resolve_policy, validate_policy
+
+T = TypeVar("T")
 
 
 class CLIError(PostbackError):
     """A user-facing error: printed as one line."""
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(msgspec.to_builtins(value), indent=2))
+# -- output -----------------------------------------------------------------------------------
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def _fields(pairs: Sequence[tuple[str, Any]]) -> str:
+    """``key: value`` lines, aligned; None and empty values are left out."""
+    shown = [(k, v) for k, v in pairs if v not in (None, "", [], {})]
+    width = max((len(k) for k, _ in shown), default=0)
+    return "\n".join(f"{k + ':':<{width + 1}} {_text(v)}" for k, v in shown)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_text(v) for v in value)
+    return json.dumps(msgspec.to_builtins(value), ensure_ascii=False)
+
+
+def _pick(value: Any, path: str) -> Any:
+    """``a.b.0.c`` out of a JSON-like value, or a CLIError naming what exists."""
+    current = value
+    for part in path.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            known = ", ".join(current) if isinstance(current, dict) else "none"
+            raise CLIError(f"--field {path}: no {part!r} in the result (fields: {known})")
+    return current
+
+
+def emit(args: argparse.Namespace, value: Any, human: Callable[[], str]) -> None:
+    """Print a result: ``--field`` one value, ``--json`` all of it, else the human form."""
+    # Through JSON, not to_builtins: a message's payload is raw JSON bytes (msgspec.Raw).
+    builtins = json.loads(msgspec.json.encode(value))
+    field = _opt(args, "field")
+    if field:
+        picked = _pick(builtins, field)
+        print(picked if isinstance(picked, str) else json.dumps(picked))
+    elif _opt(args, "json"):
+        print(json.dumps(builtins, indent=2, ensure_ascii=False))
+    else:
+        print(human())
+
+
+def _opt(args: argparse.Namespace, name: str) -> Any:
+    """A global option, wherever it was given (before or after the command)."""
+    value = getattr(args, name, None)
+    if value is None and name == "url":
+        return os.environ.get("POSTBACK_URL") or DEFAULT_URL
+    return value
+
+
+# -- shared helpers ---------------------------------------------------------------------------
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env()
     if getattr(args, "database_url", None):
         settings = dataclasses.replace(settings, database_url=args.database_url)
+    if _opt(args, "json"):
+        settings = dataclasses.replace(settings, log_format="json")
     return settings
 
 
 def _client(args: argparse.Namespace, *, admin: bool = False) -> Client:
     """A client with the API key; ``admin``: with the admin token (POSTBACK_ADMIN_TOKEN) too,
-    which is enough on its own."""
-    api_key = args.api_key or os.environ.get("POSTBACK_API_KEY")
+    which is enough on its own. ``--account`` aims a platform key at one account."""
+    api_key = _opt(args, "api_key") or os.environ.get("POSTBACK_API_KEY")
     admin_token = os.environ.get("POSTBACK_ADMIN_TOKEN") if admin else None
     if not api_key and not admin_token:
         if admin:
@@ -61,8 +126,8 @@ def _client(args: argparse.Namespace, *, admin: bool = False) -> Client:
             )
         raise CLIError("no API key: pass --api-key or set POSTBACK_API_KEY")
     return Client(
-        args.url,
-        api_key,
+        _opt(args, "url"),
+        api_key or "",
         admin_token=admin_token or None,
         account=getattr(args, "scope_account", None),
     )
@@ -111,30 +176,193 @@ def _port(text: str) -> int:
     return int(text)
 
 
-# -- commands ---------------------------------------------------------------------------------
+def _limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1000, got {text!r}")
+    return int(text)
+
+
+def _status(text: str) -> int:
+    if not text.isdigit() or not 200 <= int(text) <= 599:
+        raise argparse.ArgumentTypeError(f"must be an HTTP status from 200 to 599, got {text!r}")
+    return int(text)
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _header_pairs(values: list[str]) -> dict[str, str]:
+    headers = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CLIError(f"--header must be NAME=VALUE, got {item!r}")
+        headers[name.strip()] = value
+    return headers
+
+
+async def _collect(items: AsyncIterator[T]) -> list[T]:
+    return [item async for item in items]
+
+
+def _paged(
+    args: argparse.Namespace,
+    data: list[Any],
+    next_cursor: str | None,
+    rows: Callable[[list[Any]], list[list[str]]],
+    headers: list[str],
+) -> None:
+    """A listing: a table for people, with how to get the next page when there is one."""
+
+    def human() -> str:
+        text = _table(rows(data), headers) if data else "(none)"
+        if next_cursor:
+            text += f"\nmore: add --cursor {next_cursor} (or --all for every page)"
+        return text
+
+    emit(args, {"data": data, "next_cursor": next_cursor}, human)
+
+
+# -- human forms ------------------------------------------------------------------------------
+
+
+def _endpoint_text(e: s.EndpointOut) -> str:
+    secret = e.signing_secret if isinstance(e.signing_secret, str) else None
+    pairs: list[tuple[str, Any]] = [
+        ("id", e.id),
+        ("url", e.url),
+        ("description", e.description),
+        ("event types", e.event_types if e.event_types is not None else "all"),
+        ("status", "disabled" if e.disabled else "enabled"),
+        ("retry policy", e.retry_policy),
+        ("timeout", f"{e.timeout_ms} ms" if e.timeout_ms else None),
+        ("rate limit", f"{e.rate_limit_per_s}/s" if e.rate_limit_per_s else None),
+        ("headers", e.headers),
+        ("auth", e.auth.type if e.auth else None),
+        ("signature", e.signature_scheme),
+        ("kind", e.kind),
+        ("created", e.created_at),
+        ("updated", e.updated_at),
+    ]
+    if secret:
+        pairs.append(("signing secret", f"{secret}  (shown once: keep it for your receiver)"))
+    return _fields(pairs)
+
+
+def _endpoint_rows(page: list[s.EndpointOut]) -> list[list[str]]:
+    return [
+        [
+            e.id,
+            e.url,
+            ",".join(e.event_types) if e.event_types is not None else "*",
+            "disabled" if e.disabled else "enabled",
+        ]
+        for e in page
+    ]
+
+
+def _delivery_rows(page: list[s.DeliveryOut]) -> list[list[str]]:
+    return [
+        [
+            d.id,
+            d.message_id,
+            d.endpoint_id,
+            d.state,
+            str(d.attempt_count),
+            str(d.last_status_code or ""),
+            d.dead_reason or d.last_error or "",
+        ]
+        for d in page
+    ]
+
+
+_DELIVERY_HEADERS = ["id", "message", "endpoint", "state", "attempts", "last status", "reason"]
+
+
+def _delivery_text(d: s.DeliveryOut) -> str:
+    return _fields(
+        [
+            ("id", d.id),
+            ("message", d.message_id),
+            ("endpoint", d.endpoint_id),
+            ("event type", d.event_type),
+            ("state", d.state),
+            ("attempts", str(d.attempt_count)),
+            ("next attempt", d.next_attempt_at),
+            ("last status", str(d.last_status_code) if d.last_status_code else None),
+            ("last error", d.last_error),
+            ("dead because", d.dead_reason),
+            ("created", d.created_at),
+            ("updated", d.updated_at),
+        ]
+    )
+
+
+def _attempt_rows(page: list[s.AttemptOut]) -> list[list[str]]:
+    return [
+        [
+            str(a.attempt_number),
+            a.started_at,
+            f"{a.duration_ms:.0f} ms",
+            a.outcome,
+            str(a.status_code or ""),
+            a.error or (a.response_body or "")[:60].replace("\n", " "),
+        ]
+        for a in page
+    ]
+
+
+# -- commands: local ----------------------------------------------------------------------------
 
 
 def cmd_keygen(args: argparse.Namespace) -> None:
     import base64
     import secrets
 
-    print(base64.b64encode(secrets.token_bytes(32)).decode())
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    emit(args, {"key": key}, lambda: key)
 
 
 def cmd_policies_show(args: argparse.Namespace) -> None:
     policy = resolve_policy(parse_policy(args.policy))
-    statuses = ", ".join(policy.retry_statuses or ("429", "5xx", "timeout", "network"))
-    print(f"policy: {args.policy if args.policy in PRESETS else 'custom'}")
-    print(f"retried failures: {statuses}; every other failure is permanent")
-    if policy.timeout_ms:
-        print(f"attempt timeout: {policy.timeout_ms} ms")
-    total = 0.0
-    rows = [["1", "0s", "0s", "first attempt"]]
-    for i, delay in enumerate(policy.schedule(), start=2):
-        total += delay
-        rows.append([str(i), _duration(delay), _duration(total), f"retry {i - 1}"])
-    print(_table(rows, ["attempt", "delay", "after first", ""]))
-    print(f"then dead-lettered: {policy.retry_count} retries over {_duration(total)}")
+    statuses = list(policy.retry_statuses or ("429", "5xx", "timeout", "network"))
+    name = args.policy if args.policy in PRESETS else "custom"
+    schedule = list(policy.schedule())
+
+    def human() -> str:
+        lines = [
+            f"policy: {name}",
+            f"retried failures: {', '.join(statuses)}; every other failure is permanent",
+        ]
+        if policy.timeout_ms:
+            lines.append(f"attempt timeout: {policy.timeout_ms} ms")
+        total = 0.0
+        rows = [["1", "0s", "0s", "first attempt"]]
+        for i, delay in enumerate(schedule, start=2):
+            total += delay
+            rows.append([str(i), _duration(delay), _duration(total), f"retry {i - 1}"])
+        lines.append(_table(rows, ["attempt", "delay", "after first", ""]))
+        lines.append(f"then dead-lettered: {policy.retry_count} retries over {_duration(total)}")
+        return "\n".join(lines)
+
+    emit(
+        args,
+        {
+            "policy": name,
+            "retry_statuses": statuses,
+            "timeout_ms": policy.timeout_ms,
+            "schedule_s": schedule,
+            "retries": policy.retry_count,
+        },
+        human,
+    )
 
 
 async def cmd_serve(args: argparse.Namespace, *, api: bool, dispatch: bool) -> None:
@@ -153,18 +381,27 @@ async def cmd_serve(args: argparse.Namespace, *, api: bool, dispatch: bool) -> N
 
 
 async def cmd_migrate(args: argparse.Namespace) -> None:
+    from postback.cli.config import describe_database
     from postback.cli.serve import migrate_database
 
-    await migrate_database(_settings(args))
-    print("database is up to date")
+    settings = _settings(args)
+    await migrate_database(settings)
+    where = describe_database(settings.database_url)
+    emit(
+        args,
+        {"status": "up to date", "database": where},
+        lambda: f"database is up to date ({where})",
+    )
 
 
 async def cmd_accounts_create(args: argparse.Namespace) -> None:
+    from postback.cli.config import describe_database
     from postback.cli.serve import open_services
     from postback.core.errors import Conflict, InvalidInput
 
+    settings = _settings(args)
     # Like `serve`: SQLite migrates itself, PostgreSQL waits for `postback migrate`.
-    async with open_services(_settings(args)) as services:
+    async with open_services(settings) as services:
         try:
             account, api_key = await services.accounts.create(
                 args.name, external_id=args.external_id, with_key=not args.no_key
@@ -173,29 +410,82 @@ async def cmd_accounts_create(args: argparse.Namespace) -> None:
             raise CLIError(f"{exc.field}: {exc.message}") from None
         except Conflict as exc:
             raise CLIError(str(exc)) from None
-    out = {"id": account.id, "name": account.name, "external_id": account.external_id}
+    where = describe_database(settings.database_url)
+    result: dict[str, Any] = {
+        "id": account.id,
+        "name": account.name,
+        "external_id": account.external_id,
+    }
     if api_key is not None:
-        out["api_key"] = api_key
-    print(json.dumps(out, indent=2))
+        result["api_key"] = api_key
+    result["database"] = where
+    emit(
+        args,
+        result,
+        lambda: _fields(
+            [
+                ("id", account.id),
+                ("name", account.name),
+                ("external id", account.external_id),
+                (
+                    "api key",
+                    f"{api_key}  (shown once: export POSTBACK_API_KEY=...)" if api_key else None,
+                ),
+                ("database", where),
+            ]
+        ),
+    )
 
 
 async def cmd_accounts_list(args: argparse.Namespace) -> None:
     async with _client(args, admin=True) as client:
-        page = await client.list_accounts(q=args.search, limit=args.limit, cursor=args.cursor)
-    rows = [[a.id, a.external_id or "", a.name, a.created_at] for a in page.data]
-    print(_table(rows, ["id", "external id", "name", "created"]))
-    if page.next_cursor:
-        print(f"more: --cursor {page.next_cursor}")
+        if args.all:
+            data, cursor = await _collect(client.iter_accounts(q=args.search)), None
+        else:
+            page = await client.list_accounts(q=args.search, limit=args.limit, cursor=args.cursor)
+            data, cursor = page.data, page.next_cursor
+
+    def rows(accounts: list[s.AccountOut]) -> list[list[str]]:
+        return [[a.id, a.external_id or "", a.name, a.created_at] for a in accounts]
+
+    _paged(args, data, cursor, rows, ["id", "external id", "name", "created"])
 
 
 async def cmd_accounts_show(args: argparse.Namespace) -> None:
     async with _client(args, admin=True) as client:
-        _print_json(await client.get_account(args.account_ref))
+        account = await client.get_account(args.account_ref)
+    emit(
+        args,
+        account,
+        lambda: _fields(
+            [
+                ("id", account.id),
+                ("name", account.name),
+                ("external id", account.external_id),
+                ("created", account.created_at),
+            ]
+        ),
+    )
 
 
 async def cmd_accounts_portal_link(args: argparse.Namespace) -> None:
     async with _client(args, admin=True) as client:
-        _print_json(await client.create_portal_session(args.account_ref))
+        link = await client.create_portal_session(args.account_ref)
+    emit(args, link, lambda: _fields([("url", link.url), ("expires", link.expires_at)]))
+
+
+def _key_text(key: s.KeyOut) -> str:
+    pairs: list[tuple[str, Any]] = [
+        ("id", key.id),
+        ("scope", "platform" if key.platform else key.account_id),
+        ("name", key.name),
+        ("recognised by", f"{key.prefix}…{key.last4}"),
+        ("created", key.created_at),
+        ("revoked", key.revoked_at),
+    ]
+    if isinstance(key, s.KeyCreated):
+        pairs.append(("key", f"{key.key}  (shown once: store it now)"))
+    return _fields(pairs)
 
 
 async def cmd_keys_create(args: argparse.Namespace) -> None:
@@ -205,53 +495,123 @@ async def cmd_keys_create(args: argparse.Namespace) -> None:
         created = await client.create_key(
             platform=args.platform, account=args.account, name=args.name or ""
         )
-    _print_json(created)
+    emit(args, created, lambda: _key_text(created))
     print("store the key now: it is shown only once", file=sys.stderr)
 
 
 async def cmd_keys_list(args: argparse.Namespace) -> None:
     async with _client(args, admin=True) as client:
-        page = await client.list_keys(account=args.account, limit=args.limit)
-    rows = [
-        [
-            k.id,
-            "platform" if k.platform else (k.account_id or ""),
-            k.name,
-            f"{k.prefix}…{k.last4}",
-            k.created_at,
-            k.revoked_at or "",
+        page = await client.list_keys(account=args.account, limit=args.limit, cursor=args.cursor)
+
+    def rows(keys: list[s.KeyOut]) -> list[list[str]]:
+        return [
+            [
+                k.id,
+                "platform" if k.platform else (k.account_id or ""),
+                k.name,
+                f"{k.prefix}…{k.last4}",
+                k.created_at,
+                k.revoked_at or "",
+            ]
+            for k in keys
         ]
-        for k in page.data
-    ]
-    print(_table(rows, ["id", "scope", "name", "key", "created", "revoked"]))
+
+    _paged(
+        args,
+        page.data,
+        page.next_cursor,
+        rows,
+        ["id", "scope", "name", "key", "created", "revoked"],
+    )
 
 
 async def cmd_keys_rotate(args: argparse.Namespace) -> None:
     async with _client(args, admin=True) as client:
-        _print_json(await client.rotate_key(args.key_id, grace_s=args.grace_s))
+        rotated = await client.rotate_key(args.key_id, grace_s=args.grace_s)
+    emit(args, rotated, lambda: _key_text(rotated))
     print("store the key now: it is shown only once", file=sys.stderr)
 
 
 async def cmd_keys_revoke(args: argparse.Namespace) -> None:
     async with _client(args, admin=True) as client:
         key = await client.revoke_key(args.key_id)
-    print(f"revoked {key.id} ({key.prefix}…{key.last4})")
+    emit(args, key, lambda: f"revoked {key.id} ({key.prefix}…{key.last4})")
 
 
-def _header_pairs(values: list[str]) -> dict[str, str]:
-    headers = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise CLIError(f"--header must be NAME=VALUE, got {item!r}")
-        headers[name.strip()] = value
-    return headers
+async def cmd_listen(args: argparse.Namespace) -> None:
+    from postback.cli.listen import ListenOptions, Verdict, print_report, run_listener
+
+    secrets = [*(args.secret or [])]
+    if not secrets and os.environ.get("POSTBACK_LISTEN_SECRET"):
+        secrets.append(os.environ["POSTBACK_LISTEN_SECRET"])
+    if not secrets:
+        raise CLIError(
+            "listen needs the endpoint's signing secret: --secret whsec_... "
+            "(or POSTBACK_LISTEN_SECRET), to verify what it receives"
+        )
+    if args.forward_to and not args.forward_to.startswith(("http://", "https://")):
+        raise CLIError(f"--forward-to must be an http(s) URL, got {args.forward_to!r}")
+    options = ListenOptions(
+        secrets=tuple(secrets),
+        host=args.host,
+        port=args.port,
+        status=args.status,
+        forward_to=args.forward_to,
+    )
+
+    def out_json(verdict: Verdict, method: str, path: str, answer: str) -> None:
+        record = {**msgspec.to_builtins(dataclasses.asdict(verdict)), "path": path}
+        record["answer"] = answer
+        print(json.dumps(record, ensure_ascii=False), flush=True)
+
+    await run_listener(options, out=out_json if _opt(args, "json") else print_report)
+
+
+# -- commands: the API --------------------------------------------------------------------------
+
+
+async def cmd_health(args: argparse.Namespace) -> None:
+    client = Client(_opt(args, "url"), None)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.wait
+    async with client:
+        while True:
+            try:
+                health = await client.health()
+                break
+            except APIError:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    emit(args, health, lambda: f"{health.status}: postback {health.version} at {client.base_url}")
 
 
 async def cmd_endpoints_add(args: argparse.Namespace) -> None:
+    if not args.endpoint_url:
+        raise CLIError(
+            "endpoints add needs the customer's callback URL as its argument, e.g. "
+            "`postback endpoints add https://customer.example.com/callbacks` "
+            "(--url is the Postback server, not the endpoint)"
+        )
+    fields = _endpoint_fields(args)
+    if args.secret:
+        fields["signing_secret"] = args.secret
+    if args.signature_scheme:
+        fields["signature_scheme"] = args.signature_scheme
+    async with _client(args) as client:
+        endpoint = await client.create_endpoint(args.endpoint_url, **fields)
+    emit(args, endpoint, lambda: _endpoint_text(endpoint))
+
+
+def _endpoint_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The endpoint settings shared by ``add`` and ``update``, as API fields."""
     fields: dict[str, Any] = {}
     if args.event_type:
         fields["event_types"] = args.event_type
+    if getattr(args, "all_event_types", False):
+        fields["event_types"] = None
+    if args.description is not None:
+        fields["description"] = args.description
     if args.policy:
         fields["retry_policy"] = parse_policy(args.policy)
     if args.timeout_ms is not None:
@@ -267,38 +627,48 @@ async def cmd_endpoints_add(args: argparse.Namespace) -> None:
         fields["auth"] = {"type": "basic", "username": username, "password": password}
     if args.bearer:
         fields["auth"] = {"type": "bearer", "token": args.bearer}
-    async with _client(args) as client:
-        _print_json(await client.create_endpoint(args.endpoint_url, **fields))
+    return fields
 
 
 async def cmd_endpoints_list(args: argparse.Namespace) -> None:
     async with _client(args) as client:
-        page = await client.list_endpoints(limit=args.limit)
-    rows = [
-        [
-            e.id,
-            e.url,
-            ",".join(e.event_types) if e.event_types is not None else "*",
-            "disabled" if e.disabled else "enabled",
-        ]
-        for e in page.data
-    ]
-    print(_table(rows, ["id", "url", "event types", "status"]))
+        if args.all:
+            data, cursor = await _collect(client.iter_endpoints()), None
+        else:
+            page = await client.list_endpoints(limit=args.limit, cursor=args.cursor)
+            data, cursor = page.data, page.next_cursor
+    _paged(args, data, cursor, _endpoint_rows, ["id", "url", "event types", "status"])
 
 
 async def cmd_endpoints_show(args: argparse.Namespace) -> None:
     async with _client(args) as client:
-        _print_json(await client.get_endpoint(args.endpoint_id))
+        endpoint = await client.get_endpoint(args.endpoint_id)
+    emit(args, endpoint, lambda: _endpoint_text(endpoint))
 
 
-def _read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise CLIError(f"cannot read {path}: {exc.strerror}") from None
+async def cmd_endpoints_update(args: argparse.Namespace) -> None:
+    changes = _endpoint_fields(args)
+    if args.endpoint_url:
+        changes["url"] = args.endpoint_url
+    if not changes:
+        raise CLIError("nothing to change: give at least one option (see --help)")
+    await _update(args, changes)
+
+
+async def _update(args: argparse.Namespace, changes: dict[str, Any]) -> None:
+    async with _client(args) as client:
+        endpoint = await client.update_endpoint(args.endpoint_id, **changes)
+    emit(args, endpoint, lambda: _endpoint_text(endpoint))
+
+
+async def cmd_endpoints_delete(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        await client.delete_endpoint(args.endpoint_id)
+    emit(
+        args,
+        {"id": args.endpoint_id, "deleted": True},
+        lambda: f"deleted {args.endpoint_id} (its unfinished deliveries are dead-lettered)",
+    )
 
 
 async def cmd_event_types_add(args: argparse.Namespace) -> None:
@@ -309,15 +679,22 @@ async def cmd_event_types_add(args: argparse.Namespace) -> None:
             schema = msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
             raise CLIError(f"{args.schema} is not valid JSON: {exc}") from None
+        if not isinstance(schema, dict):
+            raise CLIError(f"{args.schema} must hold a JSON Schema object")
     async with _client(args) as client:
-        _print_json(await client.create_event_type(args.name, schema, args.description or ""))
+        created = await client.create_event_type(args.name, schema, args.description or "")
+    emit(
+        args,
+        created,
+        lambda: _fields([("name", created.name), ("description", created.description)]),
+    )
 
 
 async def cmd_event_types_list(args: argparse.Namespace) -> None:
     async with _client(args) as client:
         listing = await client.list_event_types()
     rows = [[t.name, "built-in" if t.built_in else "custom", t.description] for t in listing.data]
-    print(_table(rows, ["name", "kind", "description"]))
+    emit(args, listing, lambda: _table(rows, ["name", "kind", "description"]))
 
 
 async def cmd_send(args: argparse.Namespace) -> None:
@@ -327,35 +704,80 @@ async def cmd_send(args: argparse.Namespace) -> None:
     except msgspec.DecodeError as exc:
         raise CLIError(f"{args.file} is not valid JSON: {exc}") from None
     async with _client(args) as client:
-        _print_json(
-            await client.send(
-                args.event_type,
-                raw,
-                idempotency_key=args.idempotency_key,
-                callback_url=args.callback_url,
-                fanout=args.fanout,
-            )
+        accepted = await client.send(
+            args.event_type,
+            raw,
+            idempotency_key=args.idempotency_key,
+            callback_url=args.callback_url,
+            fanout=args.fanout,
         )
+
+    def human() -> str:
+        head = f"{'duplicate of' if accepted.duplicate else 'accepted'} {accepted.id}"
+        rows = [[d.id, d.endpoint_id, d.state] for d in accepted.deliveries]
+        if not rows:
+            return f"{head}: no endpoint is subscribed to {args.event_type}"
+        return f"{head}\n{_table(rows, ['delivery', 'endpoint', 'state'])}"
+
+    emit(args, accepted, human)
+
+
+async def cmd_messages_show(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        message = await client.get_message(args.message_id)
+
+    def human() -> str:
+        payload = json.dumps(json.loads(bytes(message.payload)), indent=2, ensure_ascii=False)
+        head = _fields(
+            [
+                ("id", message.id),
+                ("event type", message.event_type),
+                ("created", message.created_at),
+            ]
+        )
+        deliveries = _table(_delivery_rows(message.deliveries), _DELIVERY_HEADERS)
+        return f"{head}\npayload:\n{payload}\ndeliveries:\n{deliveries}"
+
+    emit(args, message, human)
 
 
 async def cmd_deliveries_list(args: argparse.Namespace) -> None:
+    filters: dict[str, Any] = {
+        "state": args.state,
+        "endpoint_id": args.endpoint,
+        "message_id": args.message,
+    }
     async with _client(args) as client:
-        page = await client.list_deliveries(
-            state=args.state, endpoint_id=args.endpoint, limit=args.limit
-        )
-    rows = [
-        [
-            d.id,
-            d.message_id,
-            d.endpoint_id,
-            d.state,
-            str(d.attempt_count),
-            str(d.last_status_code or ""),
-            d.dead_reason or d.last_error or "",
-        ]
-        for d in page.data
-    ]
-    print(_table(rows, ["id", "message", "endpoint", "state", "attempts", "last status", "reason"]))
+        if args.all:
+            data, cursor = await _collect(client.iter_deliveries(**filters)), None
+        else:
+            page = await client.list_deliveries(**filters, limit=args.limit, cursor=args.cursor)
+            data, cursor = page.data, page.next_cursor
+    _paged(args, data, cursor, _delivery_rows, _DELIVERY_HEADERS)
+
+
+async def cmd_deliveries_show(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        delivery = await client.get_delivery(args.delivery_id)
+    emit(args, delivery, lambda: _delivery_text(delivery))
+
+
+async def cmd_deliveries_attempts(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        if args.all:
+            data, cursor = await _collect(client.iter_attempts(args.delivery_id)), None
+        else:
+            page = await client.list_attempts(
+                args.delivery_id, limit=args.limit, cursor=args.cursor
+            )
+            data, cursor = page.data, page.next_cursor
+    _paged(
+        args,
+        data,
+        cursor,
+        _attempt_rows,
+        ["attempt", "started", "took", "outcome", "status", "error / response"],
+    )
 
 
 async def cmd_replay(args: argparse.Namespace) -> None:
@@ -364,121 +786,184 @@ async def cmd_replay(args: argparse.Namespace) -> None:
             result = await client.replay_delivery(args.delivery_id)
         else:
             result = await client.replay(endpoint_id=args.endpoint)
-    print(f"replayed {result.replayed} deliveries")
+    emit(args, result, lambda: f"replayed {result.replayed} deliveries")
 
 
 # -- parser -----------------------------------------------------------------------------------
 
 
+def _global_options() -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name. SUPPRESS keeps a value given
+    before the command from being reset by the subcommand's own default."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("global options")
+    group.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"the Postback server (default: $POSTBACK_URL or {DEFAULT_URL})",
+    )
+    group.add_argument(
+        "--api-key",
+        default=argparse.SUPPRESS,
+        help="the account's key (default: $POSTBACK_API_KEY)",
+    )
+    group.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON, for programs"
+    )
+    group.add_argument(
+        "--field",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="print only this field of the JSON result (dotted: deliveries.0.id)",
+    )
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="postback", description="Durable callback delivery.")
+    common = _global_options()
+    parser = argparse.ArgumentParser(
+        prog="postback", description="Durable callback delivery.", parents=[common]
+    )
     parser.add_argument("--version", action="version", version=f"postback {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument(
-            "--database-url", help="default: $POSTBACK_DATABASE_URL or sqlite:///./postback.db"
-        )
-        return p
-
-    def with_api(p: argparse.ArgumentParser, scoped: bool = True) -> argparse.ArgumentParser:
-        """``scoped``: an account-scoped command, which a platform key aims with --account."""
-        p.add_argument("--url", default=os.environ.get("POSTBACK_URL", "http://127.0.0.1:8000"))
-        p.add_argument("--api-key", help="default: $POSTBACK_API_KEY")
+    def command(
+        parent: Any, name: str, help: str, *, db: bool = False, scoped: bool = False
+    ) -> argparse.ArgumentParser:
+        """``scoped``: an account-scoped API command, which a platform key aims with --account."""
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help, parents=[common])
         if scoped:
             p.add_argument(
                 "--account",
                 dest="scope_account",
                 help="with a platform key: the account (id or external id) to act on",
             )
+        if db:
+            p.add_argument(
+                "--database-url",
+                help="default: $POSTBACK_DATABASE_URL or sqlite:///./postback.db "
+                "(postback.db in the current directory)",
+            )
         return p
 
-    serve = with_db(sub.add_parser("serve", help="run the API and the dispatcher"))
+    def group(name: str, help: str) -> Any:
+        return sub.add_parser(name, help=help).add_subparsers(
+            dest="action", required=True, metavar="ACTION"
+        )
+
+    def paging(p: argparse.ArgumentParser, default: int) -> None:
+        p.add_argument("--limit", type=_limit, default=default, help="per page (1-1000)")
+        p.add_argument("--cursor", help="the next page, as printed under the previous one")
+        p.add_argument("--all", action="store_true", help="every page")
+
+    serve = command(sub, "serve", "run the API and the dispatcher", db=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
-    with_db(sub.add_parser("worker", help="run the dispatcher only"))
-    with_db(sub.add_parser("migrate", help="create or upgrade the database schema"))
-    sub.add_parser("keygen", help="print a new POSTBACK_SECRET_KEY")
-
-    accounts = sub.add_parser("accounts", help="manage accounts").add_subparsers(
-        dest="action", required=True
+    command(sub, "worker", "run the dispatcher only", db=True)
+    command(sub, "migrate", "create or upgrade the database schema", db=True)
+    command(sub, "keygen", "print a new POSTBACK_SECRET_KEY")
+    health = command(sub, "health", "check that Postback (or `postback listen`) answers")
+    health.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="keep trying this long"
     )
-    create = with_db(accounts.add_parser("create", help="create an account; prints its API key"))
+
+    listen = command(sub, "listen", "a local receiver: verify and print callbacks")
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--port", type=_port, default=9000)
+    listen.add_argument(
+        "--secret",
+        action="append",
+        help="the endpoint's signing secret (whsec_..., or the Sinch secret); repeatable",
+    )
+    listen.add_argument(
+        "--status", type=_status, default=200, help="answer this status (500: watch retries)"
+    )
+    listen.add_argument(
+        "--forward-to",
+        metavar="URL",
+        help="POST each verified callback to your app; its answer is returned",
+    )
+
+    accounts = group("accounts", "manage accounts")
+    create = command(accounts, "create", "create an account; prints its API key", db=True)
     create.add_argument("name")
     create.add_argument("--external-id", help="your own id for this customer (unique)")
     create.add_argument(
         "--no-key", action="store_true", help="no account key (you act with a platform key)"
     )
-    alist = accounts.add_parser("list", help="list accounts (platform key or admin token)")
+    alist = command(accounts, "list", "list accounts (platform key or admin token)")
     alist.add_argument("--search", help="part of the name or external id")
-    alist.add_argument("--limit", type=int, default=100)
-    alist.add_argument("--cursor")
-    with_api(alist, scoped=False)
-    ashow = with_api(
-        accounts.add_parser("show", help="one account, by id or external id"), scoped=False
+    paging(alist, 100)
+    command(accounts, "show", "one account, by id or external id").add_argument(
+        "account_ref", metavar="ACCOUNT"
     )
-    ashow.add_argument("account_ref", metavar="ACCOUNT")
-    alink = with_api(
-        accounts.add_parser(
-            "portal-link", help="a 10-minute link to one account's customer portal (/ui)"
-        ),
-        scoped=False,
-    )
-    alink.add_argument("account_ref", metavar="ACCOUNT")
+    command(
+        accounts, "portal-link", "a 10-minute link to one account's customer portal (/ui)"
+    ).add_argument("account_ref", metavar="ACCOUNT")
 
-    keys = sub.add_parser("keys", help="API keys: create, list, rotate, revoke").add_subparsers(
-        dest="action", required=True
-    )
-    kcreate = keys.add_parser(
-        "create", help="a new key, shown once (--platform: needs POSTBACK_ADMIN_TOKEN)"
+    keys = group("keys", "API keys: create, list, rotate, revoke")
+    kcreate = command(
+        keys, "create", "a new key, shown once (--platform: needs POSTBACK_ADMIN_TOKEN)"
     )
     kcreate.add_argument("--platform", action="store_true", help="a key that acts on every account")
     kcreate.add_argument("--account", help="the account (id or external id) of an account key")
     kcreate.add_argument("--name", help="what the key is for")
-    with_api(kcreate, scoped=False)
-    klist = keys.add_parser("list", help="keys by id, prefix and last four characters")
+    klist = command(keys, "list", "keys by id, prefix and last four characters")
     klist.add_argument("--account", help="only this account's keys")
-    klist.add_argument("--limit", type=int, default=100)
-    with_api(klist, scoped=False)
-    krotate = with_api(
-        keys.add_parser("rotate", help="replace a key; prints the new one"), scoped=False
-    )
+    klist.add_argument("--limit", type=_limit, default=100, help="per page (1-1000)")
+    klist.add_argument("--cursor", help="the next page, as printed under the previous one")
+    krotate = command(keys, "rotate", "replace a key; prints the new one")
     krotate.add_argument("key_id")
     krotate.add_argument(
         "--grace-s", type=int, default=0, help="seconds the old key keeps working (default 0)"
     )
-    krevoke = with_api(
-        keys.add_parser("revoke", help="revoke a key (every node within 1 s)"), scoped=False
-    )
-    krevoke.add_argument("key_id")
+    command(keys, "revoke", "revoke a key (every node within 1 s)").add_argument("key_id")
 
-    endpoints = sub.add_parser("endpoints", help="manage endpoints").add_subparsers(
-        dest="action", required=True
-    )
-    add = with_api(endpoints.add_parser("add", help="register a callback URL"))
-    add.add_argument("endpoint_url", metavar="URL")
-    add.add_argument("--event-type", action="append", help="repeat for several; default: all")
-    add.add_argument("--policy", help="sinch, notify, vibes or a JSON retry policy")
-    add.add_argument("--timeout-ms", type=int)
-    add.add_argument("--rate-limit", type=float, help="deliveries per second")
-    add.add_argument("--header", action="append", help="NAME=VALUE, repeatable")
-    add.add_argument("--basic", help="USERNAME:PASSWORD for HTTP Basic auth")
-    add.add_argument("--bearer", help="static bearer token")
-    listing = with_api(endpoints.add_parser("list", help="list endpoints"))
-    listing.add_argument("--limit", type=int, default=100)
-    show = with_api(endpoints.add_parser("show", help="show one endpoint"))
-    show.add_argument("endpoint_id")
+    endpoints = group("endpoints", "manage endpoints")
 
-    event_types = sub.add_parser(
-        "event-types", help="event types and their schemas"
-    ).add_subparsers(dest="action", required=True)
-    et_add = with_api(event_types.add_parser("add", help="register a custom event type"))
+    def endpoint_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--event-type", action="append", help="repeat for several; default: all")
+        p.add_argument("--description")
+        p.add_argument("--policy", help="sinch, notify, vibes or a JSON retry policy")
+        p.add_argument("--timeout-ms", type=int)
+        p.add_argument("--rate-limit", type=float, help="deliveries per second")
+        p.add_argument("--header", action="append", help="NAME=VALUE, repeatable")
+        p.add_argument("--basic", help="USERNAME:PASSWORD for HTTP Basic auth")
+        p.add_argument("--bearer", help="static bearer token")
+
+    add = command(endpoints, "add", "register a customer's callback URL", scoped=True)
+    add.add_argument(
+        "endpoint_url",
+        metavar="ENDPOINT_URL",
+        nargs="?",
+        help="where callbacks go (the customer's URL; --url is the Postback server)",
+    )
+    endpoint_options(add)
+    add.add_argument("--secret", help="signing secret to use (default: a new whsec_...)")
+    add.add_argument("--signature-scheme", choices=["standard-webhooks", "sinch"])
+    paging(command(endpoints, "list", "list endpoints", scoped=True), 100)
+    command(endpoints, "show", "show one endpoint", scoped=True).add_argument("endpoint_id")
+    update = command(endpoints, "update", "change an endpoint's settings", scoped=True)
+    update.add_argument("endpoint_id")
+    update.add_argument("--endpoint-url", help="a new callback URL for it")
+    update.add_argument("--all-event-types", action="store_true", help="subscribe to every type")
+    endpoint_options(update)
+    command(
+        endpoints, "disable", "stop delivering to it (kept, resumable)", scoped=True
+    ).add_argument("endpoint_id")
+    command(endpoints, "enable", "deliver to it again", scoped=True).add_argument("endpoint_id")
+    command(
+        endpoints, "delete", "delete it; its unfinished deliveries die", scoped=True
+    ).add_argument("endpoint_id")
+
+    event_types = group("event-types", "event types and their schemas")
+    et_add = command(event_types, "add", "register a custom event type", scoped=True)
     et_add.add_argument("name")
     et_add.add_argument("--schema", help="JSON Schema file ('-': stdin); default: any object")
     et_add.add_argument("--description")
-    with_api(event_types.add_parser("list", help="built-in and custom event types"))
+    command(event_types, "list", "built-in and custom event types", scoped=True)
 
-    send = with_api(sub.add_parser("send", help="submit an event from a JSON file or stdin"))
+    send = command(sub, "send", "submit an event from a JSON file or stdin", scoped=True)
     send.add_argument("event_type")
     send.add_argument("file", nargs="?", default="-", help="JSON file; '-' or omitted: stdin")
     send.add_argument("--idempotency-key")
@@ -487,24 +972,62 @@ def build_parser() -> argparse.ArgumentParser:
         "--fanout", action="store_true", help="with --callback-url: the subscribed endpoints too"
     )
 
-    deliveries = sub.add_parser("deliveries", help="inspect deliveries").add_subparsers(
-        dest="action", required=True
-    )
-    dl = with_api(deliveries.add_parser("list", help="list deliveries, newest first"))
-    dl.add_argument("--state", choices=["pending", "delivering", "delivered", "dead"])
-    dl.add_argument("--endpoint")
-    dl.add_argument("--limit", type=int, default=50)
+    messages = group("messages", "inspect messages")
+    command(
+        messages, "show", "a message, its payload and its deliveries", scoped=True
+    ).add_argument("message_id")
 
-    replay = with_api(sub.add_parser("replay", help="replay one dead delivery, or all of them"))
+    deliveries = group("deliveries", "inspect deliveries")
+    dl = command(deliveries, "list", "list deliveries, newest first", scoped=True)
+    dl.add_argument("--state", choices=["pending", "delivering", "delivered", "dead"])
+    dl.add_argument("--endpoint", help="only this endpoint's")
+    dl.add_argument("--message", help="only this message's")
+    paging(dl, 50)
+    command(deliveries, "show", "one delivery", scoped=True).add_argument("delivery_id")
+    attempts = command(deliveries, "attempts", "a delivery's attempts, in order", scoped=True)
+    attempts.add_argument("delivery_id")
+    paging(attempts, 50)
+
+    replay = command(sub, "replay", "replay one dead delivery, or all of them", scoped=True)
     replay.add_argument("delivery_id", nargs="?")
     replay.add_argument("--endpoint", help="only this endpoint's dead deliveries")
 
-    policies = sub.add_parser("policies", help="retry policies").add_subparsers(
-        dest="action", required=True
-    )
-    pshow = policies.add_parser("show", help="print a policy's full schedule")
+    policies = group("policies", "retry policies")
+    pshow = command(policies, "show", "print a policy's full schedule")
     pshow.add_argument("policy", help="sinch, notify, vibes or a JSON retry policy")
     return parser
+
+
+_COMMANDS: dict[
+    tuple[str, str | None], Callable[[argparse.Namespace], Coroutine[Any, Any, None]]
+] = {
+    ("migrate", None): cmd_migrate,
+    ("health", None): cmd_health,
+    ("listen", None): cmd_listen,
+    ("accounts", "create"): cmd_accounts_create,
+    ("accounts", "list"): cmd_accounts_list,
+    ("accounts", "show"): cmd_accounts_show,
+    ("accounts", "portal-link"): cmd_accounts_portal_link,
+    ("keys", "create"): cmd_keys_create,
+    ("keys", "list"): cmd_keys_list,
+    ("keys", "rotate"): cmd_keys_rotate,
+    ("keys", "revoke"): cmd_keys_revoke,
+    ("endpoints", "add"): cmd_endpoints_add,
+    ("endpoints", "list"): cmd_endpoints_list,
+    ("endpoints", "show"): cmd_endpoints_show,
+    ("endpoints", "update"): cmd_endpoints_update,
+    ("endpoints", "disable"): lambda args: _update(args, {"disabled": True}),
+    ("endpoints", "enable"): lambda args: _update(args, {"disabled": False}),
+    ("endpoints", "delete"): cmd_endpoints_delete,
+    ("event-types", "add"): cmd_event_types_add,
+    ("event-types", "list"): cmd_event_types_list,
+    ("send", None): cmd_send,
+    ("messages", "show"): cmd_messages_show,
+    ("deliveries", "list"): cmd_deliveries_list,
+    ("deliveries", "show"): cmd_deliveries_show,
+    ("deliveries", "attempts"): cmd_deliveries_attempts,
+    ("replay", None): cmd_replay,
+}
 
 
 def dispatch(args: argparse.Namespace) -> None:
@@ -515,49 +1038,8 @@ def dispatch(args: argparse.Namespace) -> None:
     if command[0] == "keygen":
         cmd_keygen(args)
         return
-    coroutine: Any
-    match command:
-        case ("serve", _):
-            coroutine = cmd_serve(args, api=True, dispatch=True)
-        case ("worker", _):
-            coroutine = cmd_serve(args, api=False, dispatch=True)
-        case ("migrate", _):
-            coroutine = cmd_migrate(args)
-        case ("accounts", "create"):
-            coroutine = cmd_accounts_create(args)
-        case ("accounts", "list"):
-            coroutine = cmd_accounts_list(args)
-        case ("accounts", "show"):
-            coroutine = cmd_accounts_show(args)
-        case ("accounts", "portal-link"):
-            coroutine = cmd_accounts_portal_link(args)
-        case ("keys", "create"):
-            coroutine = cmd_keys_create(args)
-        case ("keys", "list"):
-            coroutine = cmd_keys_list(args)
-        case ("keys", "rotate"):
-            coroutine = cmd_keys_rotate(args)
-        case ("keys", "revoke"):
-            coroutine = cmd_keys_revoke(args)
-        case ("endpoints", "add"):
-            coroutine = cmd_endpoints_add(args)
-        case ("endpoints", "list"):
-            coroutine = cmd_endpoints_list(args)
-        case ("endpoints", "show"):
-            coroutine = cmd_endpoints_show(args)
-        case ("event-types", "add"):
-            coroutine = cmd_event_types_add(args)
-        case ("event-types", "list"):
-            coroutine = cmd_event_types_list(args)
-        case ("send", _):
-            coroutine = cmd_send(args)
-        case ("deliveries", "list"):
-            coroutine = cmd_deliveries_list(args)
-        case ("replay", _):
-            coroutine = cmd_replay(args)
-        case _:
-            raise CLIError(f"unknown command {' '.join(filter(None, command))}")
-    if args.command in ("serve", "worker"):
+    if command[0] in ("serve", "worker"):
+        coroutine = cmd_serve(args, api=command[0] == "serve", dispatch=True)
         try:
             import uvloop
 
@@ -565,7 +1047,12 @@ def dispatch(args: argparse.Namespace) -> None:
             return
         except ImportError:
             pass
-    asyncio.run(coroutine)
+        asyncio.run(coroutine)
+        return
+    handler = _COMMANDS.get(command)
+    if handler is None:
+        raise CLIError(f"unknown command {' '.join(filter(None, command))}")
+    asyncio.run(handler(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -588,6 +1075,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return 1  # the reader went away (`postback deliveries list | head`)
     return 0
 
 

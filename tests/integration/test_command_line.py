@@ -102,7 +102,7 @@ def test_policies_show_prints_the_sinch_schedule() -> None:
 
 def test_accounts_create_prints_json(tmp_path: Path) -> None:
     env = postback_env(f"sqlite:///{tmp_path / 'a.db'}")
-    result = run("accounts", "create", "acme", env=env)
+    result = run("accounts", "create", "acme", "--json", env=env)
     assert result.returncode == 0, result.stderr
     account = json.loads(result.stdout)
     assert account["name"] == "acme" and account["api_key"].startswith("pbk_")
@@ -114,7 +114,7 @@ async def test_restart_with_a_retry_pending_still_retries(
 ) -> None:
     database = f"sqlite:///{tmp_path / 'restart.db'}"
     env = postback_env(database)
-    account = json.loads(run("accounts", "create", "restart", env=env).stdout)
+    account = json.loads(run("accounts", "create", "restart", "--json", env=env).stdout)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve = PostbackProcess(["serve", "--port", str(port)], env, tmp_path / "serve.log")
@@ -165,7 +165,7 @@ async def _healthy(pb: Client) -> bool:
 async def test_endpoint_send_and_delivery_commands(tmp_path: Path, receiver: Receiver) -> None:
     database = f"sqlite:///{tmp_path / 'cli.db'}"
     env = postback_env(database)
-    account = json.loads(run("accounts", "create", "cli", env=env).stdout)
+    account = json.loads(run("accounts", "create", "cli", "--json", env=env).stdout)
     port = free_port()
     env["POSTBACK_URL"] = f"http://127.0.0.1:{port}"
     env["POSTBACK_API_KEY"] = account["api_key"]
@@ -184,6 +184,7 @@ async def test_endpoint_send_and_delivery_commands(tmp_path: Path, receiver: Rec
             "notify",
             "--header",
             "X-Team=sms",
+            "--json",
             env=env,
         )
         assert added.returncode == 0, added.stderr
@@ -192,7 +193,9 @@ async def test_endpoint_send_and_delivery_commands(tmp_path: Path, receiver: Rec
         listed = await asyncio.to_thread(run, "endpoints", "list", env=env)
         assert endpoint["id"] in listed.stdout
         shown = json.loads(
-            (await asyncio.to_thread(run, "endpoints", "show", endpoint["id"], env=env)).stdout
+            (
+                await asyncio.to_thread(run, "endpoints", "show", endpoint["id"], "--json", env=env)
+            ).stdout
         )
         assert shown["retry_policy"] == {"preset": "notify"}
         payload = tmp_path / "mo.json"
@@ -231,13 +234,17 @@ async def test_platform_keys_accounts_and_key_commands(
 
     refused = await cli("keys", "create", "--platform")
     assert refused.returncode == 1 and "POSTBACK_ADMIN_TOKEN" in refused.stderr
-    made = await cli("keys", "create", "--platform", POSTBACK_ADMIN_TOKEN=postback.admin_token)
+    made = await cli(
+        "keys", "create", "--platform", "--json", POSTBACK_ADMIN_TOKEN=postback.admin_token
+    )
     assert made.returncode == 0, made.stderr
     platform_key = json.loads(made.stdout)["key"]
     assert platform_key.startswith("pbp_") and "shown only once" in made.stderr
     env["POSTBACK_API_KEY"] = platform_key
 
-    created = await cli("accounts", "create", "Shop One", "--external-id", "shop-1", "--no-key")
+    created = await cli(
+        "accounts", "create", "Shop One", "--external-id", "shop-1", "--no-key", "--json"
+    )
     assert created.returncode == 0, created.stderr
     shop = json.loads(created.stdout)
     assert shop["external_id"] == "shop-1" and "api_key" not in shop
@@ -245,9 +252,9 @@ async def test_platform_keys_accounts_and_key_commands(
     assert clash.returncode == 1 and "shop-1" in clash.stderr
     listed = await cli("accounts", "list", "--search", "SHOP")
     assert shop["id"] in listed.stdout and "shop-1" in listed.stdout
-    shown = json.loads((await cli("accounts", "show", "shop-1")).stdout)
+    shown = json.loads((await cli("accounts", "show", "shop-1", "--json")).stdout)
     assert shown["id"] == shop["id"]
-    link = json.loads((await cli("accounts", "portal-link", "shop-1")).stdout)
+    link = json.loads((await cli("accounts", "portal-link", "shop-1", "--json")).stdout)
     assert link["url"].startswith(postback.url + "/ui/portal?token=") and link["expires_at"]
 
     added = await cli("endpoints", "add", receiver.url("/shop"), "--account", "shop-1")
@@ -259,11 +266,13 @@ async def test_platform_keys_accounts_and_key_commands(
     [arrived] = await receiver.wait_for("/shop")
     assert b"to shop one" in arrived.body
 
-    key = json.loads((await cli("keys", "create", "--account", "shop-1", "--name", "ci")).stdout)
+    key = json.loads(
+        (await cli("keys", "create", "--account", "shop-1", "--name", "ci", "--json")).stdout
+    )
     keys = await cli("keys", "list", "--account", "shop-1")
     assert key["id"] in keys.stdout and key["key"] not in keys.stdout
     assert f"{key['prefix']}…{key['last4']}" in keys.stdout
-    rotated = await cli("keys", "rotate", key["id"], "--grace-s", "60")
+    rotated = await cli("keys", "rotate", key["id"], "--grace-s", "60", "--json")
     new_key = json.loads(rotated.stdout)["key"]
     revoked = await cli("keys", "revoke", key["id"], POSTBACK_API_KEY=new_key)
     assert revoked.returncode == 0 and key["id"] in revoked.stdout
