@@ -557,6 +557,7 @@ class SyncClient:
     list_keys = _blocking(Client.list_keys)
     rotate_key = _blocking(Client.rotate_key)
     revoke_key = _blocking(Client.revoke_key)
+    create_portal_session = _blocking(Client.create_portal_session)
     create_endpoint = _blocking(Client.create_endpoint)
     list_endpoints = _blocking(Client.list_endpoints)
     get_endpoint = _blocking(Client.get_endpoint)
