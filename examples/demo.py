@@ -293,8 +293,8 @@ async def main() -> int:
         await runner.cleanup()
     print(f"demo finished in {time.monotonic() - started:.1f} s")
     print(
-        "to keep Postback running: `.venv/bin/postback accounts create NAME` then "
-        "`.venv/bin/postback serve` (API docs at http://127.0.0.1:8000/docs)"
+        "to keep Postback running, with `postback listen` as the receiver: the README's "
+        "'Keep it running' walkthrough, copy and paste"
     )
     if problems:
         print("UNEXPECTED: " + "; ".join(problems), file=sys.stderr)
