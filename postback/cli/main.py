@@ -155,6 +155,8 @@ def parse_policy(text: str) -> RetryPolicy:
 
 
 def _duration(seconds: float) -> str:
+    if seconds > 100 * 365 * 86400:  # what no retry schedule means; also infinity
+        return "centuries"
     seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
@@ -1077,6 +1079,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1  # the reader went away (`postback deliveries list | head`)
+    except Exception as exc:
+        # A bug of ours, not the user's input: still one line, with the way to the details.
+        if os.environ.get("POSTBACK_DEBUG"):
+            raise
+        print(
+            f"postback: internal error: {type(exc).__name__}: {exc} "
+            "(POSTBACK_DEBUG=1 shows the traceback; please report it)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
