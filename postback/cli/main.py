@@ -254,7 +254,7 @@ def _endpoint_text(e: s.EndpointOut) -> str:
         ("updated", e.updated_at),
     ]
     if secret:
-        pairs.append(("signing secret", f"{secret}  (shown once: keep it for your receiver)"))
+        pairs.append(("signing secret", f"{secret}  (your receiver verifies with it)"))
     return _fields(pairs)
 
 
