@@ -68,6 +68,9 @@ class Settings:
     """CIDRs the SSRF guard lets through (e.g. 127.0.0.0/8 for local development)."""
     egress_proxy: str = ""
     """An HTTP proxy every delivery goes through (a fixed, publishable source address)."""
+    http_client: str = "lean"
+    """lean: Postback's own HTTP/1.1 client (aiohttp only for proxies and client certificates);
+    aiohttp: aiohttp for every delivery (a switch back, should the lean client misbehave)."""
     retention_days: float = 30.0
     shutdown_timeout_s: int = 10
     """On SIGTERM, how long in-flight attempts may finish before they are handed back."""
@@ -82,7 +85,11 @@ class Settings:
         log_format = os.environ.get("POSTBACK_LOG_FORMAT", "text")
         if log_format not in ("text", "json"):
             raise ConfigError(f"POSTBACK_LOG_FORMAT must be text or json, got {log_format!r}")
+        http_client = os.environ.get("POSTBACK_HTTP_CLIENT", "lean")
+        if http_client not in ("lean", "aiohttp"):
+            raise ConfigError(f"POSTBACK_HTTP_CLIENT must be lean or aiohttp, got {http_client!r}")
         return cls(
+            http_client=http_client,
             database_url=os.environ.get("POSTBACK_DATABASE_URL") or DEFAULT_DATABASE_URL,
             admin_token=os.environ.get("POSTBACK_ADMIN_TOKEN", ""),
             secret_key=os.environ.get("POSTBACK_SECRET_KEY", ""),

@@ -23,6 +23,7 @@ from postback.observe.metrics import Metrics
 from postback.store import Storage, open_storage
 from postback.store.sealing import Sealer
 from postback.transports.http import HTTPTransport
+from postback.transports.http1 import HTTP1Transport
 from postback.transports.sns import SNSTransport
 
 log = logging.getLogger("postback.cli.serve")
@@ -111,10 +112,17 @@ async def run_service(
     log.info("database: %s", describe_database(settings.database_url))
     metrics = Metrics()
     allowed = parse_networks(settings.allow_networks)
-    transport = HTTPTransport(
+    general = HTTPTransport(
         max_connections=settings.max_in_flight,
         allowed_networks=allowed,
         proxy=settings.egress_proxy or None,
+    )
+    transport: HTTPTransport | HTTP1Transport = (
+        HTTP1Transport(
+            general, allowed_networks=tuple(allowed), proxy=settings.egress_proxy or None
+        )
+        if settings.http_client == "lean"
+        else general
     )
     dispatcher = Dispatcher(
         storage,

@@ -143,7 +143,8 @@ class HTTPTransport:
             )
         return self._session
 
-    def _literal_blocked(self, url: str) -> str | None:
+    def literal_blocked(self, url: str) -> str | None:
+        """Why a URL whose host is a literal address must not be called, or None."""
         if not self._guard:
             return None
         # Checked on every send, for a handful of URLs: remember the answer per URL.
@@ -159,7 +160,7 @@ class HTTPTransport:
 
     async def send(self, request: OutboundRequest) -> AttemptResult:
         started = time.perf_counter()
-        reason = self._literal_blocked(request.url)
+        reason = self.literal_blocked(request.url)
         if reason is not None:
             return AttemptResult(status_code=None, failure=FailureKind.BLOCKED, error=reason)
         session = self.session()
