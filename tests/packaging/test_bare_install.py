@@ -74,3 +74,13 @@ def test_bare_install_has_the_client_and_the_receiver_only(tmp_path: Path) -> No
     assert serve.returncode == 1
     assert serve.stderr.count("\n") == 1 and "postback[server]" in serve.stderr, serve.stderr
     assert "Traceback" not in serve.stderr
+    # The receiver's tools and the API commands work without the extra.
+    for args, expected in (
+        (["listen"], "needs the endpoint's signing secret"),
+        (["health", "--url", "http://127.0.0.1:9"], "cannot reach Postback"),
+    ):
+        bare = subprocess.run(
+            [venv / "bin" / "postback", *args], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert bare.returncode == 1 and expected in bare.stderr, bare.stderr
+        assert "postback[server]" not in bare.stderr and "Traceback" not in bare.stderr
