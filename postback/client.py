@@ -475,6 +475,63 @@ class Client:
         body = _drop_none({"endpoint_id": endpoint_id, "since": since, "until": until})
         return await self._call("POST", self._scoped("/replay"), s.ReplayResult, body)
 
+    # -- operations -----------------------------------------------------------------------------
+
+    async def endpoint_health(self, endpoint_id: str) -> s.EndpointHealthOut:
+        return await self._call(
+            "GET", self._scoped(f"/endpoints/{endpoint_id}/health"), s.EndpointHealthOut
+        )
+
+    async def list_endpoints_with_health(
+        self, *, limit: int = 50, cursor: str | None = None
+    ) -> s.EndpointHealthPage:
+        params = {"limit": limit, "cursor": cursor}
+        return await self._call(
+            "GET", self._scoped("/endpoints"), s.EndpointHealthPage, params=params
+        )
+
+    async def enable_endpoint(self, endpoint_id: str, *, replay: bool = False) -> s.EndpointEnabled:
+        """Enable a disabled endpoint (a fresh failure streak); ``replay`` also sends again what
+        was held or dead-lettered since its failures began."""
+        return await self._call(
+            "POST",
+            self._scoped(f"/endpoints/{endpoint_id}/enable"),
+            s.EndpointEnabled,
+            {"replay": replay},
+        )
+
+    async def create_operational_endpoint(
+        self, url: str, *, event_types: list[str] | None = None, description: str = ""
+    ) -> s.EndpointOut:
+        """Needs a platform key or ``admin_token``: an endpoint for Postback's own operational
+        events (``signing_secret`` is in this answer only)."""
+        body = _drop_none({"url": url, "event_types": event_types, "description": description})
+        return await self._call(
+            "POST", "/v1/operational-endpoints", s.EndpointOut, body, token=self.admin_token
+        )
+
+    async def list_operational_endpoints(self) -> s.EndpointPage:
+        return await self._call(
+            "GET", "/v1/operational-endpoints", s.EndpointPage, token=self.admin_token
+        )
+
+    async def delete_operational_endpoint(self, endpoint_id: str) -> None:
+        await self._call(
+            "DELETE", f"/v1/operational-endpoints/{endpoint_id}", None, token=self.admin_token
+        )
+
+    async def set_account_disable_after(
+        self, account_id: str, seconds: int | None
+    ) -> s.AccountSettingsOut:
+        """Needs ``admin_token``: the account's auto-disable period (None: server default)."""
+        return await self._call(
+            "PATCH",
+            f"/v1/accounts/{quote(account_id, safe='')}",
+            s.AccountSettingsOut,
+            {"disable_after_s": seconds},
+            token=self.admin_token,
+        )
+
 
 class _LoopThread:
     """A private event loop running on its own daemon thread.

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from postback import __version__
 from postback.api.openapi import DOCS_INIT_JS, docs_html, openapi_document, swagger_static_dir
 from postback.core import wire as s
 from postback.core.errors import (
@@ -29,8 +28,8 @@ from postback.core.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from postback.core.event_schemas import BUILT_IN_SCHEMAS
-from postback.core.model import Account, DeliveryState
+from postback.core.event_schemas import BUILT_IN_SCHEMAS, OPERATIONAL_SCHEMAS
+from postback.core.model import Account, DeliveryState, Endpoint
 from postback.core.validation import (
     MAX_BATCH,
     MAX_JSON_DEPTH,
@@ -39,9 +38,10 @@ from postback.core.validation import (
     check_utf8,
 )
 from postback.ingest import MessageSubmission, Services
+from postback.ingest.health import HealthReport
 from postback.ingest.keys import ADMIN, Caller, NewKey
+from postback.observe.http import Readiness, add_ops_routes
 from postback.observe.logs import STORAGE_FULL
-from postback.observe.metrics import Metrics
 from postback.ui import add_ui, tokens
 from postback.ui.web import UI
 
@@ -51,7 +51,6 @@ T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token", str)
 
 
@@ -251,14 +250,6 @@ def _time_param(request: web.Request, name: str) -> int | None:
 # -- handlers ---------------------------------------------------------------------------------
 
 
-async def health(request: web.Request) -> web.Response:
-    return json_response(s.Health(status="ok", version=__version__))
-
-
-async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[METRICS].render(), content_type="text/plain")
-
-
 async def create_account(request: web.Request) -> web.Response:
     await platform_caller(request)
     body = await decode(request, s.AccountCreate)
@@ -365,9 +356,96 @@ async def list_endpoints(request: web.Request) -> web.Response:
     )
     page = rows[:limit]
     cursor = page[-1].id if len(rows) > limit else None
+    reports = await services(request).health.reports(page)
     return json_response(
-        s.EndpointPage(data=[s.EndpointOut.of(e) for e in page], next_cursor=cursor)
+        s.EndpointHealthPage(
+            data=[_with_health(e, reports[e.id]) for e in page], next_cursor=cursor
+        )
     )
+
+
+def _with_health(endpoint: Endpoint, report: HealthReport) -> s.EndpointWithHealth:
+    out = s.EndpointOut.of(endpoint)
+    return s.EndpointWithHealth(**msgspec.structs.asdict(out), health=_health_out(report))
+
+
+def _health_out(report: HealthReport) -> s.EndpointHealthOut:
+    return s.EndpointHealthOut.of(report.endpoint, report.health, report.backlog, report.now_ms)
+
+
+async def get_endpoint_health(request: web.Request) -> web.Response:
+    account = await account_of(request)
+    report = await services(request).health.report(account.id, request.match_info["id"])
+    return json_response(_health_out(report))
+
+
+async def enable_endpoint(request: web.Request) -> web.Response:
+    account = await account_of(request)
+    body = s.EndpointEnable()
+    if (await request.read()).strip():
+        body = await decode(request, s.EndpointEnable)
+    endpoint, replayed = await services(request).health.enable(
+        account.id, request.match_info["id"], replay=body.replay
+    )
+    return json_response(
+        s.EndpointEnabled(
+            endpoint=s.EndpointOut.of(endpoint), replayed=len(replayed), delivery_ids=replayed
+        )
+    )
+
+
+async def create_operational_endpoint(request: web.Request) -> web.Response:
+    await platform_caller(request)
+    body = await decode(request, s.OperationalEndpointCreate)
+    for i, name in enumerate(body.event_types or []):
+        if name not in OPERATIONAL_SCHEMAS:
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"{name!r} is not an operational event type ({', '.join(OPERATIONAL_SCHEMAS)})",
+                f"event_types[{i}]",
+            )
+    endpoint, secret = await services(request).operations.register(
+        body.url, body.event_types, body.description
+    )
+    return json_response(s.EndpointOut.of(endpoint, secret), 201)
+
+
+async def list_operational_endpoints(request: web.Request) -> web.Response:
+    await platform_caller(request)
+    endpoints = await services(request).operations.endpoints_page()
+    return json_response(
+        s.EndpointPage(data=[s.EndpointOut.of(e) for e in endpoints], next_cursor=None)
+    )
+
+
+async def get_operational_endpoint_secret(request: web.Request) -> web.Response:
+    await platform_caller(request)
+    endpoint = await services(request).operations.get(request.match_info["id"])
+    secrets = await services(request).endpoints.signing_secrets(endpoint.account_id, endpoint.id)
+    return json_response(_secret_out(secrets))
+
+
+async def delete_operational_endpoint(request: web.Request) -> web.Response:
+    await platform_caller(request)
+    await services(request).operations.delete(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def update_account_settings(request: web.Request) -> web.Response:
+    await platform_caller(request)
+    body = await decode(request, s.AccountSettings)
+    if body.disable_after_s is not None and not 0 <= body.disable_after_s <= 10 * 365 * 86_400:
+        raise ApiError(
+            400,
+            "invalid_request",
+            "disable_after_s must be from 0 (never) to ten years, or null",
+            "disable_after_s",
+        )
+    account_id = request.match_info["id"]
+    if not await services(request).accounts.set_disable_after(account_id, body.disable_after_s):
+        raise NotFound(f"no account {account_id}")
+    return json_response(s.AccountSettingsOut(id=account_id, disable_after_s=body.disable_after_s))
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
@@ -642,6 +720,8 @@ ACCOUNT_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/endpoints", create_endpoint),
     ("GET", "/endpoints", list_endpoints),
     ("GET", "/endpoints/{id}", get_endpoint),
+    ("GET", "/endpoints/{id}/health", get_endpoint_health),
+    ("POST", "/endpoints/{id}/enable", enable_endpoint),
     ("PATCH", "/endpoints/{id}", update_endpoint),
     ("DELETE", "/endpoints/{id}", delete_endpoint),
     ("GET", "/endpoints/{id}/secret", get_secret),
@@ -667,15 +747,15 @@ def create_app(
     admin_token: str = "",
     ui_key: bytes | None = None,
     ui_frame_ancestors: str = "",
+    readiness: Readiness | None = None,
 ) -> web.Application:
     """The API, /docs, and the UI at /ui (``ui_key`` signs its links and sessions)."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=32 * 1024 * 1024)
     app[SERVICES] = services
-    app[METRICS] = services.metrics
     app[ADMIN_TOKEN] = admin_token
+    # /metrics, /livez, /readyz and /healthz: the same on serve and on workers.
+    add_ops_routes(app, services.metrics, readiness or Readiness(services.health.probe))
     r = app.router
-    r.add_get("/healthz", health)
-    r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
     r.add_get("/docs", docs)
     r.add_get("/docs/init.js", docs_init)
@@ -684,6 +764,11 @@ def create_app(
     r.add_get("/v1/accounts", list_accounts)
     r.add_get("/v1/accounts/{account}", get_account)
     r.add_post("/v1/accounts/{account}/portal-sessions", create_portal_session)
+    r.add_patch("/v1/accounts/{account}", update_account_settings)
+    r.add_post("/v1/operational-endpoints", create_operational_endpoint)
+    r.add_get("/v1/operational-endpoints", list_operational_endpoints)
+    r.add_get("/v1/operational-endpoints/{id}/secret", get_operational_endpoint_secret)
+    r.add_delete("/v1/operational-endpoints/{id}", delete_operational_endpoint)
     r.add_post("/v1/keys", create_key)
     r.add_get("/v1/keys", list_keys)
     r.add_post("/v1/keys/{id}/rotate", rotate_key)

@@ -134,10 +134,10 @@ _OPERATIONS: list[Operation] = [
         "/v1/endpoints",
         "listEndpoints",
         "Endpoints",
-        "List endpoints",
+        "List endpoints, each with its health",
         None,
         200,
-        s.EndpointPage,
+        s.EndpointHealthPage,
         _PAGE,
         per_account=True,
     ),
@@ -319,9 +319,97 @@ _OPERATIONS: list[Operation] = [
         s.ReplayResult,
         per_account=True,
     ),
-    Operation("get", "/healthz", "health", "Service", "Liveness", None, 200, s.Health),
+    Operation(
+        "get",
+        "/v1/endpoints/{id}/health",
+        "getEndpointHealth",
+        "Endpoints",
+        "An endpoint's health: recent successes and failures, streak, latency, backlog",
+        None,
+        200,
+        s.EndpointHealthOut,
+        per_account=True,
+    ),
+    Operation(
+        "post",
+        "/v1/endpoints/{id}/enable",
+        "enableEndpoint",
+        "Endpoints",
+        "Enable a disabled endpoint (a fresh failure streak); optionally replay what was held",
+        s.EndpointEnable,
+        200,
+        s.EndpointEnabled,
+        per_account=True,
+    ),
+    Operation(
+        "patch",
+        "/v1/accounts/{account}",
+        "updateAccountSettings",
+        "Accounts",
+        "Change an account's auto-disable period (platform key or admin token)",
+        s.AccountSettings,
+        200,
+        s.AccountSettingsOut,
+    ),
+    Operation(
+        "post",
+        "/v1/operational-endpoints",
+        "createOperationalEndpoint",
+        "Operations",
+        "Register an operator endpoint for Postback's operational events (platform key or "
+        "admin token); the signing secret is in this answer only",
+        s.OperationalEndpointCreate,
+        201,
+        s.EndpointOut,
+    ),
+    Operation(
+        "get",
+        "/v1/operational-endpoints",
+        "listOperationalEndpoints",
+        "Operations",
+        "List the operator endpoints",
+        None,
+        200,
+        s.EndpointPage,
+    ),
+    Operation(
+        "get",
+        "/v1/operational-endpoints/{id}/secret",
+        "getOperationalEndpointSecret",
+        "Operations",
+        "An operator endpoint's signing secrets",
+        None,
+        200,
+        s.SecretOut,
+    ),
+    Operation(
+        "delete",
+        "/v1/operational-endpoints/{id}",
+        "deleteOperationalEndpoint",
+        "Operations",
+        "Remove an operator endpoint",
+        None,
+        204,
+        None,
+    ),
+    Operation(
+        "get", "/healthz", "health", "Service", "Readiness (alias of /readyz)", None, 200, s.Health
+    ),
+    Operation(
+        "get", "/livez", "livez", "Service", "Liveness: the process runs", None, 200, s.Health
+    ),
+    Operation(
+        "get",
+        "/readyz",
+        "readyz",
+        "Service",
+        "Readiness: the database takes a write and the dispatcher loop goes round",
+        None,
+        200,
+        s.Health,
+    ),
 ]
-_OPTIONAL_BODIES = (s.SecretRotate, s.ReplayRequest, s.KeyRotate)
+_OPTIONAL_BODIES = (s.SecretRotate, s.ReplayRequest, s.KeyRotate, s.EndpointEnable)
 _PATH_PARAMETERS = ("account", "id", "batch_id")
 _CONFLICTS = ("createAccount", "createEventType", "replayDelivery")
 """Operations that answer 409 when the object's state forbids them."""
@@ -402,7 +490,7 @@ def openapi_document() -> dict[str, Any]:
         if op.response is not None:
             ok["content"] = {"application/json": {"schema": by_type[op.response]}}
         spec["responses"][str(op.status)] = ok
-        if op.path != "/healthz":
+        if op.path not in ("/healthz", "/livez", "/readyz"):
             spec["security"] = [{"bearer": []}]
             for code, what in (
                 ("400", "Invalid input"),

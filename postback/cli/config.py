@@ -11,6 +11,7 @@ from postback.core.errors import PostbackError
 from postback.core.netguard import parse_networks
 
 DEFAULT_DATABASE_URL = "sqlite:///./postback.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(PostbackError, ValueError):
@@ -79,9 +80,30 @@ class Settings:
     ui_frame_ancestors: str = ""
     """Origins (space-separated) whose pages may embed the portal in a frame; empty: none but
     Postback itself. The session cookie is SameSite=Strict, so only same-site embedding works."""
+    log_level: str = "INFO"
+    access_log: bool = False
+    """One line per API request on the ``postback.access`` logger (no headers, no bodies)."""
+    metrics_interval_s: int = 15
+    """How often the backlog gauges are read from the database."""
+    metrics_top_endpoints: int = 10
+    """Per-endpoint series for at most this many busiest and this many failing endpoints."""
+    disable_after_s: int = 5 * 86_400
+    """Auto-disable an endpoint after this long failing continuously (0: never)."""
+    disable_after_dead: int = 0
+    """Auto-disable an endpoint after this many consecutive dead deliveries (0: never)."""
+    failing_after: int = 5
+    """Consecutive failed attempts that make an endpoint "failing" (endpoint.failing)."""
 
     @classmethod
     def from_env(cls) -> Settings:
+        log_level = os.environ.get("POSTBACK_LOG_LEVEL", "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"POSTBACK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}"
+            )
+        access_log = os.environ.get("POSTBACK_ACCESS_LOG", "0")
+        if access_log not in ("0", "1", "true", "false", ""):
+            raise ConfigError(f"POSTBACK_ACCESS_LOG must be 1 or 0, got {access_log!r}")
         log_format = os.environ.get("POSTBACK_LOG_FORMAT", "text")
         if log_format not in ("text", "json"):
             raise ConfigError(f"POSTBACK_LOG_FORMAT must be text or json, got {log_format!r}")
@@ -104,6 +126,15 @@ class Settings:
             shutdown_timeout_s=_int("POSTBACK_SHUTDOWN_TIMEOUT_SECONDS", 10, 0, 3600),
             lease_s=_int("POSTBACK_LEASE_SECONDS", 120, 2, 86_400),
             ui_frame_ancestors=_origins("POSTBACK_UI_FRAME_ANCESTORS"),
+            log_level=log_level,
+            access_log=access_log in ("1", "true"),
+            metrics_interval_s=_int("POSTBACK_METRICS_INTERVAL_SECONDS", 15, 1, 3600),
+            metrics_top_endpoints=_int("POSTBACK_METRICS_TOP_ENDPOINTS", 10, 0, 1000),
+            disable_after_s=_int(
+                "POSTBACK_DISABLE_AFTER_SECONDS", 5 * 86_400, 0, 10 * 365 * 86_400
+            ),
+            disable_after_dead=_int("POSTBACK_DISABLE_AFTER_DEAD", 0, 0, 1_000_000),
+            failing_after=_int("POSTBACK_FAILING_AFTER", 5, 1, 1_000_000),
         )
 
 

@@ -372,13 +372,15 @@ async def cmd_serve(args: argparse.Namespace, *, api: bool, dispatch: bool) -> N
     from postback.observe.logs import configure_logging
 
     settings = _settings(args)
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     await run_service(
         settings,
         host=getattr(args, "host", None),
         port=getattr(args, "port", 0),
         api=api,
         dispatch=dispatch,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -861,7 +863,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = command(sub, "serve", "run the API and the dispatcher", db=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
-    command(sub, "worker", "run the dispatcher only", db=True)
+    worker = command(sub, "worker", "run the dispatcher only", db=True)
+    for p in (serve, worker):
+        p.add_argument(
+            "--metrics-port",
+            type=_port,
+            help="serve /metrics, /livez, /readyz on this port (serve also has them on --port)",
+        )
+        p.add_argument("--metrics-host", default="127.0.0.1")
     command(sub, "migrate", "create or upgrade the database schema", db=True)
     command(sub, "keygen", "print a new POSTBACK_SECRET_KEY")
     health = command(sub, "health", "check that Postback (or `postback listen`) answers")

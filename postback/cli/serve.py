@@ -15,10 +15,14 @@ from postback.api.app import create_app
 from postback.api.protocol import ApiRunner
 from postback.cli.config import ConfigError, Settings, describe_database, key_file_path
 from postback.core.errors import StorageError, StorageUnavailable
+from postback.core.health import HealthRules
 from postback.core.netguard import parse_networks
+from postback.dispatch.health import HealthKeeper
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
 from postback.dispatch.sweeps import run_sweeper
 from postback.ingest import Services
+from postback.observe.backlog import run_backlog_poller
+from postback.observe.http import Readiness, create_ops_app
 from postback.observe.metrics import Metrics
 from postback.store import Storage, open_storage
 from postback.store.sealing import Sealer
@@ -100,6 +104,8 @@ async def run_service(
     dispatch: bool = True,
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
+    metrics_host: str = "127.0.0.1",
+    metrics_port: int | None = None,
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT): stop claiming, finish, exit."""
     stop = stop or asyncio.Event()
@@ -111,6 +117,11 @@ async def run_service(
     # whose API keys differ) is noticed at once.
     log.info("database: %s", describe_database(settings.database_url))
     metrics = Metrics()
+    rules = HealthRules(
+        disable_after_ms=settings.disable_after_s * 1000,
+        dead_limit=settings.disable_after_dead,
+        failing_after=settings.failing_after,
+    )
     allowed = parse_networks(settings.allow_networks)
     general = HTTPTransport(
         max_connections=settings.max_in_flight,
@@ -137,6 +148,7 @@ async def run_service(
         metrics=metrics,
         auth_session=transport.session,
         sns_transport=SNSTransport(transport.session),
+        health=HealthKeeper(storage, metrics, rules=rules),
     )
     services = Services.build(
         storage,
@@ -145,7 +157,12 @@ async def run_service(
         metrics=metrics,
         allowed_networks=allowed,
     )
-    runner: web.AppRunner | None = None
+    dispatcher.health.announce = services.operations.announce_many
+    readiness = Readiness(
+        storage.probe, dispatcher_tick=(lambda: dispatcher.last_tick) if dispatch else None
+    )
+    access_log = logging.getLogger("postback.access") if settings.access_log else None
+    runners: list[web.AppRunner] = []
     tasks: list[asyncio.Task[None]] = []
     try:
         if api:
@@ -154,8 +171,10 @@ async def run_service(
                 admin_token=settings.admin_token,
                 ui_key=sealer.derive_key("ui-sessions"),
                 ui_frame_ancestors=settings.ui_frame_ancestors,
+                readiness=readiness,
             )
-            runner = ApiRunner(app, access_log=None, handle_signals=False)
+            runner = ApiRunner(app, access_log=access_log, handle_signals=False)
+            runners.append(runner)
             await runner.setup()
             site = web.TCPSite(runner, host, port, backlog=1024)
             try:
@@ -167,6 +186,31 @@ async def run_service(
                     "(is another Postback running? choose another port with --port)"
                 ) from None
             log.info("API listening on http://%s:%d (docs at /docs)", host, port)
+        if metrics_port is not None:
+            ops = web.AppRunner(
+                create_ops_app(metrics, readiness), access_log=access_log, handle_signals=False
+            )
+            runners.append(ops)
+            await ops.setup()
+            await web.TCPSite(ops, metrics_host, metrics_port).start()
+            log.info(
+                "metrics and health checks on http://%s:%d (/metrics, /livez, /readyz)",
+                metrics_host,
+                metrics_port,
+            )
+        if api or metrics_port is not None:
+            tasks.append(
+                asyncio.create_task(
+                    run_backlog_poller(
+                        storage,
+                        metrics,
+                        stop,
+                        interval_s=settings.metrics_interval_s,
+                        top=settings.metrics_top_endpoints,
+                    ),
+                    name="postback-backlog-gauges",
+                )
+            )
         if dispatch:
             tasks.append(asyncio.create_task(dispatcher.run(stop), name="postback-dispatcher"))
             log.info("dispatcher started (database %s)", settings.database_url.split("://")[0])
@@ -188,8 +232,8 @@ async def run_service(
         log.info("shutting down")
     finally:
         stop.set()
-        if runner is not None:
-            await runner.cleanup()
+        for running in runners:
+            await running.cleanup()
         for task in tasks:
             await task
         await transport.close()

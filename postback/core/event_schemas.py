@@ -155,3 +155,72 @@ BUILT_IN_SCHEMAS: dict[str, dict[str, Any]] = {
         "GOV.UK Notify received text message",
     ),
 }
+
+
+# -- operational events: what Postback tells the platform's operators about itself -----------
+# Sent to the operational endpoints (``/v1/operational-endpoints``); every payload is
+# ``{"type", "timestamp", "data"}`` like Svix's operational webhooks.
+
+INTEGER = {"type": "integer"}
+NULLABLE_INTEGER = {"type": ["integer", "null"]}
+
+
+def _operational(kind: str, data: dict[str, Any], optional: dict[str, Any], title: str) -> Any:
+    return _object(
+        {
+            "type": {"const": kind},
+            "timestamp": DATE_TIME,
+            "data": {
+                "type": "object",
+                "properties": {**data, **optional},
+                "required": list(data),
+                "additionalProperties": True,
+            },
+        },
+        {},
+        title,
+    )
+
+
+_ENDPOINT = {"account_id": STRING, "endpoint_id": STRING}
+
+OPERATIONAL_SCHEMAS: dict[str, dict[str, Any]] = {
+    "delivery.dead": _operational(
+        "delivery.dead",
+        {
+            **_ENDPOINT,
+            "delivery_id": STRING,
+            "message_id": STRING,
+            "event_type": STRING,
+            "reason": STRING,
+            "attempts": INTEGER,
+        },
+        {"last_status_code": NULLABLE_INTEGER},
+        "A delivery was dead-lettered (retries exhausted or a permanent failure)",
+    ),
+    "endpoint.failing": _operational(
+        "endpoint.failing",
+        {**_ENDPOINT, "consecutive_failures": INTEGER, "failing_since": DATE_TIME},
+        {"last_success_at": NULLABLE_DATE_TIME},
+        "An endpoint failed a number of attempts in a row",
+    ),
+    "endpoint.recovered": _operational(
+        "endpoint.recovered",
+        {**_ENDPOINT},
+        {"last_success_at": NULLABLE_DATE_TIME},
+        "A failing endpoint answered successfully again",
+    ),
+    "endpoint.disabled": _operational(
+        "endpoint.disabled",
+        {**_ENDPOINT, "reason": STRING, "disabled_at": DATE_TIME},
+        {"failing_since": NULLABLE_DATE_TIME, "consecutive_failures": INTEGER},
+        "An endpoint was disabled automatically",
+    ),
+    "endpoint.enabled": _operational(
+        "endpoint.enabled",
+        {**_ENDPOINT, "enabled_at": DATE_TIME},
+        {"replayed": INTEGER},
+        "A disabled endpoint was enabled again",
+    ),
+}
+BUILT_IN_SCHEMAS.update(OPERATIONAL_SCHEMAS)

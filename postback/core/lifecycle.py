@@ -3,6 +3,7 @@
 pending --claim--> delivering --2xx--> delivered
                         |--retryable, retries left--> pending (next_attempt_at set)
                         |--permanent or exhausted--> dead --replay--> pending
+                        |--'webhook-delivery: abort-message'--> aborted
 delivering --lease expired (worker died)--> claimable again, same webhook-id
 """
 
@@ -36,6 +37,13 @@ def settle(
         return Settlement(
             outcome=decision.outcome,
             state=DeliveryState.DELIVERED,
+            next_attempt_at=None,
+            dead_reason=None,
+        )
+    if decision.outcome is Outcome.ABORTED:
+        return Settlement(
+            outcome=decision.outcome,
+            state=DeliveryState.ABORTED,
             next_attempt_at=None,
             dead_reason=None,
         )

@@ -43,6 +43,7 @@ class DeliveryState(enum.StrEnum):
     DELIVERING = "delivering"  # claimed by a dispatcher, under a lease
     DELIVERED = "delivered"
     DEAD = "dead"  # permanent failure or retries exhausted; replayable
+    ABORTED = "aborted"  # the receiver answered 'webhook-delivery: abort-message'; final
 
 
 class NoAuth(msgspec.Struct, frozen=True, tag="none", tag_field="type", forbid_unknown_fields=True):
@@ -232,7 +233,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str = ""
 
 
-AttemptOutcome = Literal["delivered", "retry", "throttled", "permanent", "exhausted"]
+AttemptOutcome = Literal["delivered", "retry", "throttled", "permanent", "exhausted", "aborted"]
 """The values of ``core.outcome.Outcome``, as stored on an attempt (pinned equal by a test).
 
 TODO(issue 8): type ``Attempt.outcome`` as ``Outcome`` and drop this once the dispatcher

@@ -24,6 +24,7 @@ class Outcome(enum.StrEnum):
     THROTTLED = "throttled"  # retried, and the endpoint's send rate is lowered
     PERMANENT = "permanent"  # a failure the policy does not retry: the delivery is dead
     EXHAUSTED = "exhausted"  # a retryable failure with no retry left: the last attempt, dead
+    ABORTED = "aborted"  # the receiver answered 'webhook-delivery: abort-message'
 
 
 class FailureKind(enum.StrEnum):
@@ -44,6 +45,8 @@ class AttemptResult:
     retry_after_s: float | None = None
     duration_ms: float = 0.0
     response_body: str | None = None
+    control: str | None = None
+    """The receiver's ``webhook-delivery`` response header, as sent (see core/health.py)."""
 
 
 def status_class(result: AttemptResult) -> StatusClass | None:
@@ -127,6 +130,10 @@ def decide(
     cls = status_class(result)
     if cls is None:
         return Decision(outcome=Outcome.DELIVERED, next_delay_s=None)
+    if result.control is not None and result.control.strip().lower() == "abort-message":
+        # Svix's receiver control: the receiver does not want this message, ever. It decided;
+        # that is neither a failure to retry nor a dead letter to alert about.
+        return Decision(outcome=Outcome.ABORTED, next_delay_s=None)
     if not policy.retries(cls):
         # The policy decides what is permanent: Sinch's 3xx and other 4xx, nothing under
         # Notify ("If ... the request fails then we will retry") and Vibes.

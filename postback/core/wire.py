@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from postback.core.health import LATENCY_BOUNDS_MS, WINDOW_MS, Backlog, HealthState
 from postback.core.model import (
     Account,
     ApiKey,
@@ -29,6 +30,7 @@ from postback.core.policy import RetryPolicy
 from postback.core.reports import MessageKind, RecipientUpdate, ReportMode
 
 _UNSET = msgspec.UNSET
+
 UnsetType = msgspec.UnsetType
 
 
@@ -475,3 +477,130 @@ class PortalSessionOut(msgspec.Struct, kw_only=True):
     url: str
     expires_at: str
     """The link stops opening after this (the browser session it starts lasts longer)."""
+
+
+# -- operations: endpoint health, re-enabling, operational endpoints ---------------------------
+
+
+class RecentCounts(msgspec.Struct, kw_only=True):
+    since: str | None
+    """Start of the counting window (the previous one-hour bucket; see docs/operations.md)."""
+    successes: int
+    failures: int
+
+
+class LatencySummary(msgspec.Struct, kw_only=True):
+    """Attempt durations in the window, as the upper bound of their bucket (ms)."""
+
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+
+
+class BacklogOut(msgspec.Struct, kw_only=True):
+    pending: int
+    due: int
+    delivering: int
+    dead: int
+    oldest_pending_age_s: float
+
+
+class EndpointHealthOut(msgspec.Struct, kw_only=True):
+    endpoint_id: str
+    status: Literal["healthy", "failing", "disabled", "unknown"]
+    """unknown: never attempted; failing: the last attempt failed."""
+    disabled: bool
+    disabled_reason: str | None
+    disabled_at: str | None
+    recent: RecentCounts
+    consecutive_failures: int
+    consecutive_dead_deliveries: int
+    failing_since: str | None
+    last_success_at: str | None
+    last_failure_at: str | None
+    latency: LatencySummary
+    backlog: BacklogOut
+
+    @classmethod
+    def of(cls, endpoint: Endpoint, h: HealthState, b: Backlog, now: int) -> EndpointHealthOut:
+        successes, failures = h.recent(now)
+        if endpoint.disabled:
+            status: Literal["healthy", "failing", "disabled", "unknown"] = "disabled"
+        elif h.consecutive_failures:
+            status = "failing"
+        elif h.last_success_at is None:
+            status = "unknown"
+        else:
+            status = "healthy"
+        window = h.window_start - WINDOW_MS if h.window_start else None
+        return cls(
+            endpoint_id=endpoint.id,
+            status=status,
+            disabled=endpoint.disabled,
+            disabled_reason=h.disabled_reason if endpoint.disabled else None,
+            disabled_at=iso(h.disabled_at) if endpoint.disabled else None,
+            recent=RecentCounts(since=iso(window), successes=successes, failures=failures),
+            consecutive_failures=h.consecutive_failures,
+            consecutive_dead_deliveries=h.consecutive_dead,
+            failing_since=iso(h.failing_since),
+            last_success_at=iso(h.last_success_at),
+            last_failure_at=iso(h.last_failure_at),
+            latency=LatencySummary(
+                p50_ms=_finite(h.latency_percentile_ms(0.5, now)),
+                p90_ms=_finite(h.latency_percentile_ms(0.9, now)),
+                p99_ms=_finite(h.latency_percentile_ms(0.99, now)),
+            ),
+            backlog=BacklogOut(
+                pending=b.pending,
+                due=b.due,
+                delivering=b.delivering,
+                dead=b.dead,
+                oldest_pending_age_s=b.oldest_pending_age_s(now),
+            ),
+        )
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no infinity: "slower than the last bound" is shown as that bound, doubled."""
+    if value is None or value != float("inf"):
+        return value
+    return float(LATENCY_BOUNDS_MS[-1] * 2)
+
+
+class EndpointWithHealth(EndpointOut, kw_only=True):
+    health: EndpointHealthOut
+
+
+class EndpointHealthPage(msgspec.Struct, kw_only=True):
+    data: list[EndpointWithHealth]
+    next_cursor: str | None
+
+
+class EndpointEnable(Request):
+    replay: bool = False
+    """Also replay what was held or dead-lettered since the failure streak began."""
+
+
+class EndpointEnabled(msgspec.Struct, kw_only=True):
+    endpoint: EndpointOut
+    replayed: int
+    delivery_ids: list[str]
+
+
+class OperationalEndpointCreate(Request):
+    url: str
+    description: str = ""
+    event_types: list[str] | None = None
+    """Operational event types to receive (delivery.dead, endpoint.failing,
+    endpoint.recovered, endpoint.disabled, endpoint.enabled); omitted or null: all."""
+
+
+class AccountSettings(Request):
+    disable_after_s: int | None
+    """Auto-disable this account's endpoints after this long failing (seconds); 0: never;
+    null: the server's default (POSTBACK_DISABLE_AFTER_SECONDS)."""
+
+
+class AccountSettingsOut(msgspec.Struct, kw_only=True):
+    id: str
+    disable_after_s: int | None

@@ -39,6 +39,7 @@ from postback.core.model import (
 from postback.core.outcome import AttemptResult, FailureKind, Outcome
 from postback.core.policy import RetryPolicy, resolve_policy
 from postback.core.throttle import Pacing, SendRateMeter, recovered, reserve, throttled
+from postback.dispatch.health import HealthKeeper
 from postback.observe.logs import STORAGE_FULL
 from postback.observe.metrics import Metrics
 from postback.store.base import Storage, StorageFull, StorageUnavailable
@@ -121,6 +122,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         auth_session: Callable[[], aiohttp.ClientSession] | None = None,
         sns_transport: Transport | None = None,
+        health: HealthKeeper | None = None,
     ) -> None:
         self.storage = storage
         self.transport = transport
@@ -129,6 +131,9 @@ class Dispatcher:
         self.settings = settings or DispatcherSettings()
         self.metrics = metrics or Metrics()
         self.clock = clock
+        self.health = health or HealthKeeper(storage, self.metrics, clock=clock)
+        self.last_tick = time.monotonic()
+        """When the claim loop last went round (``/readyz`` checks it is not stuck)."""
         self.user_agent = f"Postback/{__version__}"
         self._runtimes: dict[str, EndpointRuntime] = {}
         self._loading: dict[str, asyncio.Future[EndpointRuntime | None]] = {}
@@ -208,6 +213,7 @@ class Dispatcher:
         next_lease_check = 0.0
         backoff = 0.1
         while not stop.is_set():
+            self.last_tick = time.monotonic()
             now = self.clock()
             now_ms = int(now * 1000)
             try:
@@ -487,7 +493,8 @@ class Dispatcher:
             self._random.random(),
         )
         await self._update_pacing(runtime, settlement.outcome, result, finished_ms)
-        self.metrics.attempt(settlement.outcome.value)
+        self.metrics.attempt(settlement.outcome.value, result.duration_ms)
+        self.health.observe(item, settlement, result, finished_ms)
         self._records.append(
             AttemptRecord(
                 attempt=Attempt(
@@ -510,7 +517,9 @@ class Dispatcher:
         )
         self._records_ready.set()
         if settlement.state is DeliveryState.DELIVERED:
-            self.metrics.delivered(item.message_created_at, finished_ms)
+            self.metrics.delivered(item.message_created_at, finished_ms, item.event_type)
+        elif settlement.state is DeliveryState.ABORTED:
+            self.metrics.aborted()
         elif settlement.state is DeliveryState.DEAD:
             self._alert_dead(item, settlement.dead_reason or "", result)
 
@@ -564,7 +573,7 @@ class Dispatcher:
             )
 
     def _alert_dead(self, item: ClaimedDelivery, reason: str, result: AttemptResult) -> None:
-        self.metrics.dead()
+        self.metrics.dead(item.event_type)
         alerts.error(
             "delivery dead: %s",
             reason,
@@ -613,6 +622,7 @@ class Dispatcher:
             self._records = records + self._records
             self._releases = releases + self._releases
             raise
+        await self.health.flush()
 
     async def _drain(self) -> None:
         """Let in-flight attempts finish; hand back whatever has not finished in time."""

@@ -19,8 +19,10 @@ from postback.ingest.context import IngestContext, LocalDispatcher
 from postback.ingest.deliveries import DeliveryLog
 from postback.ingest.endpoints import EndpointService
 from postback.ingest.event_types import EventTypeRegistry
+from postback.ingest.health import EndpointHealthService
 from postback.ingest.keys import KeyService
 from postback.ingest.messages import MessageService, MessageSubmission
+from postback.ingest.operations import OperationalWebhooks
 from postback.observe.metrics import Metrics
 from postback.store.base import Storage
 
@@ -40,6 +42,8 @@ class Services:
     deliveries: DeliveryLog
     batches: BatchReports
     activity: ActivityReports
+    health: EndpointHealthService
+    operations: OperationalWebhooks
 
     @property
     def storage(self) -> Storage:
@@ -73,6 +77,8 @@ class Services:
         endpoints = EndpointService(context)
         event_types = EventTypeRegistry(context)
         messages = MessageService(context, event_types, endpoints)
+        operations = OperationalWebhooks(context, endpoints, messages)
+        context.announce = operations.announce_many
         return cls(
             context=context,
             accounts=AccountService(context),
@@ -83,4 +89,6 @@ class Services:
             deliveries=DeliveryLog(context),
             batches=BatchReports(context, messages),
             activity=ActivityReports(context, endpoints, messages),
+            health=EndpointHealthService(context, endpoints),
+            operations=operations,
         )

@@ -57,6 +57,10 @@ class AccountService:
             raise Conflict(f"external_id {external_id} belongs to another account")
         return account, None if key is None else key.secret
 
+    async def set_disable_after(self, account_id: str, seconds: int | None) -> bool:
+        """The account's auto-disable period (None: the process default); False: no account."""
+        return await self.context.storage.set_account_disable_after(account_id, seconds)
+
     async def get(self, ref: str) -> Account:
         """By id or external id."""
         account = await self.context.storage.account(ref)

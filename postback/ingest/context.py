@@ -6,9 +6,9 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from postback.core.errors import InvalidInput
@@ -40,6 +40,8 @@ class IngestContext:
     """When set, new deliveries it has room for are committed leased to it and handed over."""
     allowed_networks: tuple[Network, ...] = ()
     guard_destinations: bool = True
+    announce: Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[object]] | None = None
+    """Sends operational webhooks (set by ``Services.build``); None where there are none."""
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from postback.core.errors import InvalidInput, NotFound
+from postback.core.health import fresh_streak, iso
 from postback.core.model import (
     ENDPOINT_CREATE_ONLY,
     ENDPOINT_SETTINGS,
@@ -122,7 +123,36 @@ class EndpointService:
         endpoint = await self._validated(msgspec.structs.replace(current, **updates))
         if not await self.context.storage.update_endpoint(endpoint):
             raise NotFound(f"no endpoint {endpoint_id}")
+        if current.disabled and not endpoint.disabled:
+            await self._enabled(endpoint)
         return endpoint
+
+    async def set_enabled(self, endpoint: Endpoint) -> Endpoint:
+        """Enable ``endpoint`` (a no-op when it is enabled)."""
+        if not endpoint.disabled:
+            return endpoint
+        return await self.update(endpoint.account_id, endpoint.id, EndpointUpdate(disabled=False))
+
+    async def _enabled(self, endpoint: Endpoint) -> None:
+        """Re-enabled: a fresh failure streak (the old one must not disable it again at once),
+        and the operators are told."""
+        now = self.context.now_ms()
+        await self.context.storage.update_health(
+            [endpoint.id], lambda h: (fresh_streak(h, now), None)
+        )
+        if self.context.announce is not None:
+            await self.context.announce(
+                [
+                    (
+                        "endpoint.enabled",
+                        {
+                            "account_id": endpoint.account_id,
+                            "endpoint_id": endpoint.id,
+                            "enabled_at": iso(now),
+                        },
+                    )
+                ]
+            )
 
     async def delete(self, account_id: str, endpoint_id: str) -> None:
         if not await self.context.storage.delete_endpoint(

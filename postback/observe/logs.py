@@ -53,7 +53,7 @@ class TextFormatter(logging.Formatter):
         return base
 
 
-def configure_logging(log_format: str = "text", level: int = logging.INFO) -> None:
+def configure_logging(log_format: str = "text", level: int | str = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())

@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 from postback.core.errors import SchemaMismatch, StorageError, StorageFull, StorageUnavailable
 from postback.core.fanout import LeaseOffer
+from postback.core.health import Backlog, EndpointBacklog, HealthState
 from postback.core.model import (
     Account,
     AccountActivity,
@@ -256,3 +257,43 @@ class Storage(Protocol):
         self, endpoint_id: str, since: int, bucket_ms: int
     ) -> list[ActivityPoint]:
         """Attempts and failures per ``bucket_ms`` since ``since``; empty buckets are absent."""
+
+    # Operations: backlog, endpoint health, auto-disable, readiness
+    async def backlog(self, now: int) -> Backlog:
+        """Deliveries by state, fleet-wide (for the gauges; read periodically, not per request)."""
+
+    async def busiest_endpoints(self, now: int, limit: int) -> list[EndpointBacklog]:
+        """The ``limit`` endpoints with the most pending deliveries."""
+
+    async def failing_endpoints(self, limit: int) -> list[tuple[str, int]]:
+        """(endpoint_id, consecutive failures) of the ``limit`` endpoints failing longest."""
+
+    async def endpoint_backlog(
+        self, endpoint_ids: Collection[str], now: int
+    ) -> dict[str, Backlog]: ...
+    async def health_states(self, endpoint_ids: Collection[str]) -> dict[str, HealthState]:
+        """Stored health of these endpoints (absent: never attempted)."""
+
+    async def update_health(
+        self,
+        endpoint_ids: Collection[str],
+        update: Callable[[HealthState], tuple[HealthState, T]],
+    ) -> dict[str, T]:
+        """Apply ``update`` to each endpoint's health row (created empty on first use) in one
+        transaction, rows locked, so concurrent workers' flushes apply one after the other."""
+
+    async def disable_endpoint(self, endpoint_id: str, reason: str, now: int) -> str | None:
+        """Disable an enabled endpoint and turn its pending deliveries dead ("endpoint
+        disabled: <reason>", replayable). Returns its account id, None if it was not enabled."""
+
+    async def account_disable_after(self, account_id: str) -> int | None:
+        """The account's auto-disable period in seconds (None: the process default)."""
+
+    async def set_account_disable_after(self, account_id: str, seconds: int | None) -> bool:
+        """False when there is no such account."""
+
+    async def replay_dead_since(self, endpoint_id: str, dead_since: int, now: int) -> list[str]:
+        """The endpoint's deliveries that went dead at or after ``dead_since``, pending again."""
+
+    async def probe(self, now: int) -> None:
+        """One small write: raises unless the database is reachable and writable."""

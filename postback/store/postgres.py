@@ -28,6 +28,7 @@ from postback.core.fanout import (
     lease_counts,
     new_deliveries,
 )
+from postback.core.health import Backlog, EndpointBacklog, HealthState
 from postback.core.idempotency import check_reuse
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
@@ -63,6 +64,8 @@ from postback.store.rows import (
     api_key_from_row,
     api_key_params,
     attempt_from_row,
+    backlog_from_row,
+    backlog_from_rows,
     batch_from_row,
     delivery_filter,
     delivery_from_row,
@@ -70,6 +73,8 @@ from postback.store.rows import (
     endpoint_health_from_row,
     endpoint_params,
     event_type_from_row,
+    health_from_row,
+    health_params,
     pacing_from_row,
     pacing_params,
     secret_from_row,
@@ -942,3 +947,89 @@ class PostgresStorage:
             },
         )
         return [activity_point_from_row(r, bucket_ms) for r in rows]
+
+    # -- operations (endpoint health, auto-disable, backlog, readiness) ------------------------
+
+    async def backlog(self, now: int) -> Backlog:
+        rows = await self._fetch("backlog", {"now": now})
+        return backlog_from_row(tuple(rows[0]), now)
+
+    async def busiest_endpoints(self, now: int, limit: int) -> list[EndpointBacklog]:
+        rows = await self._fetch("busiest_endpoints", {"now": now, "limit": limit})
+        return [
+            EndpointBacklog(
+                endpoint_id=r[0], pending=r[1], due=int(r[2] or 0), oldest_pending_created_at=r[3]
+            )
+            for r in rows
+        ]
+
+    async def failing_endpoints(self, limit: int) -> list[tuple[str, int]]:
+        rows = await self._fetch("failing_endpoints", {"limit": limit})
+        return [(r[0], r[1]) for r in rows]
+
+    async def endpoint_backlog(self, endpoint_ids: Collection[str], now: int) -> dict[str, Backlog]:
+        rows = await self._fetch("endpoint_backlog", {"ids": list(endpoint_ids), "now": now})
+        return backlog_from_rows(tuple(r) for r in rows)
+
+    async def health_states(self, endpoint_ids: Collection[str]) -> dict[str, HealthState]:
+        rows = await self._fetch("health_rows", {"ids": list(endpoint_ids)})
+        return {r[0]: health_from_row(r) for r in rows}
+
+    async def update_health(
+        self,
+        endpoint_ids: Collection[str],
+        update: Callable[[HealthState], tuple[HealthState, T]],
+    ) -> dict[str, T]:
+        key = {"ids": sorted(endpoint_ids)}
+        results: dict[str, T] = {}
+        async with self._tx() as conn:
+            sql, args = _bind("ensure_health", key)
+            await conn.execute(sql, *args)
+            sql, args = _bind("lock_health_rows", key)
+            await conn.fetch(sql, *args)
+            sql, args = _bind("health_rows", key)
+            changed = []
+            for row in await conn.fetch(sql, *args):
+                before = health_from_row(row)
+                after, results[before.endpoint_id] = update(before)
+                if after != before:
+                    changed.append(after)
+            if changed:
+                sql, names = to_positional(_Q["set_health"])
+                await conn.executemany(sql, [[health_params(h)[n] for n in names] for h in changed])
+        return results
+
+    async def disable_endpoint(self, endpoint_id: str, reason: str, now: int) -> str | None:
+        key = {"endpoint_id": endpoint_id, "now": now}
+        async with self._tx() as conn:
+            sql, args = _bind("disable_endpoint", key)
+            account_id = await conn.fetchval(sql, *args)
+            if account_id is None:
+                return None
+            sql, args = _bind(
+                "hold_endpoint_deliveries", {**key, "reason": f"endpoint disabled: {reason}"}
+            )
+            await conn.execute(sql, *args)
+            return str(account_id)
+
+    async def account_disable_after(self, account_id: str) -> int | None:
+        rows = await self._fetch("account_disable_after", {"account_id": account_id})
+        return None if not rows else rows[0][0]
+
+    async def set_account_disable_after(self, account_id: str, seconds: int | None) -> bool:
+        status = await self._execute(
+            "set_account_disable_after", {"account_id": account_id, "disable_after_s": seconds}
+        )
+        return status == "UPDATE 1"
+
+    async def replay_dead_since(self, endpoint_id: str, dead_since: int, now: int) -> list[str]:
+        params = {"endpoint_id": endpoint_id, "dead_since": dead_since, "now": now}
+        async with self._tx() as conn:
+            sql, args = _bind("replay_dead_since", params)
+            ids = [r[0] for r in await conn.fetch(sql, *args)]
+            if ids:
+                await conn.execute(_Q["notify_work"])
+            return ids
+
+    async def probe(self, now: int) -> None:
+        await self._execute("probe_readiness", {"now": now})

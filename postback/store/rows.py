@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from postback.core.health import EMPTY_BUCKETS, Backlog, HealthState
 from postback.core.model import (
     Account,
     AccountActivity,
@@ -330,3 +331,76 @@ def endpoint_health_from_row(r: Any) -> EndpointHealth:
 
 def activity_point_from_row(r: Any, bucket_ms: int) -> ActivityPoint:
     return ActivityPoint(bucket_start=int(r[0]) * bucket_ms, attempts=int(r[1]), failures=int(r[2]))
+
+
+def health_from_row(row: Any) -> HealthState:
+    """An ``endpoint_health`` row (columns as in the ``health_rows`` query)."""
+    return HealthState(
+        endpoint_id=row[0],
+        window_start=row[1],
+        successes=row[2],
+        failures=row[3],
+        prev_successes=row[4],
+        prev_failures=row[5],
+        latency=_buckets(row[6]),
+        prev_latency=_buckets(row[7]),
+        consecutive_failures=row[8],
+        consecutive_dead=row[9],
+        failing_since=row[10],
+        last_success_at=row[11],
+        last_failure_at=row[12],
+        failing_announced=bool(row[13]),
+        disabled_reason=row[14],
+        disabled_at=row[15],
+        updated_at=row[16],
+    )
+
+
+def _buckets(text: str) -> tuple[int, ...]:
+    counts = json.loads(text) if text else []
+    if len(counts) != len(EMPTY_BUCKETS):  # a fresh row, or the bounds changed: start over
+        return EMPTY_BUCKETS
+    return tuple(int(c) for c in counts)
+
+
+def health_params(health: HealthState) -> dict[str, Any]:
+    params = msgspec.structs.asdict(health)
+    params["latency"] = json.dumps(list(health.latency))
+    params["prev_latency"] = json.dumps(list(health.prev_latency))
+    return params
+
+
+def backlog_from_rows(rows: Any) -> dict[str, Backlog]:
+    """``endpoint_backlog`` rows (endpoint, state, count, due, oldest created, oldest due)."""
+    found: dict[str, dict[str, Any]] = {}
+    for endpoint_id, state, count, due, oldest, oldest_due in rows:
+        entry = found.setdefault(endpoint_id, {})
+        entry[state] = count
+        if state == "pending":
+            entry["due"] = int(due or 0)
+            entry["oldest_pending_created_at"] = oldest
+            entry["oldest_due_at"] = oldest_due
+    return {
+        endpoint_id: Backlog(
+            pending=e.get("pending", 0),
+            due=e.get("due", 0),
+            delivering=e.get("delivering", 0),
+            dead=e.get("dead", 0),
+            oldest_pending_created_at=e.get("oldest_pending_created_at"),
+            oldest_due_at=e.get("oldest_due_at"),
+        )
+        for endpoint_id, e in found.items()
+    }
+
+
+def backlog_from_row(row: Any, now: int) -> Backlog:
+    """The ``backlog`` query's one row; ``oldest_due_at`` only when it is due."""
+    pending, due, delivering, dead, oldest, next_due = row
+    return Backlog(
+        pending=pending,
+        due=due,
+        delivering=delivering,
+        dead=dead,
+        oldest_pending_created_at=oldest,
+        oldest_due_at=next_due if next_due is not None and next_due <= now else None,
+    )

@@ -32,6 +32,7 @@ from postback.core.fanout import (
     lease_counts,
     new_deliveries,
 )
+from postback.core.health import Backlog, EndpointBacklog, HealthState
 from postback.core.idempotency import check_reuse
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.model import (
@@ -67,6 +68,8 @@ from postback.store.rows import (
     api_key_from_row,
     api_key_params,
     attempt_from_row,
+    backlog_from_row,
+    backlog_from_rows,
     batch_from_row,
     delivery_filter,
     delivery_from_row,
@@ -74,6 +77,8 @@ from postback.store.rows import (
     endpoint_health_from_row,
     endpoint_params,
     event_type_from_row,
+    health_from_row,
+    health_params,
     pacing_from_row,
     pacing_params,
     secret_from_row,
@@ -1018,3 +1023,102 @@ class SQLiteStorage:
             return [activity_point_from_row(r, bucket_ms) for r in rows]
 
         return await self._read(read)
+
+    # -- operations (endpoint health, auto-disable, backlog, readiness) ------------------------
+
+    async def backlog(self, now: int) -> Backlog:
+        def read(conn: sqlite3.Connection) -> Backlog:
+            return backlog_from_row(conn.execute(_Q["backlog"], {"now": now}).fetchone(), now)
+
+        return await self._read(read)
+
+    async def busiest_endpoints(self, now: int, limit: int) -> list[EndpointBacklog]:
+        def read(conn: sqlite3.Connection) -> list[EndpointBacklog]:
+            rows = conn.execute(_Q["busiest_endpoints"], {"now": now, "limit": limit})
+            return [
+                EndpointBacklog(
+                    endpoint_id=r[0],
+                    pending=r[1],
+                    due=int(r[2] or 0),
+                    oldest_pending_created_at=r[3],
+                )
+                for r in rows
+            ]
+
+        return await self._read(read)
+
+    async def failing_endpoints(self, limit: int) -> list[tuple[str, int]]:
+        def read(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            return [(r[0], r[1]) for r in conn.execute(_Q["failing_endpoints"], {"limit": limit})]
+
+        return await self._read(read)
+
+    async def endpoint_backlog(self, endpoint_ids: Collection[str], now: int) -> dict[str, Backlog]:
+        params = {"ids": json.dumps(list(endpoint_ids)), "now": now}
+        return await self._read(
+            lambda conn: backlog_from_rows(conn.execute(_Q["endpoint_backlog"], params))
+        )
+
+    async def health_states(self, endpoint_ids: Collection[str]) -> dict[str, HealthState]:
+        params = {"ids": json.dumps(list(endpoint_ids))}
+
+        def read(conn: sqlite3.Connection) -> dict[str, HealthState]:
+            rows = conn.execute(_Q["health_rows"], params)
+            return {r[0]: health_from_row(r) for r in rows}
+
+        return await self._read(read)
+
+    async def update_health(
+        self,
+        endpoint_ids: Collection[str],
+        update: Callable[[HealthState], tuple[HealthState, T]],
+    ) -> dict[str, T]:
+        params = {"ids": json.dumps(sorted(endpoint_ids))}
+
+        def write(conn: sqlite3.Connection) -> dict[str, T]:
+            conn.execute(_Q["ensure_health"], params)
+            results: dict[str, T] = {}
+            for row in conn.execute(_Q["health_rows"], params).fetchall():
+                before = health_from_row(row)
+                after, results[before.endpoint_id] = update(before)
+                if after != before:
+                    conn.execute(_Q["set_health"], health_params(after))
+            return results
+
+        return await self._write(write)
+
+    async def disable_endpoint(self, endpoint_id: str, reason: str, now: int) -> str | None:
+        key = {"endpoint_id": endpoint_id, "now": now}
+
+        def write(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(_Q["disable_endpoint"], key).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                _Q["hold_endpoint_deliveries"], {**key, "reason": f"endpoint disabled: {reason}"}
+            )
+            return str(row[0])
+
+        return await self._write(write)
+
+    async def account_disable_after(self, account_id: str) -> int | None:
+        def read(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(_Q["account_disable_after"], {"account_id": account_id}).fetchone()
+            return None if row is None else row[0]
+
+        return await self._read(read)
+
+    async def set_account_disable_after(self, account_id: str, seconds: int | None) -> bool:
+        params = {"account_id": account_id, "disable_after_s": seconds}
+        return await self._write(
+            lambda conn: conn.execute(_Q["set_account_disable_after"], params).rowcount == 1
+        )
+
+    async def replay_dead_since(self, endpoint_id: str, dead_since: int, now: int) -> list[str]:
+        params = {"endpoint_id": endpoint_id, "dead_since": dead_since, "now": now}
+        return await self._write(
+            lambda conn: [r[0] for r in conn.execute(_Q["replay_dead_since"], params).fetchall()]
+        )
+
+    async def probe(self, now: int) -> None:
+        await self._write(lambda conn: conn.execute(_Q["probe_readiness"], {"now": now}))

@@ -189,6 +189,7 @@ class HTTPTransport:
                     retry_after_s=retry_after,
                     duration_ms=(time.perf_counter() - started) * 1000,
                     response_body=raw[:RESPONSE_BODY_LIMIT].decode("utf-8", "replace") or None,
+                    control=response.headers.get("webhook-delivery"),
                 )
         except TimeoutError:
             # Covers connect and read timeouts alike (aiohttp's are TimeoutError subclasses).

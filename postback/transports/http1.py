@@ -74,6 +74,7 @@ class _Answer:
     __slots__ = (
         "body",
         "complete",
+        "control",
         "delimited",
         "finished",
         "headers_done",
@@ -93,6 +94,8 @@ class _Answer:
         self.truncated = False
         """The endpoint closed the connection before the announced end of the body."""
         self.retry_after: bytes | None = None
+        self.control: bytes | None = None
+        """The ``webhook-delivery`` header: the receiver's disable / abort-message request."""
         self.body = bytearray()
         self.status_seen = asyncio.Event()
         self.headers_done = False
@@ -156,6 +159,8 @@ class _Connection(asyncio.Protocol):
         lowered = name.lower()
         if lowered == b"retry-after":
             self.answer.retry_after = value
+        elif lowered == b"webhook-delivery":
+            self.answer.control = value
         elif lowered == b"content-length" or (
             lowered == b"transfer-encoding" and b"chunked" in value.lower()
         ):
@@ -331,6 +336,7 @@ class HTTP1Transport:
                 duration_ms=(time.perf_counter() - started) * 1000,
                 response_body=bytes(answer.body[:RESPONSE_BODY_LIMIT]).decode("utf-8", "replace")
                 or None,
+                control=None if answer.control is None else answer.control.decode("latin-1"),
             )
         return self._network(started, "connection closed by the endpoint")
 

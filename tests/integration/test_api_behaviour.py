@@ -376,7 +376,7 @@ async def test_openapi_docs_and_health(postback: RunningPostback) -> None:
     listing = document["paths"]["/v1/deliveries"]["get"]
     params = {p["name"]: p["schema"] for p in listing["parameters"]}
     assert params["limit"]["type"] == "integer" and params["limit"]["maximum"] == 1000
-    assert params["state"]["enum"] == ["pending", "delivering", "delivered", "dead"]
+    assert params["state"]["enum"] == ["pending", "delivering", "delivered", "dead", "aborted"]
     assert listing["responses"]["400"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorBody"
     }

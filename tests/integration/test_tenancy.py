@@ -330,7 +330,8 @@ async def test_every_route_is_documented_once_with_an_operation_id(sqlite_url: s
     }
     documented = {(op.method, op.path) for op in operations() if op.path.startswith("/v1")}
     assert served == documented
-    assert len(served) == 8 + 2 * len(ACCOUNT_ROUTES)  # 8: accounts, keys, portal links
+    # 13: accounts, keys, portal links, account settings, operational endpoints
+    assert len(served) == 13 + 2 * len(ACCOUNT_ROUTES)
     ids = [op.operation_id for op in operations()]
     assert len(ids) == len(set(ids))
     document = openapi_document()

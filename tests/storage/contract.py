@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 
+import msgspec
 import pytest
 
 from postback.core.errors import IdempotencyConflict
 from postback.core.fanout import LeaseOffer
+from postback.core.health import Backlog, HealthState
 from postback.core.idempotency import request_fingerprint
 from postback.core.ids import make_id
 from postback.core.model import (
@@ -917,6 +919,87 @@ class StorageContract:
         assert await keys(idempotency_key="order-7") == ["other"]
         assert await storage.list_deliveries(other.id, idempotency_key="order-7") == []
         assert len(await storage.list_deliveries(other.id, batch_id="b1")) == 1
+
+    # -- operations: backlog, endpoint health, auto-disable, readiness ----------------------------
+
+    async def test_backlog_counts_by_state_and_oldest_pending(self, storage: Storage) -> None:
+        assert await storage.backlog(T0) == Backlog()
+        acct = await account(storage)
+        busy = await endpoint(storage, acct.id)
+        await storage.ingest(acct.id, [message(), message(), message()], T0, WINDOW)
+        quiet = await endpoint(storage, acct.id)
+        later = await storage.ingest(acct.id, [message()], T0 + 10, WINDOW)
+        claimed = await storage.claim(T0 + 10, 1, 60_000)
+        await storage.record([record(claimed[0].delivery_id, DeliveryState.DEAD, dead_reason="x")])
+        backlog = await storage.backlog(T0 + 1000)
+        # 3 + 2 deliveries made, one dead
+        assert (backlog.pending, backlog.due, backlog.delivering, backlog.dead) == (4, 4, 0, 1)
+        assert backlog.oldest_pending_created_at is not None
+        assert backlog.oldest_pending_age_s(T0 + 1000) >= 0.99
+        assert backlog.due_lag_s(T0 + 1000) > 0
+        busiest = await storage.busiest_endpoints(T0 + 1000, 1)
+        # busy: 3 + 1 deliveries, the earliest of them claimed and dead
+        assert [(b.endpoint_id, b.pending) for b in busiest] == [(busy.id, 3)]
+        per = await storage.endpoint_backlog([busy.id, quiet.id], T0 + 1000)
+        assert (per[busy.id].pending, per[busy.id].dead) == (3, 1)
+        assert (per[quiet.id].pending, per[quiet.id].dead, per[quiet.id].due) == (1, 0, 1)
+        assert later[0].deliveries
+
+    async def test_health_rows_update_atomically_and_read_back(self, storage: Storage) -> None:
+        acct = await account(storage)
+        a = await endpoint(storage, acct.id)
+        b = await endpoint(storage, acct.id)
+        assert await storage.health_states([a.id]) == {}
+
+        def bump(h: HealthState) -> tuple[HealthState, int]:
+            after = msgspec.structs.replace(
+                h,
+                consecutive_failures=h.consecutive_failures + 1,
+                failing_since=h.failing_since or T0,
+                latency=tuple(c + 1 for c in h.latency),
+                failing_announced=True,
+                updated_at=T0,
+            )
+            return after, after.consecutive_failures
+
+        await asyncio.gather(*(storage.update_health([a.id, b.id], bump) for _ in range(5)))
+        assert await storage.update_health([b.id], bump) == {b.id: 6}
+        rows = await storage.health_states([a.id, b.id])
+        assert rows[a.id].consecutive_failures == 5 and rows[b.id].consecutive_failures == 6
+        assert rows[a.id].failing_since == T0 and rows[a.id].failing_announced
+        assert rows[a.id].latency == (5,) * len(rows[a.id].latency)
+        failing = await storage.failing_endpoints(10)
+        assert failing == [(b.id, 6), (a.id, 5)]
+
+    async def test_disable_holds_pending_deliveries_as_dead_and_replayable(
+        self, storage: Storage
+    ) -> None:
+        acct = await account(storage)
+        ep = await endpoint(storage, acct.id)
+        results = await storage.ingest(acct.id, [message(), message()], T0, WINDOW)
+        assert (
+            await storage.disable_endpoint(ep.id, "the receiver answered 410 Gone", T0 + 1)
+            == acct.id
+        )
+        assert await storage.disable_endpoint(ep.id, "again", T0 + 2) is None  # once only
+        stored = await storage.get_endpoint(acct.id, ep.id)
+        assert stored is not None and stored.disabled and stored.updated_at == T0 + 1
+        for result in results:
+            delivery = await storage.get_delivery(acct.id, result.deliveries[0].id)
+            assert delivery is not None and delivery.state is DeliveryState.DEAD
+            assert delivery.dead_reason == "endpoint disabled: the receiver answered 410 Gone"
+        assert await storage.claim(T0 + 3, 10, 60_000) == []
+        stored = msgspec.structs.replace(stored, disabled=False, updated_at=T0 + 4)
+        assert await storage.update_endpoint(stored)
+        assert len(await storage.replay(acct.id, T0 + 5, endpoint_id=ep.id)) == 2
+
+    async def test_account_disable_after_and_probe(self, storage: Storage) -> None:
+        acct = await account(storage)
+        assert await storage.account_disable_after(acct.id) is None
+        assert await storage.set_account_disable_after(acct.id, 3600)
+        assert await storage.account_disable_after(acct.id) == 3600
+        assert not await storage.set_account_disable_after("acc_missing", 1)
+        await storage.probe(T0)  # a write that succeeds
 
 
 def _fields(ep: Endpoint) -> dict[str, object]:

@@ -460,3 +460,82 @@ SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending'),
        (SELECT count(*) FROM deliveries WHERE state = 'delivering'),
        (SELECT count(*) FROM attempts WHERE id >= :since_id AND outcome = 'delivered'),
        (SELECT count(*) FROM attempts WHERE id >= :since_id AND outcome <> 'delivered');
+
+-- Operations: backlog gauges, endpoint health, auto-disable, readiness (0006_endpoint_health).
+
+-- name: backlog
+-- Each count walks a partial index (pending, delivering, dead), never the delivered rows.
+SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending'),
+       (SELECT count(*) FROM deliveries WHERE state = 'pending' AND next_attempt_at <= :now),
+       (SELECT count(*) FROM deliveries WHERE state = 'delivering'),
+       (SELECT count(*) FROM deliveries WHERE state = 'dead'),
+       (SELECT min(created_at) FROM deliveries WHERE state = 'pending'),
+       (SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending');
+
+-- name: busiest_endpoints
+SELECT endpoint_id, count(*), sum(CASE WHEN next_attempt_at <= :now THEN 1 ELSE 0 END),
+       min(created_at)
+FROM deliveries WHERE state = 'pending'
+GROUP BY endpoint_id ORDER BY count(*) DESC, endpoint_id LIMIT :limit;
+
+-- name: failing_endpoints
+SELECT endpoint_id, consecutive_failures FROM endpoint_health
+WHERE consecutive_failures > 0
+ORDER BY consecutive_failures DESC, endpoint_id LIMIT :limit;
+
+-- name: endpoint_backlog
+SELECT endpoint_id, state, count(*),
+       sum(CASE WHEN next_attempt_at <= :now THEN 1 ELSE 0 END), min(created_at),
+       min(next_attempt_at)
+FROM deliveries
+WHERE endpoint_id IN (SELECT value FROM json_each(:ids))
+  AND state IN ('pending', 'delivering', 'dead')
+GROUP BY endpoint_id, state;
+
+-- name: ensure_health
+INSERT OR IGNORE INTO endpoint_health (endpoint_id) SELECT value FROM json_each(:ids);
+
+-- name: health_rows
+SELECT endpoint_id, window_start, successes, failures, prev_successes, prev_failures, latency,
+       prev_latency, consecutive_failures, consecutive_dead, failing_since, last_success_at,
+       last_failure_at, failing_announced, disabled_reason, disabled_at, updated_at
+FROM endpoint_health WHERE endpoint_id IN (SELECT value FROM json_each(:ids))
+ORDER BY endpoint_id;
+
+-- name: set_health
+UPDATE endpoint_health SET window_start = :window_start, successes = :successes,
+       failures = :failures, prev_successes = :prev_successes, prev_failures = :prev_failures,
+       latency = :latency, prev_latency = :prev_latency,
+       consecutive_failures = :consecutive_failures, consecutive_dead = :consecutive_dead,
+       failing_since = :failing_since, last_success_at = :last_success_at,
+       last_failure_at = :last_failure_at, failing_announced = :failing_announced,
+       disabled_reason = :disabled_reason, disabled_at = :disabled_at, updated_at = :updated_at
+WHERE endpoint_id = :endpoint_id;
+
+-- name: disable_endpoint
+-- Only the call that flips it reports it (so one process announces a disable).
+UPDATE endpoints SET disabled = 1, updated_at = :now
+WHERE id = :endpoint_id AND disabled = 0 AND deleted = 0
+RETURNING account_id;
+
+-- name: hold_endpoint_deliveries
+-- A disabled endpoint's waiting deliveries become dead (kept until retention, replayable).
+UPDATE deliveries SET state = 'dead', dead_reason = :reason, next_attempt_at = NULL,
+       updated_at = :now
+WHERE endpoint_id = :endpoint_id AND state = 'pending';
+
+-- name: account_disable_after
+SELECT disable_after_s FROM accounts WHERE id = :account_id;
+
+-- name: set_account_disable_after
+UPDATE accounts SET disable_after_s = :disable_after_s WHERE id = :account_id;
+
+-- name: probe_readiness
+UPDATE readiness_probe SET probed_at = :now WHERE id = 1;
+
+-- name: replay_dead_since
+-- Re-enabling with replay: what died (or was held) since the failure streak began.
+UPDATE deliveries SET state = 'pending', next_attempt_at = :now, dead_reason = NULL,
+       schedule_base = attempt_count, updated_at = :now
+WHERE endpoint_id = :endpoint_id AND state = 'dead' AND updated_at >= :dead_since
+RETURNING id;
