@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import json
 import logging
 import secrets
 import shutil
@@ -76,6 +78,71 @@ class DemoReceiver:
         if path == "notify" and request.headers.get("Authorization") != f"Bearer {NOTIFY_TOKEN}":
             return web.Response(status=401)
         return web.Response(status=204)
+
+
+@dataclass
+class OperatorInbox:
+    """The platform's own endpoint for Postback's operational webhooks (verified, kept)."""
+
+    secret: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    both_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            verify(request.headers, body, self.secret)
+        except WebhookVerificationError:
+            return web.Response(status=401)
+        self.events.append(json.loads(body))
+        if len(self.events) >= 2:
+            self.both_arrived.set()
+        return web.Response(status=204)
+
+
+async def gone(request: web.Request) -> web.Response:
+    """A customer who removed their endpoint: 410 Gone (Standard Webhooks: disable it)."""
+    return web.Response(status=410)
+
+
+async def show_auto_disable(api: str, base: str, pb: Client, inbox: OperatorInbox) -> list[str]:
+    """An endpoint answering 410 is disabled at once; the operators hear about it."""
+    problems = []
+    async with Client(api, admin_token=ADMIN_TOKEN) as admin:
+        ops = await admin.create_operational_endpoint(
+            f"{base}/operator", event_types=["endpoint.disabled", "delivery.dead"]
+        )
+    inbox.secret = str(ops.signing_secret)
+    endpoint = await pb.create_endpoint(f"{base}/gone", event_types=["notify_received_text"])
+    await pb.send(
+        "notify_received_text",
+        {
+            "id": "bfd7f2a4-8d5b-4b8e-9a4c-3c0c9f1e2a11",
+            "source_number": "447700900111",
+            "destination_number": "07700900000",
+            "message": "STOP",
+            "date_received": "2017-05-14T12:15:30.000000Z",
+        },
+    )
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(inbox.both_arrived.wait(), 20)
+    health = await pb.endpoint_health(endpoint.id)
+    print()
+    print(
+        f"an endpoint answering 410 Gone: status {health.status}, reason: {health.disabled_reason}"
+    )
+    for event in inbox.events:
+        data = event["data"]
+        print(
+            f"  operational webhook (signature verified): {event['type']} "
+            f"endpoint {data['endpoint_id']}: {data.get('reason', '')}"
+        )
+    if health.status != "disabled" or {e["type"] for e in inbox.events} != {
+        "endpoint.disabled",
+        "delivery.dead",
+    }:
+        problems.append("the 410 endpoint was not disabled and announced")
+    return problems
 
 
 class AlertCounter(logging.Handler):
@@ -181,6 +248,9 @@ async def main() -> int:
     await asyncio.wait_for(ready.wait(), 30)
     receiver = DemoReceiver()
     app = web.Application()
+    inbox = OperatorInbox()
+    app.router.add_post("/hooks/operator", inbox.handle)
+    app.router.add_post("/hooks/gone", gone)
     app.router.add_post("/hooks/{name}", receiver.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -238,6 +308,8 @@ async def main() -> int:
                 rows.append(
                     (name, len(deliveries), states["delivered"], retried, dead_then, states["dead"])
                 )
+            dead_letter_alerts = alerts.count
+            problems += await show_auto_disable(api, base, pb, inbox)
         behaviour = {
             "healthy": "answers 204",
             "flaky": "500 twice, then 204",
@@ -275,8 +347,8 @@ async def main() -> int:
             f"webhook-id: {'yes' if same_ids else 'NO'}"
         )
         by_name = {r[0]: r for r in rows}
-        if alerts.count != 9:
-            problems.append(f"expected 9 dead-letter alerts, saw {alerts.count}")
+        if dead_letter_alerts != 9:
+            problems.append(f"expected 9 dead-letter alerts, saw {dead_letter_alerts}")
         if receiver.unparsed:
             problems.append("some payloads did not parse")
         if receiver.failed_verification:

@@ -650,6 +650,38 @@ async def cmd_endpoints_show(args: argparse.Namespace) -> None:
     emit(args, endpoint, lambda: _endpoint_text(endpoint))
 
 
+async def cmd_endpoints_enable(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        result = await client.enable_endpoint(args.endpoint_id, replay=args.replay)
+    emit(
+        args,
+        result,
+        lambda: f"endpoint {result.endpoint.id} enabled; replayed {result.replayed} deliveries",
+    )
+
+
+async def cmd_endpoints_health(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        health = await client.endpoint_health(args.endpoint_id)
+
+    def human() -> str:
+        b = health.backlog
+        lines = [
+            f"{health.endpoint_id}: {health.status}"
+            + (f" ({health.disabled_reason})" if health.disabled_reason else ""),
+            f"recent: {health.recent.successes} ok, {health.recent.failures} failed; "
+            f"{health.consecutive_failures} failures in a row"
+            + (f" since {health.failing_since}" if health.failing_since else ""),
+            f"latency p50/p90/p99: {health.latency.p50_ms}/{health.latency.p90_ms}/"
+            f"{health.latency.p99_ms} ms",
+            f"backlog: {b.pending} pending ({b.due} due), {b.delivering} in flight, {b.dead} dead;"
+            f" oldest pending {b.oldest_pending_age_s:.0f} s",
+        ]
+        return "\n".join(lines)
+
+    emit(args, health, human)
+
+
 async def cmd_endpoints_update(args: argparse.Namespace) -> None:
     changes = _endpoint_fields(args)
     if args.endpoint_url:
@@ -962,7 +994,16 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         endpoints, "disable", "stop delivering to it (kept, resumable)", scoped=True
     ).add_argument("endpoint_id")
-    command(endpoints, "enable", "deliver to it again", scoped=True).add_argument("endpoint_id")
+    enable = command(
+        endpoints, "enable", "deliver to it again (a fresh failure streak)", scoped=True
+    )
+    enable.add_argument("endpoint_id")
+    enable.add_argument(
+        "--replay", action="store_true", help="also replay what was held or died since it failed"
+    )
+    command(
+        endpoints, "health", "its health: failures, streak, latency, backlog", scoped=True
+    ).add_argument("endpoint_id")
     command(
         endpoints, "delete", "delete it; its unfinished deliveries die", scoped=True
     ).add_argument("endpoint_id")
@@ -1028,7 +1069,8 @@ _COMMANDS: dict[
     ("endpoints", "show"): cmd_endpoints_show,
     ("endpoints", "update"): cmd_endpoints_update,
     ("endpoints", "disable"): lambda args: _update(args, {"disabled": True}),
-    ("endpoints", "enable"): lambda args: _update(args, {"disabled": False}),
+    ("endpoints", "enable"): cmd_endpoints_enable,
+    ("endpoints", "health"): cmd_endpoints_health,
     ("endpoints", "delete"): cmd_endpoints_delete,
     ("event-types", "add"): cmd_event_types_add,
     ("event-types", "list"): cmd_event_types_list,

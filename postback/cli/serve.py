@@ -32,6 +32,9 @@ from postback.transports.sns import SNSTransport
 
 log = logging.getLogger("postback.cli.serve")
 
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
+"""Client address, request line, status, size, seconds: no headers (they may carry keys)."""
+
 
 def sealer_for(settings: Settings) -> Sealer:
     """The key that seals credentials: POSTBACK_SECRET_KEY, else the key file (made if absent)."""
@@ -173,7 +176,12 @@ async def run_service(
                 ui_frame_ancestors=settings.ui_frame_ancestors,
                 readiness=readiness,
             )
-            runner = ApiRunner(app, access_log=access_log, handle_signals=False)
+            runner = ApiRunner(
+                app,
+                access_log=access_log,
+                access_log_format=ACCESS_LOG_FORMAT,
+                handle_signals=False,
+            )
             runners.append(runner)
             await runner.setup()
             site = web.TCPSite(runner, host, port, backlog=1024)
@@ -188,7 +196,10 @@ async def run_service(
             log.info("API listening on http://%s:%d (docs at /docs)", host, port)
         if metrics_port is not None:
             ops = web.AppRunner(
-                create_ops_app(metrics, readiness), access_log=access_log, handle_signals=False
+                create_ops_app(metrics, readiness),
+                access_log=access_log,
+                access_log_format=ACCESS_LOG_FORMAT,
+                handle_signals=False,
             )
             runners.append(ops)
             await ops.setup()

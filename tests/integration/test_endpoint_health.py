@@ -7,7 +7,11 @@ re-enable with replay sends what was held.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import jsonschema
@@ -158,3 +162,38 @@ async def test_operational_endpoints_need_the_admin_token_and_valid_types(
             )
         assert error.value.status == 400 and error.value.field == "event_types[1]"
         assert (await admin.list_operational_endpoints()).data == []
+
+
+async def test_the_command_line_shows_health_and_enables(
+    postback: RunningPostback, receiver: Receiver
+) -> None:
+    async with await postback.new_account() as pb:
+        gone = sequence(status(410), status(200))
+        endpoint = await pb.create_endpoint(receiver.on("/back", gone))
+        await pb.send("t", {"n": 1})
+
+        async def disabled() -> bool:
+            return (await pb.get_endpoint(endpoint.id)).disabled
+
+        await wait_until(disabled)
+        env = {**os.environ, "POSTBACK_URL": postback.url, "POSTBACK_API_KEY": pb.api_key or ""}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "postback", *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+
+        shown = await asyncio.to_thread(cli, "endpoints", "health", endpoint.id, "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["disabled_reason"] == "the receiver answered 410 Gone"
+        enabled = await asyncio.to_thread(cli, "endpoints", "enable", endpoint.id, "--replay")
+        assert enabled.returncode == 0, enabled.stderr
+        assert enabled.stdout.strip() == f"endpoint {endpoint.id} enabled; replayed 1 deliveries"
+        await receiver.wait_for("/back", 2)  # the replayed delivery
+        assert not (await pb.get_endpoint(endpoint.id)).disabled
+        missing = await asyncio.to_thread(cli, "endpoints", "enable", "ep_missing")
+        assert missing.returncode == 1 and "Traceback" not in missing.stderr
