@@ -633,6 +633,13 @@ class SyncClient:
     list_attempts = _blocking(Client.list_attempts)
     replay_delivery = _blocking(Client.replay_delivery)
     replay = _blocking(Client.replay)
+    endpoint_health = _blocking(Client.endpoint_health)
+    list_endpoints_with_health = _blocking(Client.list_endpoints_with_health)
+    enable_endpoint = _blocking(Client.enable_endpoint)
+    create_operational_endpoint = _blocking(Client.create_operational_endpoint)
+    list_operational_endpoints = _blocking(Client.list_operational_endpoints)
+    delete_operational_endpoint = _blocking(Client.delete_operational_endpoint)
+    set_account_disable_after = _blocking(Client.set_account_disable_after)
 
     def iter_accounts(
         self, *, q: str | None = None, page_size: int = 100

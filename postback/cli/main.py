@@ -655,7 +655,7 @@ async def cmd_endpoints_enable(args: argparse.Namespace) -> None:
         result = await client.enable_endpoint(args.endpoint_id, replay=args.replay)
     emit(
         args,
-        result,
+        result.endpoint,
         lambda: f"endpoint {result.endpoint.id} enabled; replayed {result.replayed} deliveries",
     )
 
