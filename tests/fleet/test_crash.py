@@ -16,6 +16,10 @@ from tests.support.receiver import Receiver
 EVENTS = 5000
 WORKERS = 3
 LEASE_S = 3
+SHARE = 100
+"""The endpoint's in-flight share counts the whole fleet, including a killed worker's
+deliveries until their lease ends: with the default 32 and a kill every half second, the one
+endpoint here would spend the test waiting for leases rather than exercising recovery."""
 
 
 async def test_sigkilled_workers_lose_nothing(
@@ -29,7 +33,12 @@ async def test_sigkilled_workers_lose_nothing(
         )
         await fleet.submit(EVENTS)
         workers = [
-            worker(postgres_url, tmp_path / f"worker{i}.log", POSTBACK_LEASE_SECONDS=str(LEASE_S))
+            worker(
+                postgres_url,
+                tmp_path / f"worker{i}.log",
+                POSTBACK_LEASE_SECONDS=str(LEASE_S),
+                POSTBACK_ENDPOINT_CONCURRENCY=str(SHARE),
+            )
             for i in range(WORKERS)
         ]
         for w in workers:
