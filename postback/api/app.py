@@ -730,7 +730,8 @@ ACCOUNT_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/event-types", list_event_types),
     ("POST", "/messages", create_message),
     ("POST", "/messages/batch", create_messages_batch),
-    ("GET", "/messages/{id}", get_message),
+    # Not "batch": GET /v1/messages/batch is no message, and its 405 must not allow GET.
+    ("GET", "/messages/{id:(?!batch$)[^/]+}", get_message),
     ("POST", "/batches/{batch_id}/recipient-status", batch_recipient_status),
     ("GET", "/deliveries", list_deliveries),
     ("GET", "/deliveries/{id}", get_delivery),

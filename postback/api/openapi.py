@@ -411,10 +411,39 @@ _OPERATIONS: list[Operation] = [
 ]
 _OPTIONAL_BODIES = (s.SecretRotate, s.ReplayRequest, s.KeyRotate, s.EndpointEnable)
 _PATH_PARAMETERS = ("account", "id", "batch_id")
-_CONFLICTS = ("createAccount", "createEventType", "replayDelivery")
+_CONFLICTS = (
+    "createAccount",
+    "createEventType",
+    "replayDelivery",
+    "postRecipientStatus",  # a batch keeps the report mode it was created with
+    "rotateKey",  # a revoked key cannot be rotated
+)
 """Operations that answer 409 when the object's state forbids them."""
 
 # The schema of each query parameter: the same rules the handlers enforce.
+TEXT_PATTERN = "^[^\\u0000]*$"
+"""Every string the API takes has no NUL, as the decoding seam enforces it
+(``core.validation.check_text``, which also refuses lone surrogates: no regex engine a
+JSON Schema tool uses can say that)."""
+
+_LINKS: dict[str, tuple[tuple[str, str], ...]] = {
+    # operationId -> (operation, its path parameter) that take the answer's ``id``, so a
+    # stateful client (schemathesis) reuses what it created.
+    "createEndpoint": tuple(
+        (target, "id")
+        for target in (
+            "getEndpoint",
+            "updateEndpoint",
+            "deleteEndpoint",
+            "getEndpointSecret",
+            "rotateEndpointSecret",
+        )
+    ),
+    "createMessage": (("getMessage", "id"),),
+    "createKey": (("rotateKey", "id"), ("revokeKey", "id")),
+    "createAccount": (("getAccount", "account"),),
+}
+
 _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
     "cursor": {"type": "string", "description": "next_cursor of the previous page"},
@@ -465,7 +494,12 @@ def openapi_document() -> dict[str, Any]:
             "responses": {},
         }
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": TEXT_PATTERN},
+            }
             for name in _PATH_PARAMETERS
             if "{" + name + "}" in op.path
         ]
@@ -489,6 +523,12 @@ def openapi_document() -> dict[str, Any]:
         ok: dict[str, Any] = {"description": "OK"}
         if op.response is not None:
             ok["content"] = {"application/json": {"schema": by_type[op.response]}}
+        links = _LINKS.get(op.operation_id)
+        if links:
+            ok["links"] = {
+                target: {"operationId": target, "parameters": {param: "$response.body#/id"}}
+                for target, param in links
+            }
         spec["responses"][str(op.status)] = ok
         if op.path not in ("/healthz", "/livez", "/readyz"):
             spec["security"] = [{"bearer": []}]
@@ -497,7 +537,7 @@ def openapi_document() -> dict[str, Any]:
                 ("401", "Missing, wrong or revoked key"),
                 ("403", "The key may not do this (e.g. an account key listing accounts)"),
                 ("404", "Not found (or another account's)"),
-                ("503", "Database unavailable"),
+                ("503", "Database unavailable, or its disk full (storage_full, Retry-After)"),
             ):
                 spec["responses"][code] = {"description": what, **error}
             if op.operation_id.removesuffix("ForAccount") in _CONFLICTS:
@@ -507,7 +547,12 @@ def openapi_document() -> dict[str, Any]:
                     "description": "idempotency_conflict: the key was used for a different request",
                     **error,
                 }
+            if op.body is not None:
+                spec["responses"]["413"] = {"description": "Body over 32 MB", **error}
         paths.setdefault(op.path, {})[op.method] = spec
+    # Errors may quote what was refused (a field name with a NUL in it): no pattern there.
+    _forbid_nul({k: v for k, v in components.items() if k not in ("ErrorBody", "ErrorDetail")})
+    _forbid_nul(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -522,6 +567,18 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _forbid_nul(node: Any) -> None:
+    """Give every free-form string of the document the text rule of the decoding seam."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"pattern", "enum", "const", "format"} & set(node):
+            node["pattern"] = TEXT_PATTERN
+        for value in node.values():
+            _forbid_nul(value)
+    elif isinstance(node, list):
+        for value in node:
+            _forbid_nul(value)
 
 
 def swagger_static_dir() -> str:

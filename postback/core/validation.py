@@ -109,9 +109,8 @@ def check_text(value: object, field: str = "") -> None:
             check_text(getattr(value, name), f"{field}.{name}" if field else name)
     elif isinstance(value, dict):
         for key, item in value.items():
-            where = f"{field}.{key}" if field else str(key)
-            check_text(key, where)
-            check_text(item, where)
+            check_text(key, field or "$")  # named by where it is: the key cannot be quoted
+            check_text(item, f"{field}.{key}" if field else str(key))
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             check_text(item, f"{field}[{i}]")
