@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from postback.api.app import ACCOUNT_ROUTES, create_app
-from postback.api.openapi import openapi_document, operations
+from postback.api.openapi import TEXT_PATTERN, openapi_document, operations
 from postback.client import APIError, Client
 from postback.ingest import Services
 from postback.ingest.keys import KEY_CACHE_TTL_S
@@ -338,6 +338,10 @@ async def test_every_route_is_documented_once_with_an_operation_id(sqlite_url: s
     scoped = document["paths"]["/v1/accounts/{account}/messages/batch"]["post"]
     assert scoped["operationId"] == "createMessageBatchForAccount"
     assert scoped["tags"] == ["Messages"]
-    assert {"name": "account", "in": "path", "required": True, "schema": {"type": "string"}} in (
-        scoped["parameters"]
-    )
+    account_parameter = {
+        "name": "account",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": TEXT_PATTERN},
+    }
+    assert account_parameter in scoped["parameters"]
