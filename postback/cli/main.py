@@ -1095,12 +1095,10 @@ def dispatch(args: argparse.Namespace) -> None:
         coroutine = cmd_serve(args, api=command[0] == "serve", dispatch=True)
         try:
             import uvloop
-
-            uvloop.run(coroutine)
+        except ImportError:  # only the import: an ImportError inside the service is a crash
+            asyncio.run(coroutine)
             return
-        except ImportError:
-            pass
-        asyncio.run(coroutine)
+        uvloop.run(coroutine)
         return
     handler = _COMMANDS.get(command)
     if handler is None:

@@ -51,6 +51,9 @@ class LeaseOffer(msgspec.Struct, frozen=True):
     """Free in-flight slots of the dispatcher."""
     share: int
     """The per-endpoint in-flight share (fleet-wide)."""
+    own: Mapping[str, int] = {}
+    """Per endpoint, deliveries the store counts as in flight that are the dispatcher's own
+    (already within ``room``): not counted twice."""
     room: Mapping[str, int] = {}
     """Endpoints the dispatcher has loaded: how many more it can hold for each. Others get
     none: their configuration (a rate limit, say) is not known here yet."""
@@ -72,7 +75,8 @@ def lease_counts(
         load = loads.get(endpoint_id)
         if total <= 0 or load is None or load.paced:
             continue
-        room = min(offer.room.get(endpoint_id, 0), offer.share - load.in_flight)
+        others = max(0, load.in_flight - offer.own.get(endpoint_id, 0))
+        room = min(offer.room.get(endpoint_id, 0), offer.share - others)
         take = max(0, min(n, room, total))
         if take:
             counts[endpoint_id] = take

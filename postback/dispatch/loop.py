@@ -139,6 +139,11 @@ class Dispatcher:
         self._loading: dict[str, asyncio.Future[EndpointRuntime | None]] = {}
         self._held: dict[str, asyncio.Task[None]] = {}
         self._held_by_endpoint: dict[str, int] = {}
+        self._unsettled: dict[str, str] = {}
+        """Deliveries leased to this process whose outcome is not written yet (delivery ->
+        endpoint): the store counts them as in flight, and must not count them twice."""
+        self._buffered: set[str] = set()
+        """Deliveries whose record or release waits in the buffers for the next flush."""
         """Attempts started and not finished, per endpoint: this process's part of its share."""
         self._wake = asyncio.Event()
         self._records: list[AttemptRecord] = []
@@ -234,6 +239,7 @@ class Dispatcher:
                         exclude_endpoints=exclude,
                         allowance=allowance,
                         per_endpoint=self.settings.per_endpoint,
+                        own_in_flight=self.own_in_flight(),
                     )
                 backoff = 0.1
             except StorageUnavailable as exc:
@@ -262,6 +268,8 @@ class Dispatcher:
             await self._idle_wait(stop)
 
     async def _idle_wait(self, stop: asyncio.Event) -> None:
+        # Cleared before anything is awaited: a slot freed or an ingest meanwhile must wake us.
+        self._wake.clear()
         timeout = self.settings.idle_poll_s
         with contextlib.suppress(StorageUnavailable):
             exclude, _allowance = self._endpoint_limits(self.clock())
@@ -270,7 +278,6 @@ class Dispatcher:
                 timeout = min(timeout, max(due / 1000 - self.clock(), 0.0))
         if timeout <= 0 and len(self._held) >= self.settings.max_in_flight:
             timeout = 0.05
-        self._wake.clear()
         if timeout > 0:
             waiter = asyncio.create_task(self._wake.wait())
             stopper = asyncio.create_task(stop.wait())
@@ -343,9 +350,12 @@ class Dispatcher:
         endpoint_id = item.endpoint_id
         held = self._held_by_endpoint
         held[endpoint_id] = held.get(endpoint_id, 0) + 1
+        self._unsettled[delivery_id] = endpoint_id
 
         def finished(_task: asyncio.Task[None]) -> None:
             self._held.pop(delivery_id, None)
+            if delivery_id not in self._buffered:
+                self._unsettled.pop(delivery_id, None)  # no write will come for it
             left = held[endpoint_id] - 1
             if left:
                 held[endpoint_id] = left
@@ -423,14 +433,14 @@ class Dispatcher:
             log.exception(
                 "delivery %s to endpoint %s failed unexpectedly", item.delivery_id, item.endpoint_id
             )
-            self._releases.append((item.delivery_id, int(self.clock() * 1000) + 30_000))
+            self._release_later(item.delivery_id, int(self.clock() * 1000) + 30_000)
             self._records_ready.set()
 
     async def _deliver_one(self, item: ClaimedDelivery, not_before_ms: int | None) -> None:
         try:
             runtime = await self._runtime(item)
         except StorageUnavailable:
-            self._releases.append((item.delivery_id, int(self.clock() * 1000) + 1000))
+            self._release_later(item.delivery_id, int(self.clock() * 1000) + 1000)
             self._records_ready.set()
             return
         if runtime is None:
@@ -439,7 +449,7 @@ class Dispatcher:
             wait = not_before_ms / 1000 - self.clock()
             if wait > self.settings.release_wait_over_s:
                 # Do not hold a lease (and an in-flight slot) through a long pause.
-                self._releases.append((item.delivery_id, not_before_ms))
+                self._release_later(item.delivery_id, not_before_ms)
                 self._records_ready.set()
                 return
             if wait > 0:
@@ -495,6 +505,7 @@ class Dispatcher:
         await self._update_pacing(runtime, settlement.outcome, result, finished_ms)
         self.metrics.attempt(settlement.outcome.value, result.duration_ms)
         self.health.observe(item, settlement, result, finished_ms)
+        self._buffered.add(item.delivery_id)
         self._records.append(
             AttemptRecord(
                 attempt=Attempt(
@@ -590,6 +601,18 @@ class Dispatcher:
 
     # -- recording ----------------------------------------------------------------------------
 
+    def _release_later(self, delivery_id: str, due_at: int) -> None:
+        self._buffered.add(delivery_id)
+        self._releases.append((delivery_id, due_at))
+        self._records_ready.set()
+
+    def own_in_flight(self) -> dict[str, int]:
+        """Per endpoint, the deliveries the store counts as in flight that are this process's."""
+        counts: dict[str, int] = {}
+        for endpoint_id in self._unsettled.values():
+            counts[endpoint_id] = counts.get(endpoint_id, 0) + 1
+        return counts
+
     async def _flush_loop(self) -> None:
         while not (self._stopping and not self._records and not self._releases):
             await self._records_ready.wait()
@@ -622,6 +645,9 @@ class Dispatcher:
             self._records = records + self._records
             self._releases = releases + self._releases
             raise
+        for delivery_id in [r.delivery_id for r in records] + [d for d, _ in releases]:
+            self._buffered.discard(delivery_id)
+            self._unsettled.pop(delivery_id, None)
         await self.health.flush()
 
     async def _drain(self) -> None:
@@ -637,7 +663,8 @@ class Dispatcher:
             await asyncio.wait(not_done)
             unfinished = [d for d, t in zip(ids, tasks, strict=True) if t in not_done]
             now_ms = int(self.clock() * 1000)
-            self._releases.extend((d, now_ms) for d in unfinished)
+            for delivery_id in unfinished:
+                self._release_later(delivery_id, now_ms)
 
 
 def _no_session() -> aiohttp.ClientSession:

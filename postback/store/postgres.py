@@ -667,8 +667,10 @@ class PostgresStorage:
         exclude_endpoints: Collection[str] = (),
         allowance: Mapping[str, int] | None = None,
         per_endpoint: int = 1_000_000,
+        own_in_flight: Mapping[str, int] | None = None,
     ) -> list[ClaimedDelivery]:
         rooms = dict(allowance or {})
+        own = dict(own_in_flight or {})
         async with self._tx() as conn:
             sql, args = _bind(
                 "claim_ready_endpoints",
@@ -683,6 +685,8 @@ class PostgresStorage:
                 {
                     "endpoint_ids": list(asked),
                     "rooms": list(asked.values()),
+                    "owns": [own.get(e, 0) for e in asked],
+                    "share": per_endpoint,
                     "now": now,
                     "limit": limit,
                     "lease_until": now + lease_ms,
@@ -699,7 +703,8 @@ class PostgresStorage:
                 (r[0], r[1])
                 for r in ready
                 if len(rows) < limit
-                and taken.get(r[0], 0) < room_left.get(r[0], asked[r[0]] - r[2])
+                and taken.get(r[0], 0)
+                < room_left.get(r[0], asked[r[0]] - max(0, r[2] - own.get(r[0], 0)))
             ]
             if short:
                 sql, args = _bind(

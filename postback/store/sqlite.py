@@ -721,8 +721,10 @@ class SQLiteStorage:
         exclude_endpoints: Collection[str] = (),
         allowance: Mapping[str, int] | None = None,
         per_endpoint: int = 1_000_000,
+        own_in_flight: Mapping[str, int] | None = None,
     ) -> list[ClaimedDelivery]:
         rooms = dict(allowance or {})
+        own = dict(own_in_flight or {})
         exclude = json.dumps(list(exclude_endpoints))
 
         def write(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
@@ -734,7 +736,8 @@ class SQLiteStorage:
             for endpoint_id, in_flight in ready:
                 if len(rows) >= limit:
                     break
-                room = min(rooms.get(endpoint_id, per_endpoint), per_endpoint) - in_flight
+                others = max(0, in_flight - own.get(endpoint_id, 0))
+                room = min(rooms.get(endpoint_id, per_endpoint), per_endpoint - others)
                 room = min(room, limit - len(rows))
                 if room <= 0:
                     continue

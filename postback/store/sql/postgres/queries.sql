@@ -204,10 +204,13 @@ LIMIT :endpoints;
 -- Each ready endpoint's oldest due deliveries from its own index range, at most its share
 -- minus what is in flight for it anywhere; SKIP LOCKED never waits on another transaction.
 WITH ask AS (
+    -- :rooms is the caller's allowance, already net of its own in-flight deliveries (:owns);
+    -- the share also holds against what other processes have in flight.
     SELECT a.endpoint_id,
-           a.room - (SELECT count(*) FROM deliveries x
-                     WHERE x.endpoint_id = a.endpoint_id AND x.state = 'delivering') AS room
-    FROM unnest(:endpoint_ids::text[], :rooms::int[]) AS a(endpoint_id, room)
+           least(a.room, :share - greatest(0, (SELECT count(*) FROM deliveries x
+                     WHERE x.endpoint_id = a.endpoint_id AND x.state = 'delivering') - a.own))
+               AS room
+    FROM unnest(:endpoint_ids::text[], :rooms::int[], :owns::int[]) AS a(endpoint_id, room, own)
 ), picked AS (
     SELECT d.id, d.next_attempt_at, ask.room FROM ask
     CROSS JOIN LATERAL (
