@@ -520,6 +520,7 @@ class SQLiteStorage:
             results: list[IngestResult] = []
             subscribed: dict[str, list[str]] = {}
             fresh: list[tuple[NewMessage, list[Delivery]]] = []
+            message_rows: list[dict[str, object]] = []
             for index, message in enumerate(messages):
                 if message.idempotency_key is not None:
                     key = {"account_id": account_id, "key": message.idempotency_key}
@@ -544,8 +545,7 @@ class SQLiteStorage:
                             "fingerprint": message.fingerprint,
                         },
                     )
-                conn.execute(
-                    _Q["insert_message"],
+                message_rows.append(
                     {
                         "id": message.id,
                         "account_id": account_id,
@@ -553,7 +553,7 @@ class SQLiteStorage:
                         "payload": message.payload,
                         "idempotency_key": message.idempotency_key,
                         "created_at": now,
-                    },
+                    }
                 )
                 targets = subscribed.get(message.event_type)
                 if targets is None:
@@ -566,13 +566,16 @@ class SQLiteStorage:
                 deliveries = new_deliveries(account_id, message, endpoint_ids, now, next_id)
                 fresh.append((message, deliveries))
                 results.append(IngestResult(message_id=message.id, deliveries=deliveries))
+            # One statement per table (executemany): the rows are bound in C, not one Python
+            # round trip each.
+            conn.executemany(_Q["insert_message"], message_rows)
             plan = self._lease_plan(conn, fresh, lease, now)
             leased_by_message: dict[str, list[ClaimedDelivery]] = {}
+            delivery_rows: list[dict[str, object]] = []
             for message, deliveries in fresh:
                 for delivery in deliveries:
                     claimed = plan.take(message, delivery)
-                    conn.execute(
-                        _Q["insert_delivery"],
+                    delivery_rows.append(
                         {
                             "id": delivery.id,
                             "message_id": message.id,
@@ -583,10 +586,11 @@ class SQLiteStorage:
                             "ordering_key": message.ordering_key,
                             "state": "pending" if claimed is None else "delivering",
                             "lease_until": None if claimed is None else plan.lease_until,
-                        },
+                        }
                     )
                     if claimed is not None:
                         leased_by_message.setdefault(message.id, []).append(claimed)
+            conn.executemany(_Q["insert_delivery"], delivery_rows)
             return [
                 msgspec.structs.replace(
                     r,
