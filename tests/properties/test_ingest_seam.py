@@ -20,6 +20,7 @@ from postback.core.model import Auth, SNSDestination
 from postback.core.policy import RetryPolicy
 from postback.core.validation import (
     MAX_JSON_DEPTH,
+    _nesting_within,
     check_auth,
     check_batch_id,
     check_destination_config,
@@ -235,3 +236,29 @@ def test_auth_policy_and_destination_checks_refuse_only_with_invalid_input(value
             continue
         with contextlib.suppress(InvalidInput):
             check(decoded)  # type: ignore[operator]
+
+
+BRACKETY = st.text(alphabet='[]{}"\\ a', max_size=6)
+NESTED = st.recursive(
+    st.none() | st.integers() | BRACKETY,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(BRACKETY, children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300)
+@given(value=NESTED, limit=st.integers(2, 8))
+def test_the_fast_depth_answer_matches_the_real_depth(value: Any, limit: int) -> None:
+    """The C-speed pre-check says "within the limit" only when it is; strings full of brackets,
+    quotes and backslashes must not fool it (they are what it drops)."""
+    raw = json.dumps(value).encode()
+    if _nesting_within(raw, limit):
+        assert _depth(value) <= limit
+    try:
+        check_json_depth(raw, limit)
+    except InvalidInput:
+        assert _depth(value) > limit
+    else:
+        assert _depth(value) <= limit
