@@ -190,7 +190,10 @@ class Bench:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-        self.spawn(["serve", "--port", str(self.api_port)], "serve.log")
+        self.spawn(
+            ["serve", "--port", str(self.api_port), "--processes", str(self.args.processes)],
+            "serve.log",
+        )
         for i in range(self.args.workers):
             self.spawn(["worker"], f"worker{i}.log")
         deadline = time.monotonic() + 30
@@ -446,28 +449,51 @@ class Bench:
             await conn.close()
         print(f"[{sc.name}] {sc.scheduled:,} deliveries scheduled a day ahead")
 
+    def _postback_pids(self) -> list[int]:
+        """The processes started here and their descendants (``serve --processes`` children)."""
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                parents[int(entry.name)] = int(stat[1])
+        pids = {p.pid for p in self.processes}
+        grown = True
+        while grown:
+            children = {pid for pid, ppid in parents.items() if ppid in pids} - pids
+            grown = bool(children)
+            pids |= children
+        return sorted(pids)
+
     def postback_cpu_s(self) -> float:
         """user + system CPU of serve and the workers: what the deliveries cost, whatever else
         the machine is doing (the rate itself depends on the load of a shared box)."""
         ticks = os.sysconf("SC_CLK_TCK")
         total = 0.0
-        for process in self.processes:
+        for pid in self._postback_pids():
             try:
-                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             total += (int(fields[11]) + int(fields[12])) / ticks
         return total
 
     def serve_rss_mb(self) -> float:
-        serve = self.processes[0]
-        try:
-            for line in Path(f"/proc/{serve.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
+        """Resident memory of the serve processes (all of them with --processes)."""
+        total = 0.0
+        worker_pids = {p.pid for p in self.processes[1:]}
+        for pid in self._postback_pids():
+            if pid in worker_pids:
+                continue
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024
+            except OSError:
+                pass
+        return total or float("nan")
 
     @staticmethod
     async def _finished(pb: Client, endpoint_ids: list[str]) -> bool:
@@ -531,6 +557,9 @@ async def main() -> int:
     parser.add_argument("--database", default="sqlite", help="'sqlite' or a postgresql:// URL")
     parser.add_argument("--workers", type=int, default=0, help="extra `postback worker` processes")
     parser.add_argument(
+        "--processes", default="1", help="`serve --processes` (a number, or auto: one per core)"
+    )
+    parser.add_argument(
         "--slow-endpoint", action="store_true", help="run with and without a hanging endpoint"
     )
     parser.add_argument(
@@ -553,7 +582,7 @@ async def main() -> int:
     bench = Bench(args)
     print(
         f"Postback bench: python {platform.python_version()}, {os.cpu_count()} cores, "
-        f"database {args.database}, workers {args.workers}, messages {args.messages}, "
+        f"database {args.database}, processes {args.processes}, workers {args.workers}, messages {args.messages}, "
         f"endpoints {args.endpoints}, batch {args.batch}, concurrency {args.concurrency}, "
         f"rate {args.rate or 'max'}"
     )

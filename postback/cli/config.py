@@ -64,6 +64,8 @@ class Settings:
     """Where the key is kept when ``secret_key`` is empty (created on first start)."""
     max_in_flight: int = 512
     per_endpoint_concurrency: int = 32
+    processes: int = 1
+    """``serve`` processes sharing the port and the database (one Python process is one core)."""
     log_format: str = "text"
     allow_networks: str = ""
     """CIDRs the SSRF guard lets through (e.g. 127.0.0.0/8 for local development)."""
@@ -118,6 +120,7 @@ class Settings:
             secret_key_file=os.environ.get("POSTBACK_SECRET_KEY_FILE", ""),
             max_in_flight=_int("POSTBACK_MAX_IN_FLIGHT", 512, 1, 100_000),
             per_endpoint_concurrency=_int("POSTBACK_ENDPOINT_CONCURRENCY", 32, 1, 10_000),
+            processes=_int("POSTBACK_PROCESSES", 1, 1, 256),
             log_format=log_format,
             allow_networks=_networks("POSTBACK_ALLOW_NETWORKS"),
             egress_proxy=os.environ.get("POSTBACK_EGRESS_PROXY", ""),

@@ -178,6 +178,15 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _processes(text: str) -> int:
+    """``--processes``: 1-256, or ``auto`` for one per core."""
+    if text == "auto":
+        return os.cpu_count() or 1
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 256 or auto, got {text!r}")
+    return int(text)
+
+
 def _limit(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 1000:
         raise argparse.ArgumentTypeError(f"must be from 1 to 1000, got {text!r}")
@@ -381,7 +390,45 @@ async def cmd_serve(args: argparse.Namespace, *, api: bool, dispatch: bool) -> N
         dispatch=dispatch,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
+        reuse_port=getattr(args, "reuse_port", False),
     )
+
+
+def cmd_serve_processes(args: argparse.Namespace, count: int) -> int:
+    """``serve --processes N``: N whole serve processes on one port (see cli/processes.py)."""
+    from postback.cli.processes import Supervisor, child_argv, metrics_env
+    from postback.cli.serve import prepare_shared_state
+    from postback.observe.logs import configure_logging
+
+    settings = _settings(args)
+    configure_logging(settings.log_format, settings.log_level)
+    prepare_shared_state(settings)
+    base = [
+        "serve",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--processes",
+        "1",
+        "--reuse-port",
+    ]
+    if args.database_url:
+        base += ["--database-url", args.database_url]
+    if _opt(args, "json"):
+        base.append("--json")
+
+    def argv_for(index: int) -> list[str]:
+        metrics = ["--metrics-port", str(args.metrics_port), "--metrics-host", args.metrics_host]
+        return child_argv(base + (metrics if index == 0 and args.metrics_port else []))
+
+    supervisor = Supervisor(
+        count,
+        argv_for,
+        env=metrics_env(dict(os.environ)),
+        shutdown_timeout_s=settings.shutdown_timeout_s + 20,
+    )
+    return supervisor.run()
 
 
 async def cmd_migrate(args: argparse.Namespace) -> None:
@@ -895,6 +942,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = command(sub, "serve", "run the API and the dispatcher", db=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument(
+        "--processes",
+        type=_processes,
+        help="serve processes sharing the port and the database, one per core to use "
+        "(default: $POSTBACK_PROCESSES or 1)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     worker = command(sub, "worker", "run the dispatcher only", db=True)
     for p in (serve, worker):
         p.add_argument(
@@ -1091,6 +1145,13 @@ def dispatch(args: argparse.Namespace) -> None:
     if command[0] == "keygen":
         cmd_keygen(args)
         return
+    if command[0] == "serve":
+        count = args.processes or _settings(args).processes
+        if count > 1 and not args.reuse_port:
+            code = cmd_serve_processes(args, count)
+            if code:
+                sys.exit(code)
+            return
     if command[0] in ("serve", "worker"):
         coroutine = cmd_serve(args, api=command[0] == "serve", dispatch=True)
         try:

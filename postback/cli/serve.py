@@ -85,6 +85,14 @@ async def run_batch_reports(
             await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
 
+def prepare_shared_state(settings: Settings) -> None:
+    """What every process of a ``--processes`` service needs done once, before any starts:
+    the key file made and the SQLite file migrated, so no two children race to do either."""
+    sealer_for(settings)
+    if _migrates_itself(settings):
+        asyncio.run(migrate_database(settings))
+
+
 def _crashed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
     if not task.cancelled() and task.exception() is not None and not stop.is_set():
         log.critical("%s stopped unexpectedly", task.get_name(), exc_info=task.exception())
@@ -109,6 +117,7 @@ async def run_service(
     ready: asyncio.Event | None = None,
     metrics_host: str = "127.0.0.1",
     metrics_port: int | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT): stop claiming, finish, exit."""
     stop = stop or asyncio.Event()
@@ -184,7 +193,7 @@ async def run_service(
             )
             runners.append(runner)
             await runner.setup()
-            site = web.TCPSite(runner, host, port, backlog=1024)
+            site = web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None)
             try:
                 await site.start()
             except OSError as exc:
