@@ -57,6 +57,25 @@ class LeaseOffer(msgspec.Struct, frozen=True):
     room: Mapping[str, int] = {}
     """Endpoints the dispatcher has loaded: how many more it can hold for each. Others get
     none: their configuration (a rate limit, say) is not known here yet."""
+    prefetch: int = 0
+    """How far beyond the share the dispatcher leases ahead when it is an endpoint's only
+    holder (see ``fleet_room``)."""
+
+
+def fleet_room(allowance: int, prefetch: int, others: int) -> int:
+    """How many more deliveries of one endpoint a process may lease now.
+
+    ``allowance`` is its room by its own count: the share plus ``prefetch``, minus what it
+    holds (in flight, or ready in memory). The share bounds what is in flight to an endpoint
+    across the fleet, and the store counts leased deliveries. A process sends at most the share
+    at a time, so when no other process holds any of the endpoint's deliveries it may lease
+    ``prefetch`` beyond it and keep them ready: the next send starts the moment a slot frees,
+    not after a claim's round trip. The others then see the endpoint full and keep away until
+    that lead is spent. When ``others`` hold some, the prefetch is off and their part is
+    subtracted, so in flight never exceeds the share."""
+    if others <= 0:
+        return allowance
+    return allowance - prefetch - others
 
 
 def lease_counts(
@@ -64,7 +83,7 @@ def lease_counts(
 ) -> dict[str, int]:
     """How many of each endpoint's new deliveries are leased to the local dispatcher at once.
 
-    Never more than the endpoint's share minus what is in flight for it across the fleet, never
+    Never more than ``fleet_room`` allows for what is in flight for it across the fleet, never
     for paced endpoints (their sends wait for slots), and never beyond the dispatcher's free
     slots; the rest stay pending for the claim path, so a slow endpoint's backlog is never held
     in memory.
@@ -76,7 +95,7 @@ def lease_counts(
         if total <= 0 or load is None or load.paced:
             continue
         others = max(0, load.in_flight - offer.own.get(endpoint_id, 0))
-        room = min(offer.room.get(endpoint_id, 0), offer.share - others)
+        room = fleet_room(offer.room.get(endpoint_id, 0), offer.prefetch, others)
         take = max(0, min(n, room, total))
         if take:
             counts[endpoint_id] = take

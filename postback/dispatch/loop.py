@@ -17,6 +17,7 @@ import math
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -58,6 +59,10 @@ class DispatcherSettings:
     max_in_flight: int = 512
     per_endpoint: int = 32
     """In-flight share of one endpoint: the bound on what a hanging endpoint can hold."""
+    prefetch: int = 32
+    """Deliveries of an endpoint leased ahead of its share and kept ready in memory, when no
+    other process holds any of it (``core.fanout.fleet_room``): a freed slot is refilled at
+    once, not after a claim's round trip through the database. 0 turns it off."""
     claim_batch: int = 256
     lease_ms: int = 120_000
     """Longer than the longest attempt (60 s timeout) plus pacing, so only dead workers lose it."""
@@ -139,6 +144,9 @@ class Dispatcher:
         self._loading: dict[str, asyncio.Future[EndpointRuntime | None]] = {}
         self._held: dict[str, asyncio.Task[None]] = {}
         self._held_by_endpoint: dict[str, int] = {}
+        self._ready: dict[str, deque[_Ready]] = {}
+        """Per endpoint, leased deliveries waiting for one of its in-flight slots (prefetch)."""
+        self._ready_count = 0
         self._unsettled: dict[str, str] = {}
         """Deliveries leased to this process whose outcome is not written yet (delivery ->
         endpoint): the store counts them as in flight, and must not count them twice."""
@@ -150,6 +158,9 @@ class Dispatcher:
         self._records_ready = asyncio.Event()
         self._releases: list[tuple[str, int]] = []
         self._stopping = False
+        self._drained = False
+        """Set once shutdown's drain is over: only then may the flusher stop (attempts that
+        finish, and deliveries handed back, during the drain still need writing)."""
         self._random = random.Random()
 
     # -- public -------------------------------------------------------------------------------
@@ -168,22 +179,43 @@ class Dispatcher:
         Endpoints it has not loaded yet, and paced ones, go through the claim path."""
         if self._stopping:
             return None
-        free = self.settings.max_in_flight - len(self._held)
+        free = self._capacity()
         if free <= 0:
             return None
         now_ms = int(self.clock() * 1000)
         share = self.settings.per_endpoint
+        prefetch = self.settings.prefetch
         room = {
             endpoint_id: (
                 0
                 if runtime.configured_rate is not None
                 or runtime.pacing.is_paced(None, now_ms)
                 or runtime.endpoint.disabled
-                else share - self._held_by_endpoint.get(endpoint_id, 0)
+                else share + prefetch - self._holding(endpoint_id)
             )
             for endpoint_id, runtime in self._runtimes.items()
         }
-        return LeaseOffer(lease_ms=self.settings.lease_ms, total=free, share=share, room=room)
+        return LeaseOffer(
+            lease_ms=self.settings.lease_ms,
+            total=free,
+            share=share,
+            own=self.own_in_flight(),
+            room=room,
+            prefetch=prefetch,
+        )
+
+    def _capacity(self) -> int:
+        """How many more deliveries this process may take: its in-flight slots, plus as many
+        again ready in memory (what prefetch may hold in all)."""
+        limit = self.settings.max_in_flight
+        if self.settings.prefetch:
+            limit *= 2
+        return limit - len(self._held) - self._ready_count
+
+    def _holding(self, endpoint_id: str) -> int:
+        """An endpoint's deliveries leased here: in flight and ready."""
+        ready = self._ready.get(endpoint_id)
+        return self._held_by_endpoint.get(endpoint_id, 0) + (len(ready) if ready else 0)
 
     def accept(self, leased: list[ClaimedDelivery]) -> None:
         """Deliveries an ingest committed already leased to this dispatcher: send them now,
@@ -200,6 +232,7 @@ class Dispatcher:
         finally:
             self._stopping = True
             await self._drain()
+            self._drained = True
             # Let the flusher finish what it is writing: cancelling it mid-write would leave
             # us unsure whether that batch committed.
             self._records_ready.set()
@@ -227,7 +260,7 @@ class Dispatcher:
                     if expired:
                         log.warning("reclaimed %d deliveries whose lease expired", expired)
                     next_lease_check = now + self.settings.lease_check_interval_s
-                capacity = self.settings.max_in_flight - len(self._held)
+                capacity = self._capacity()
                 claimed = []
                 limit = min(capacity, self.settings.claim_batch)
                 if limit > 0:
@@ -240,6 +273,7 @@ class Dispatcher:
                         allowance=allowance,
                         per_endpoint=self.settings.per_endpoint,
                         own_in_flight=self.own_in_flight(),
+                        prefetch=self.settings.prefetch,
                     )
                 backoff = 0.1
             except StorageUnavailable as exc:
@@ -276,7 +310,7 @@ class Dispatcher:
             due = await self.storage.next_due_at(exclude)
             if due is not None:
                 timeout = min(timeout, max(due / 1000 - self.clock(), 0.0))
-        if timeout <= 0 and len(self._held) >= self.settings.max_in_flight:
+        if timeout <= 0 and self._capacity() <= 0:
             timeout = 0.05
         if timeout > 0:
             waiter = asyncio.create_task(self._wake.wait())
@@ -297,15 +331,15 @@ class Dispatcher:
         share = self.settings.per_endpoint
         now_ms = int(now * 1000)
         for endpoint_id, runtime in self._runtimes.items():
-            in_flight = self._held_by_endpoint.get(endpoint_id, 0)
-            room = share - in_flight
+            holding = self._holding(endpoint_id)
+            room = share + self.settings.prefetch - holding
             rate = runtime.pacing.rate(runtime.configured_rate)
             if rate is not None:
                 # Claim no more than about a second of this endpoint's pace at a time.
-                room = min(room, max(1, math.ceil(rate)) - in_flight)
+                room = min(room, max(1, math.ceil(rate)) - holding)
             if room <= 0 or runtime.pacing.paused_until_ms > now_ms:
                 exclude.append(endpoint_id)
-            elif room < share:
+            else:
                 allowance[endpoint_id] = room
         return exclude, allowance
 
@@ -344,13 +378,30 @@ class Dispatcher:
                 self._start(item, endpoint_slots[i] if endpoint_slots else None)
 
     def _start(self, item: ClaimedDelivery, not_before_ms: int | None) -> None:
+        """Send now if the endpoint has a free slot (and the process one); else keep it ready,
+        leased, for the next slot the endpoint frees."""
+        endpoint_id = item.endpoint_id
+        self._unsettled[item.delivery_id] = endpoint_id
+        ready = self._ready.get(endpoint_id)
+        if (
+            ready
+            or self._held_by_endpoint.get(endpoint_id, 0) >= self.settings.per_endpoint
+            or len(self._held) >= self.settings.max_in_flight
+        ):
+            if ready is None:
+                ready = self._ready[endpoint_id] = deque()
+            ready.append(_Ready(item, not_before_ms, time.monotonic()))
+            self._ready_count += 1
+            return
+        self._launch(item, not_before_ms)
+
+    def _launch(self, item: ClaimedDelivery, not_before_ms: int | None) -> None:
         task = asyncio.create_task(self._deliver(item, not_before_ms))
         self._held[item.delivery_id] = task
         delivery_id = item.delivery_id
         endpoint_id = item.endpoint_id
         held = self._held_by_endpoint
         held[endpoint_id] = held.get(endpoint_id, 0) + 1
-        self._unsettled[delivery_id] = endpoint_id
 
         def finished(_task: asyncio.Task[None]) -> None:
             self._held.pop(delivery_id, None)
@@ -362,8 +413,43 @@ class Dispatcher:
             else:
                 del held[endpoint_id]
             self._wake.set()
+            if self._ready_count:
+                self._launch_ready(endpoint_id)
 
         task.add_done_callback(finished)
+
+    def _launch_ready(self, endpoint_id: str) -> None:
+        """Fill freed slots from the ready deliveries: this endpoint's first, then, if the
+        process had run out of slots, the others'."""
+        self._launch_ready_of(endpoint_id)
+        if self._ready_count and len(self._held) < self.settings.max_in_flight:
+            for other in list(self._ready):
+                self._launch_ready_of(other)
+                if len(self._held) >= self.settings.max_in_flight:
+                    break
+
+    def _launch_ready_of(self, endpoint_id: str) -> None:
+        ready = self._ready.get(endpoint_id)
+        if ready is None:
+            return
+        share = self.settings.per_endpoint
+        held = self._held_by_endpoint
+        oldest_s = self.settings.lease_ms / 4000
+        while (
+            ready
+            and held.get(endpoint_id, 0) < share
+            and len(self._held) < self.settings.max_in_flight
+        ):
+            waiting = ready.popleft()
+            self._ready_count -= 1
+            if time.monotonic() - waiting.since > oldest_s:
+                # Too long in memory to trust the rest of its lease with an attempt: hand it
+                # back for the claim path rather than risk a second worker sending it too.
+                self._release_later(waiting.item.delivery_id, int(self.clock() * 1000))
+                continue
+            self._launch(waiting.item, waiting.not_before_ms)
+        if not ready:
+            del self._ready[endpoint_id]
 
     # -- one delivery -------------------------------------------------------------------------
 
@@ -614,7 +700,7 @@ class Dispatcher:
         return counts
 
     async def _flush_loop(self) -> None:
-        while not (self._stopping and not self._records and not self._releases):
+        while not (self._drained and not self._records and not self._releases):
             await self._records_ready.wait()
             if not self._stopping and len(self._records) < self.settings.record_batch:
                 await asyncio.sleep(self.settings.record_linger_s)
@@ -651,7 +737,14 @@ class Dispatcher:
         await self.health.flush()
 
     async def _drain(self) -> None:
-        """Let in-flight attempts finish; hand back whatever has not finished in time."""
+        """Let in-flight attempts finish; hand back whatever has not finished in time, and
+        what was ready but not started."""
+        now_ms = int(self.clock() * 1000)
+        for ready in self._ready.values():
+            for waiting in ready:
+                self._release_later(waiting.item.delivery_id, now_ms)
+        self._ready.clear()
+        self._ready_count = 0
         if not self._held:
             return
         tasks = list(self._held.values())
@@ -665,6 +758,15 @@ class Dispatcher:
             now_ms = int(self.clock() * 1000)
             for delivery_id in unfinished:
                 self._release_later(delivery_id, now_ms)
+
+
+@dataclass(slots=True)
+class _Ready:
+    """A leased delivery waiting in memory for a slot of its endpoint."""
+
+    item: ClaimedDelivery
+    not_before_ms: int | None
+    since: float
 
 
 def _no_session() -> aiohttp.ClientSession:

@@ -668,6 +668,7 @@ class PostgresStorage:
         allowance: Mapping[str, int] | None = None,
         per_endpoint: int = 1_000_000,
         own_in_flight: Mapping[str, int] | None = None,
+        prefetch: int = 0,
     ) -> list[ClaimedDelivery]:
         rooms = dict(allowance or {})
         own = dict(own_in_flight or {})
@@ -679,14 +680,16 @@ class PostgresStorage:
             ready = await conn.fetch(sql, *args)
             if not ready:
                 return []
-            asked = {r[0]: min(rooms.get(r[0], per_endpoint), per_endpoint) for r in ready}
+            # The statement applies core.fanout.fleet_room's rule to these.
+            cap = per_endpoint + prefetch
+            asked = {r[0]: min(rooms.get(r[0], cap), cap) for r in ready}
             sql, args = _bind(
                 "claim_endpoints",
                 {
                     "endpoint_ids": list(asked),
                     "rooms": list(asked.values()),
                     "owns": [own.get(e, 0) for e in asked],
-                    "share": per_endpoint,
+                    "prefetch": prefetch,
                     "now": now,
                     "limit": limit,
                     "lease_until": now + lease_ms,

@@ -29,6 +29,7 @@ from postback.core.fanout import (
     EndpointLoad,
     LeaseOffer,
     delivery_targets,
+    fleet_room,
     idempotency_hit,
     lease_counts,
     new_deliveries,
@@ -744,6 +745,7 @@ class SQLiteStorage:
         allowance: Mapping[str, int] | None = None,
         per_endpoint: int = 1_000_000,
         own_in_flight: Mapping[str, int] | None = None,
+        prefetch: int = 0,
     ) -> list[ClaimedDelivery]:
         rooms = dict(allowance or {})
         own = dict(own_in_flight or {})
@@ -759,7 +761,8 @@ class SQLiteStorage:
                 if len(rows) >= limit:
                     break
                 others = max(0, in_flight - own.get(endpoint_id, 0))
-                room = min(rooms.get(endpoint_id, per_endpoint), per_endpoint - others)
+                allowed = rooms.get(endpoint_id, per_endpoint + prefetch)
+                room = min(fleet_room(allowed, prefetch, others), per_endpoint + prefetch)
                 room = min(room, limit - len(rows))
                 if room <= 0:
                     continue

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from postback.core.fanout import delivery_targets
+from postback.core.fanout import (
+    EndpointLoad,
+    LeaseOffer,
+    delivery_targets,
+    fleet_room,
+    lease_counts,
+)
 from postback.core.model import NewMessage
 
 
@@ -26,3 +32,22 @@ def test_a_callback_url_overrides_the_subscribed_endpoints() -> None:
 def test_fanout_adds_the_callback_url_once() -> None:
     assert delivery_targets(message("ep_cb", fanout=True), ["ep_a"]) == ["ep_a", "ep_cb"]
     assert delivery_targets(message("ep_cb", fanout=True), ["ep_cb", "ep_a"]) == ["ep_cb", "ep_a"]
+
+
+def test_an_endpoints_only_holder_may_lease_its_prefetch_beyond_the_share() -> None:
+    # Share 4, prefetch 3; the holder holds 2: by its own count 5 more.
+    assert fleet_room(5, 3, 0) == 5
+    # Another process holds 1: no lead beyond the share, and its delivery counts.
+    assert fleet_room(5, 3, 1) == 1
+    assert fleet_room(5, 3, 4) <= 0
+
+
+def test_the_fast_path_leases_ahead_only_when_no_one_else_holds_the_endpoint() -> None:
+    offer = LeaseOffer(
+        lease_ms=1000, total=100, share=4, own={"ep_a": 2}, room={"ep_a": 5, "ep_b": 7}, prefetch=3
+    )
+    loads = {
+        "ep_a": EndpointLoad(in_flight=2, paced=False),  # all of it this dispatcher's own
+        "ep_b": EndpointLoad(in_flight=3, paced=False),  # held by another process
+    }
+    assert lease_counts(offer, {"ep_a": 50, "ep_b": 50}, loads) == {"ep_a": 5, "ep_b": 1}

@@ -17,13 +17,13 @@ import pytest
 
 from postback.core.errors import PostbackError
 from postback.core.model import Account, DeliveryState, Endpoint
-from postback.core.outcome import Outcome
+from postback.core.outcome import AttemptResult, Outcome
 from postback.core.wire import EndpointCreate
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
 from postback.ingest import MessageSubmission, Services
 from postback.receiver import verify
 from postback.store import Storage, open_storage
-from postback.transports.mock import MockTransport
+from postback.transports.mock import MockTransport, respond
 from tests.support.payloads import mo_text
 from tests.support.service import wait_until
 
@@ -167,3 +167,69 @@ async def test_a_404_is_dead_at_once_under_the_default_policy(rig: Rig) -> None:
     delivery = await rig.services.deliveries.get(rig.account.id, delivery_id)
     assert delivery.dead_reason == "permanent failure: HTTP 404"
     assert len(rig.transport.requests) == 1
+
+
+async def test_prefetched_deliveries_wait_for_a_slot_and_are_handed_back_at_shutdown(
+    tmp_path: Path,
+) -> None:
+    """Share 2, prefetch 2: never more than 2 requests to the endpoint at once though 4 are
+    leased; what was ready but never sent goes back to pending when the dispatcher stops."""
+    gate = asyncio.Event()
+    in_flight = 0
+    most = 0
+
+    async def hold(_request: object) -> AttemptResult:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await gate.wait()
+            return respond(200)
+        finally:
+            in_flight -= 1
+
+    transport = MockTransport(hold)
+    storage = open_storage(f"sqlite:///{tmp_path / 'postback.db'}")
+    await storage.open(migrate=True)
+    settings = DispatcherSettings(
+        idle_poll_s=0.02, per_endpoint=2, prefetch=2, shutdown_timeout_s=0.2
+    )
+    dispatcher = Dispatcher(storage, transport, settings)
+    services = Services.build(storage, on_ingest=dispatcher.wake, guard_destinations=False)
+    account, _ = await services.accounts.create("acme")
+    await services.endpoints.create(account.id, EndpointCreate(url="https://hooks.example.com/x"))
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        results = await services.messages.submit(
+            account.id,
+            [
+                MessageSubmission(event_type="mo_text", payload=msgspec.json.encode(mo_text("hi")))
+                for _ in range(10)
+            ],
+        )
+        ids = [d.id for r in results for d in r.deliveries]
+
+        async def states() -> dict[DeliveryState, int]:
+            counts: dict[DeliveryState, int] = {}
+            for delivery_id in ids:
+                state = (await services.deliveries.get(account.id, delivery_id)).state
+                counts[state] = counts.get(state, 0) + 1
+            return counts
+
+        async def four_leased() -> bool:
+            return (await states()).get(DeliveryState.DELIVERING) == 4
+
+        await wait_until(four_leased)
+        assert sum(dispatcher.own_in_flight().values()) == 4
+        await asyncio.sleep(0.1)
+        assert most == 2 and len(transport.requests) == 2
+        stop.set()
+        await running
+        # The 2 in flight were cut off by the shutdown timeout and the 2 ready never started:
+        # all 4 are pending again, none lost, none delivered twice.
+        assert (await states()) == {DeliveryState.PENDING: 10}
+    finally:
+        stop.set()
+        await running
+        await storage.close()

@@ -509,6 +509,36 @@ class StorageContract:
         later = await storage.claim(T0 + 10**9, 100, 60_000, per_endpoint=100)
         assert sorted(c.delivery_id for c in later) == sorted(c.delivery_id for c in first)
 
+    async def test_prefetch_leases_ahead_only_for_an_endpoints_only_holder(
+        self, storage: Storage
+    ) -> None:
+        acct = await account(storage)
+        ep = await endpoint(storage, acct.id)
+        await storage.ingest(acct.id, [message() for _ in range(20)], T0, WINDOW)
+        # Alone with the endpoint: its share (4) and the prefetch (3) beyond it.
+        first = await storage.claim(T0, 100, 60_000, per_endpoint=4, prefetch=3)
+        assert len(first) == 7
+        # Another worker finds the endpoint full: the holder's lead counts against the share.
+        assert await storage.claim(T0, 100, 60_000, per_endpoint=4, prefetch=3) == []
+        # The holder itself, holding all 7, has no room left by its own count.
+        mine = {ep.id: 7}
+        assert (
+            await storage.claim(
+                T0,
+                100,
+                60_000,
+                per_endpoint=4,
+                prefetch=3,
+                own_in_flight=mine,
+                allowance={ep.id: 0},
+            )
+            == []
+        )
+        await storage.record([_delivered(c.delivery_id, T0 + 1) for c in first[:5]])
+        # Two still held by the first worker: a second gets the share minus those, no prefetch.
+        second = await storage.claim(T0 + 2, 100, 60_000, per_endpoint=4, prefetch=3)
+        assert len(second) == 2
+
     async def test_ingest_leases_what_the_local_dispatcher_can_take(self, storage: Storage) -> None:
         acct = await account(storage)
         known = await endpoint(storage, acct.id, event_types=("t",))
@@ -1004,3 +1034,22 @@ class StorageContract:
 
 def _fields(ep: Endpoint) -> dict[str, object]:
     return {f: getattr(ep, f) for f in ep.__struct_fields__}
+
+
+def _delivered(delivery_id: str, now: int) -> AttemptRecord:
+    return AttemptRecord(
+        attempt=Attempt(
+            id=f"att_{delivery_id}",
+            delivery_id=delivery_id,
+            attempt_number=1,
+            started_at=now,
+            duration_ms=1.0,
+            outcome="delivered",
+            status_code=200,
+        ),
+        delivery_id=delivery_id,
+        state=DeliveryState.DELIVERED,
+        next_attempt_at=None,
+        dead_reason=None,
+        now=now,
+    )
