@@ -190,10 +190,8 @@ class Bench:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-        self.spawn(
-            ["serve", "--port", str(self.api_port), "--processes", str(self.args.processes)],
-            "serve.log",
-        )
+        processes = [] if self.args.processes == "1" else ["--processes", self.args.processes]
+        self.spawn(["serve", "--port", str(self.api_port), *processes], "serve.log")
         for i in range(self.args.workers):
             self.spawn(["worker"], f"worker{i}.log")
         deadline = time.monotonic() + 30
