@@ -79,8 +79,9 @@ class Settings:
     retention_days: float = 30.0
     shutdown_timeout_s: int = 10
     """On SIGTERM, how long in-flight attempts may finish before they are handed back."""
-    lease_s: int = 120
-    """How long a claimed delivery belongs to its worker; a dead worker's work waits this long."""
+    lease_s: int = 30
+    """How long a claimed delivery belongs to its worker unless renewed (a live worker renews
+    every third of it); a dead worker's work waits this long."""
     ui_frame_ancestors: str = ""
     """Origins (space-separated) whose pages may embed the portal in a frame; empty: none but
     Postback itself. The session cookie is SameSite=Strict, so only same-site embedding works."""
@@ -130,7 +131,7 @@ class Settings:
             retention_days=_int("POSTBACK_RETENTION_DAYS", 30, 1, 36_500),
             # Longer than the longest attempt (60 s timeout), or live work would be re-sent.
             shutdown_timeout_s=_int("POSTBACK_SHUTDOWN_TIMEOUT_SECONDS", 10, 0, 3600),
-            lease_s=_int("POSTBACK_LEASE_SECONDS", 120, 2, 86_400),
+            lease_s=_int("POSTBACK_LEASE_SECONDS", 30, 2, 86_400),
             ui_frame_ancestors=_origins("POSTBACK_UI_FRAME_ANCESTORS"),
             log_level=log_level,
             access_log=access_log in ("1", "true"),

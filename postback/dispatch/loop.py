@@ -64,8 +64,9 @@ class DispatcherSettings:
     other process holds any of it (``core.fanout.fleet_room``): a freed slot is refilled at
     once, not after a claim's round trip through the database. 0 turns it off."""
     claim_batch: int = 256
-    lease_ms: int = 120_000
-    """Longer than the longest attempt (60 s timeout) plus pacing, so only dead workers lose it."""
+    lease_ms: int = 30_000
+    """How long a dead worker's deliveries wait before another takes them over. A live worker
+    renews what it holds every third of it, so an attempt may take longer than the lease."""
     idle_poll_s: float = 0.5
     lease_check_interval_s: float = 5.0
     release_wait_over_s: float = 2.0
@@ -249,12 +250,16 @@ class Dispatcher:
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         next_lease_check = 0.0
+        next_renewal = self.clock() + self.settings.lease_ms / 3000
         backoff = 0.1
         while not stop.is_set():
             self.last_tick = time.monotonic()
             now = self.clock()
             now_ms = int(now * 1000)
             try:
+                if now >= next_renewal:
+                    await self._renew_leases(now_ms)
+                    next_renewal = now + self.settings.lease_ms / 3000
                 if now >= next_lease_check:
                     expired = await self.storage.expire_leases(now_ms)
                     if expired:
@@ -300,6 +305,13 @@ class Dispatcher:
                 await asyncio.sleep(0)  # full batch: more is probably due; let tasks start
                 continue
             await self._idle_wait(stop)
+
+    async def _renew_leases(self, now_ms: int) -> None:
+        """Keep the leases of everything held here (in flight, ready, or waiting to be
+        recorded): short leases, yet no live worker's delivery is taken over."""
+        held = list(self._unsettled)
+        if held:
+            await self.storage.renew_leases(held, now_ms + self.settings.lease_ms)
 
     async def _idle_wait(self, stop: asyncio.Event) -> None:
         # Cleared before anything is awaited: a slot freed or an ingest meanwhile must wake us.
@@ -481,10 +493,9 @@ class Dispatcher:
             return None
         secrets = await self.storage.signing_secrets(endpoint_id, int(self.clock() * 1000))
         policy = resolve_policy(endpoint.retry_policy)
+        # An attempt may outlast the lease it started with: the claim loop renews the leases of
+        # everything this process holds every third of a lease (``_renew_leases``).
         timeout_ms = endpoint.timeout_ms or policy.timeout_ms or DEFAULT_TIMEOUT_MS
-        # An attempt must end well inside its lease, or another worker would take the
-        # delivery over and send it a second time while the first is still waiting.
-        timeout_ms = min(timeout_ms, self.settings.lease_ms // 2)
         runtime = EndpointRuntime(
             endpoint=endpoint,
             secrets=secrets,

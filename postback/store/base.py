@@ -189,6 +189,10 @@ class Storage(Protocol):
     async def expire_leases(self, now: int) -> int:
         """Deliveries whose worker vanished become claimable again; returns how many."""
 
+    async def renew_leases(self, delivery_ids: Collection[str], lease_until: int) -> None:
+        """Extend the leases of deliveries a live worker still holds (those still
+        ``delivering``), so leases can be short: a dead worker's work waits only that long."""
+
     async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> int | None:
         """When the next claim could find work (to sleep exactly until then)."""
 

@@ -790,6 +790,9 @@ class PostgresStorage:
         status = await self._execute("expire_leases", {"now": now})
         return int(status.split()[-1])
 
+    async def renew_leases(self, delivery_ids: Collection[str], lease_until: int) -> None:
+        await self._execute("renew_leases", {"ids": list(delivery_ids), "lease_until": lease_until})
+
     async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> int | None:
         rows = await self._fetch("next_due_at", {"exclude": list(exclude_endpoints)})
         return None if not rows else rows[0][0]

@@ -856,6 +856,12 @@ class SQLiteStorage:
             lambda conn: conn.execute(_Q["expire_leases"], {"now": now}).rowcount
         )
 
+    async def renew_leases(self, delivery_ids: Collection[str], lease_until: int) -> None:
+        ids = json.dumps(list(delivery_ids))
+        await self._write(
+            lambda conn: conn.execute(_Q["renew_leases"], {"ids": ids, "lease_until": lease_until})
+        )
+
     async def next_due_at(self, exclude_endpoints: Collection[str] = ()) -> int | None:
         exclude = json.dumps(list(exclude_endpoints))
 

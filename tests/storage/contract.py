@@ -539,6 +539,22 @@ class StorageContract:
         second = await storage.claim(T0 + 2, 100, 60_000, per_endpoint=4, prefetch=3)
         assert len(second) == 2
 
+    async def test_renewed_leases_outlive_their_first_term(self, storage: Storage) -> None:
+        acct = await account(storage)
+        await endpoint(storage, acct.id)
+        await storage.ingest(acct.id, [message() for _ in range(3)], T0, WINDOW)
+        held = await storage.claim(T0, 100, 1_000)
+        assert len(held) == 3
+        await storage.record([_delivered(held[0].delivery_id, T0 + 1)])
+        await storage.renew_leases([c.delivery_id for c in held], T0 + 5_000)
+        assert await storage.expire_leases(T0 + 2_000) == 0  # renewed: still held
+        assert await storage.expire_leases(T0 + 6_000) == 2  # the settled one stays settled
+        states = {
+            c.delivery_id: (await storage.get_delivery(acct.id, c.delivery_id)).state for c in held
+        }
+        assert states[held[0].delivery_id] is DeliveryState.DELIVERED
+        assert {states[c.delivery_id] for c in held[1:]} == {DeliveryState.PENDING}
+
     async def test_ingest_leases_what_the_local_dispatcher_can_take(self, storage: Storage) -> None:
         acct = await account(storage)
         known = await endpoint(storage, acct.id, event_types=("t",))

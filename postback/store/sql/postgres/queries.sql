@@ -297,6 +297,11 @@ WHERE id = ANY(:ids::text[]) AND state = 'delivering';
 UPDATE deliveries SET state = 'pending', lease_until = NULL, updated_at = :now
 WHERE state = 'delivering' AND lease_until <= :now;
 
+-- name: renew_leases
+-- A live worker keeps what it holds; only rows still leased (a settled one stays settled).
+UPDATE deliveries SET lease_until = greatest(lease_until, :lease_until)
+WHERE id = ANY(:ids::text[]) AND state = 'delivering';
+
 -- name: next_due_at
 -- When the next claim could find something, ignoring endpoints the dispatcher excludes.
 SELECT min(greatest(w.due_at, coalesce(p.paused_until, 0))) FROM endpoint_work w

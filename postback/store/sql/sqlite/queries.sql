@@ -239,6 +239,11 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'delivering';
 UPDATE deliveries SET state = 'pending', lease_until = NULL, updated_at = :now
 WHERE state = 'delivering' AND lease_until <= :now;
 
+-- name: renew_leases
+-- A live worker keeps what it holds; only rows still leased (a settled one stays settled).
+UPDATE deliveries SET lease_until = max(lease_until, :lease_until)
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'delivering';
+
 -- name: next_due_at
 -- When the next claim could find something, ignoring endpoints the dispatcher excludes.
 SELECT min(max(w.due_at, coalesce(p.paused_until, 0))) FROM endpoint_work w
