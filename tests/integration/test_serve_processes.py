@@ -1,0 +1,114 @@
+"""``postback serve --processes 2``: two whole serve processes on one port and one SQLite file,
+under a supervisor that restarts a dead child and stops them all on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from postback import Client
+from tests.support.payloads import ANY_OBJECT
+from tests.support.processes import PostbackProcess, postback_env
+from tests.support.receiver import Receiver
+from tests.support.service import free_port
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_two_processes_share_the_port_survive_a_dead_child_and_stop_together(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    port = free_port()
+    env = postback_env(f"sqlite:///{tmp_path / 'pb.db'}", POSTBACK_ADMIN_TOKEN="admin")
+    parent = PostbackProcess(
+        ["serve", "--port", str(port), "--processes", "2"], env, tmp_path / "serve.log"
+    ).start()
+    assert parent.proc is not None
+    parent_pid = parent.proc.pid
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with Client(url, admin_token="admin") as admin:
+            for _ in range(300):
+                try:
+                    await admin.health()
+                    break
+                except Exception:
+                    await asyncio.sleep(0.1)
+            account = await admin.create_account("multi")
+        first_children = children_of(parent_pid)
+        assert len(first_children) == 2
+        started = time.monotonic()
+        async with Client(url, account.api_key) as pb:
+            await pb.create_event_type("t", ANY_OBJECT)
+            await pb.create_endpoint(receiver.url("/hook"), event_types=["t"])
+            for k in range(20):  # a new connection each: spread over both processes
+                async with Client(url, account.api_key) as one:
+                    await one.send("t", {"k": k})
+            await wait_for(lambda: len(receiver.at("/hook")) >= 20)
+            # A child that dies (after it started well) is started again; the service stays up.
+            await asyncio.sleep(max(0.0, 5.5 - (time.monotonic() - started)))
+            victim = sorted(first_children)[0]
+            os.kill(victim, signal.SIGKILL)
+            await wait_for(
+                lambda: len(children_of(parent_pid)) == 2 and victim not in children_of(parent_pid)
+            )
+            for k in range(20, 30):
+                async with Client(url, account.api_key) as one:
+                    await one.send("t", {"k": k})
+            await wait_for(lambda: len(receiver.at("/hook")) >= 30)
+        keys = sorted(json.loads(r.body)["k"] for r in receiver.at("/hook"))
+        assert set(keys) == set(range(30))
+        survivors = children_of(parent_pid)
+        assert parent.terminate(timeout=60) == 0
+        for pid in survivors:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
+    finally:
+        parent.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_a_child_that_cannot_start_stops_the_service_with_its_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = postback_env(f"sqlite:///{tmp_path / 'pb.db'}")
+        parent = PostbackProcess(
+            ["serve", "--port", str(port), "--processes", "2"], env, tmp_path / "serve.log"
+        ).start()
+        assert parent.proc is not None
+        code = parent.proc.wait(60)
+    assert code == 1
+    log = (tmp_path / "serve.log").read_text()
+    assert f"cannot listen on 127.0.0.1:{port}" in log
+    assert "Traceback" not in log
