@@ -69,7 +69,11 @@ def _target(url: str) -> _Target:
 
 
 class _Answer:
-    """What the parser has seen of one response."""
+    """What the parser has seen of one response, and the one waiter the exchange parks on.
+
+    Two flags and a bare future rather than ``asyncio.Event`` + ``wait_for``: ``wait_for``
+    wraps each wait in a new task, which was the largest single cost of a delivery.
+    """
 
     __slots__ = (
         "body",
@@ -83,6 +87,7 @@ class _Answer:
         "status",
         "status_seen",
         "truncated",
+        "waiter",
     )
 
     def __init__(self) -> None:
@@ -97,9 +102,57 @@ class _Answer:
         self.control: bytes | None = None
         """The ``webhook-delivery`` header: the receiver's disable / abort-message request."""
         self.body = bytearray()
-        self.status_seen = asyncio.Event()
+        self.status_seen = False
+        """The status line and headers were parsed, or the exchange failed before them."""
         self.headers_done = False
-        self.complete = asyncio.Event()
+        self.complete = False
+        """Nothing more will be read for this answer."""
+        self.waiter: asyncio.Future[bool] | None = None
+
+    def mark_status_seen(self) -> None:
+        self.status_seen = True
+        self._wake()
+
+    def mark_complete(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(False)
+
+    async def until_status_seen(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+        """True once the status line is in (or the exchange failed); False at the deadline."""
+        while not self.status_seen:
+            if not await self._park(loop, deadline):
+                return self.status_seen
+        return True
+
+    async def until_complete(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+        while not self.complete:
+            if not await self._park(loop, deadline):
+                return self.complete
+        return True
+
+    async def _park(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+        """Wait for the next signal; False if the deadline came first."""
+        if loop.time() >= deadline:
+            return False
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self.waiter = waiter
+        timer = loop.call_at(deadline, _time_up, waiter)
+        try:
+            timed_out = await waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+        return not timed_out
+
+
+def _time_up(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(True)
 
 
 class _Connection(asyncio.Protocol):
@@ -121,7 +174,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.answer is not None and not self.answer.complete.is_set():
+        if self.answer is not None and not self.answer.complete:
             if self.error is None:
                 self.error = f"connection closed by the endpoint{f': {exc}' if exc else ''}"
                 self.answer.truncated = self.answer.headers_done and self.answer.delimited
@@ -129,8 +182,8 @@ class _Connection(asyncio.Protocol):
                 # A response without Content-Length ends when the connection does.
                 with contextlib.suppress(httptools.HttpParserError):
                     self.parser.feed_data(b"")
-            self.answer.status_seen.set()
-            self.answer.complete.set()
+            self.answer.mark_status_seen()
+            self.answer.mark_complete()
 
     def data_received(self, data: bytes) -> None:
         self.received_any = True
@@ -145,8 +198,8 @@ class _Connection(asyncio.Protocol):
             self.close()
         except httptools.HttpParserError:
             self.error = INVALID_RESPONSE
-            self.answer.status_seen.set()
-            self.answer.complete.set()
+            self.answer.mark_status_seen()
+            self.answer.mark_complete()
             self.close()
 
     # httptools callbacks
@@ -172,7 +225,7 @@ class _Connection(asyncio.Protocol):
             # llhttp answers this only until the message is complete.
             self.answer.keep_alive = self.parser.should_keep_alive()
             self.answer.headers_done = True
-            self.answer.status_seen.set()
+            self.answer.mark_status_seen()
 
     def on_body(self, body: bytes) -> None:
         answer = self.answer
@@ -184,13 +237,13 @@ class _Connection(asyncio.Protocol):
         if len(body) > room:
             # A large (or endless) body: what we keep is enough, stop reading.
             self.error = self.error or "response body too large: not read to the end"
-            answer.complete.set()
+            answer.mark_complete()
             self.close()
 
     def on_message_complete(self) -> None:
         if self.answer is not None:
             self.answer.finished = True
-            self.answer.complete.set()
+            self.answer.mark_complete()
 
     # ours
     def begin(self) -> _Answer:
@@ -304,9 +357,7 @@ class HTTP1Transport:
             answer = connection.begin()
             assert connection.transport is not None
             connection.transport.write(payload)
-            try:
-                await asyncio.wait_for(answer.status_seen.wait(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
+            if not await answer.until_status_seen(loop, deadline):
                 connection.close()
                 return self._timeout(started, timeout_s)
             if not answer.headers_done:
@@ -318,11 +369,9 @@ class HTTP1Transport:
                 # The endpoint hung up inside the body it announced: no complete answer.
                 return self._network(started, connection.error or "connection closed")
             # The status line decides; the body is only read for the record, briefly.
-            if not answer.complete.is_set():
-                grace = min(BODY_GRACE_S, max(0.0, deadline - loop.time()))
-                try:
-                    await asyncio.wait_for(answer.complete.wait(), grace)
-                except TimeoutError:
+            if not answer.complete:
+                grace_end = min(loop.time() + BODY_GRACE_S, deadline)
+                if not await answer.until_complete(loop, grace_end):
                     connection.close()  # a dripping body: the status line has decided
                 if answer.truncated:
                     return self._network(started, connection.error or "connection closed")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from postback.core import signing
@@ -61,3 +65,9 @@ def test_verify_rules() -> None:
 def test_malformed_secrets(bad: str) -> None:
     with pytest.raises(signing.SignatureError):
         signing.secret_key(bad)
+
+
+@given(key=st.binary(max_size=200), message=st.binary(max_size=300))
+def test_prepared_hmac_matches_the_standard_library(key: bytes, message: bytes) -> None:
+    """The cached-pad HMAC equals ``hmac`` for every key length, longer than a block included."""
+    assert signing.hmac_sha256(key, message) == hmac.new(key, message, hashlib.sha256).digest()
