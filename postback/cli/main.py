@@ -396,12 +396,13 @@ async def cmd_serve(args: argparse.Namespace, *, api: bool, dispatch: bool) -> N
 
 def cmd_serve_processes(args: argparse.Namespace, count: int) -> int:
     """``serve --processes N``: N whole serve processes on one port (see cli/processes.py)."""
-    from postback.cli.processes import Supervisor, child_argv, metrics_env
+    from postback.cli.processes import Supervisor, child_argv, ensure_port_free, metrics_env
     from postback.cli.serve import prepare_shared_state
     from postback.observe.logs import configure_logging
 
     settings = _settings(args)
     configure_logging(settings.log_format, settings.log_level)
+    ensure_port_free(args.host, args.port)  # before anything is written: a refusal changes nothing
     prepare_shared_state(settings)
     base = [
         "serve",

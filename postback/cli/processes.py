@@ -7,7 +7,8 @@ fast path to its own dispatcher. They share the database the way a fleet of work
 deliveries), so nothing here coordinates delivery. The parent only supervises:
 
 * before any child starts, it migrates the SQLite file and creates the key file, so children
-  never race to do either;
+  never race to do either, and it makes sure nothing else listens on the port: ``SO_REUSEPORT``
+  would otherwise let a second ``serve --processes`` share it silently with the first;
 * SIGTERM or SIGINT is passed on to every child, which finish what they hold and exit;
 * a child that dies is started again after a pause; one that fails at once (a busy port, a bad
   setting) stops the whole service with its exit code, as a single ``serve`` would;
@@ -23,12 +24,15 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from postback.cli.serve import cannot_listen
 
 log = logging.getLogger("postback.cli.processes")
 
@@ -43,6 +47,53 @@ def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the parent goes (Linux; elsewhere nothing)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def listen_address(argv: list[str]) -> tuple[str, int] | None:
+    """The ``--host`` and ``--port`` of a child's command line (None without a port)."""
+    options: dict[str, str] = {}
+    for i, arg in enumerate(argv):
+        name, equals, value = arg.partition("=")
+        if name in ("--host", "--port"):
+            if equals:
+                options[name] = value
+            elif i + 1 < len(argv):
+                options[name] = argv[i + 1]
+    port = options.get("--port", "")
+    if not port.isdigit():
+        return None
+    return options.get("--host", "127.0.0.1"), int(port)
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise the one-line error a single ``serve`` gives if anything listens on host:port.
+
+    Bound the way the children's listeners are (``SO_REUSEADDR``, every address the host
+    resolves to, IPv6 sockets IPv6-only) but without ``SO_REUSEPORT``, which would let the
+    probe, and then the children, share a port another service listens on. Closed at once, so
+    the children can bind. Port 0 asks the OS for any free port: nothing can be in the way.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise cannot_listen(host, port, exc) from None
+    for family, kind, proto, _name, address in dict.fromkeys(infos):
+        try:
+            probe = socket.socket(family, kind, proto)
+        except OSError:
+            continue  # a family this host cannot open: the children's server skips it too
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise cannot_listen(host, port, exc) from None
 
 
 @dataclass
@@ -69,8 +120,13 @@ class Supervisor:
         self._stopping = True
 
     def run(self) -> int:
-        """Block until stopped (0) or a child failed to start (its exit code)."""
+        """Block until stopped (0) or a child failed to start (its exit code).
+
+        Raises ConfigError, before any child starts, if the children's port is taken."""
         children = [_Child(i, self.argv_for(i)) for i in range(self.count)]
+        address = listen_address(children[0].argv) if children else None
+        if address is not None:
+            ensure_port_free(*address)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self.stop)
         try:

@@ -93,6 +93,15 @@ def prepare_shared_state(settings: Settings) -> None:
         asyncio.run(migrate_database(settings))
 
 
+def cannot_listen(host: str | None, port: int, exc: OSError) -> ConfigError:
+    """A busy or forbidden port is the operator's to fix: one line, no traceback (the same
+    words from a single ``serve`` and from the ``--processes`` supervisor)."""
+    return ConfigError(
+        f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+        "(is another Postback running? choose another port with --port)"
+    )
+
+
 def _crashed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
     if not task.cancelled() and task.exception() is not None and not stop.is_set():
         log.critical("%s stopped unexpectedly", task.get_name(), exc_info=task.exception())
@@ -198,11 +207,7 @@ async def run_service(
             try:
                 await site.start()
             except OSError as exc:
-                # A busy or forbidden port is the operator's to fix: one line, no traceback.
-                raise ConfigError(
-                    f"cannot listen on {host}:{port}: {exc.strerror or exc} "
-                    "(is another Postback running? choose another port with --port)"
-                ) from None
+                raise cannot_listen(host, port, exc) from None
             log.info("API listening on http://%s:%d (docs at /docs)", host, port)
         if metrics_port is not None:
             ops = web.AppRunner(

@@ -112,3 +112,53 @@ def test_a_child_that_cannot_start_stops_the_service_with_its_error(tmp_path: Pa
     log = (tmp_path / "serve.log").read_text()
     assert f"cannot listen on 127.0.0.1:{port}" in log
     assert "Traceback" not in log
+
+
+async def test_a_second_service_on_the_same_port_is_refused_and_the_first_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    # SO_REUSEPORT would let the second service's children share the first one's port
+    # silently; the supervisor must refuse before starting any child, as a single serve does.
+    port = free_port()
+    env = postback_env(f"sqlite:///{tmp_path / 'pb.db'}", POSTBACK_ADMIN_TOKEN="admin")
+    first = PostbackProcess(
+        ["serve", "--port", str(port), "--processes", "2"], env, tmp_path / "first.log"
+    ).start()
+    second = PostbackProcess(
+        ["serve", "--port", str(port), "--processes", "2"],
+        postback_env(f"sqlite:///{tmp_path / 'other.db'}"),
+        tmp_path / "second.log",
+    )
+    assert first.proc is not None
+    first_pid = first.proc.pid
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with Client(url, admin_token="admin") as admin:
+            for _ in range(300):
+                try:
+                    await admin.health()
+                    break
+                except Exception:
+                    await asyncio.sleep(0.1)
+            await wait_for(lambda: len(children_of(first_pid)) == 2)
+            second.start()
+            assert second.proc is not None
+            code = await asyncio.to_thread(second.proc.wait, 60)
+            assert code == 1
+            lines = (tmp_path / "second.log").read_text().splitlines()
+            assert lines[-1] == (
+                f"postback: error: cannot listen on 127.0.0.1:{port}: Address already in use "
+                "(is another Postback running? choose another port with --port)"
+            )
+            assert not any("Traceback" in line for line in lines)
+            # Refused by the supervisor itself: no child started (none logged, none failed).
+            assert not any("database:" in line or "while starting" in line for line in lines)
+            # The first service is untouched: still serving, still both of its children.
+            await admin.health()
+            await admin.create_account("still-here")
+        assert first.alive()
+        assert len(children_of(first_pid)) == 2
+        assert first.terminate(timeout=60) == 0
+    finally:
+        first.kill()
+        second.kill()
