@@ -59,7 +59,7 @@ class DispatcherSettings:
     max_in_flight: int = 512
     per_endpoint: int = 32
     """In-flight share of one endpoint: the bound on what a hanging endpoint can hold."""
-    prefetch: int = 32
+    prefetch: int = 128
     """Deliveries of an endpoint leased ahead of its share and kept ready in memory, when no
     other process holds any of it (``core.fanout.fleet_room``): a freed slot is refilled at
     once, not after a claim's round trip through the database. 0 turns it off."""
