@@ -39,6 +39,17 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None
         await asyncio.sleep(0.1)
 
 
+async def wait_healthy(admin: Client) -> None:
+    """Until the supervised service answers (its children take a moment to listen)."""
+    for _ in range(300):
+        try:
+            await admin.health()
+            return
+        except Exception:
+            await asyncio.sleep(0.1)
+    await admin.health()  # fails the test with the real error
+
+
 async def test_two_processes_share_the_port_survive_a_dead_child_and_stop_together(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -52,12 +63,7 @@ async def test_two_processes_share_the_port_survive_a_dead_child_and_stop_togeth
     url = f"http://127.0.0.1:{port}"
     try:
         async with Client(url, admin_token="admin") as admin:
-            for _ in range(300):
-                try:
-                    await admin.health()
-                    break
-                except Exception:
-                    await asyncio.sleep(0.1)
+            await wait_healthy(admin)
             account = await admin.create_account("multi")
         first_children = children_of(parent_pid)
         assert len(first_children) == 2
@@ -134,12 +140,7 @@ async def test_a_second_service_on_the_same_port_is_refused_and_the_first_keeps_
     url = f"http://127.0.0.1:{port}"
     try:
         async with Client(url, admin_token="admin") as admin:
-            for _ in range(300):
-                try:
-                    await admin.health()
-                    break
-                except Exception:
-                    await asyncio.sleep(0.1)
+            await wait_healthy(admin)
             await wait_for(lambda: len(children_of(first_pid)) == 2)
             second.start()
             assert second.proc is not None
