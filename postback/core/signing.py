@@ -147,7 +147,7 @@ def verify(
 def sinch_signature(secret: str, body: bytes, nonce: str, timestamp: int) -> str:
     """The ``x-sinch-webhook-signature`` value for this body, nonce and timestamp."""
     signed = b"%s.%s.%d" % (body, _utf8(nonce), timestamp)
-    digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
+    digest = hmac_sha256(secret.encode("utf-8"), signed)
     return base64.b64encode(digest).decode("ascii")
 
 
