@@ -65,7 +65,7 @@ class Settings:
     max_in_flight: int = 512
     per_endpoint_concurrency: int = 32
     processes: int = 1
-    endpoint_prefetch: int = 128
+    endpoint_prefetch: int = 512
     """Deliveries of an endpoint kept leased and ready beyond its share (DispatcherSettings)."""
     """``serve`` processes sharing the port and the database (one Python process is one core)."""
     log_format: str = "text"
@@ -124,7 +124,7 @@ class Settings:
             max_in_flight=_int("POSTBACK_MAX_IN_FLIGHT", 512, 1, 100_000),
             per_endpoint_concurrency=_int("POSTBACK_ENDPOINT_CONCURRENCY", 32, 1, 10_000),
             processes=_int("POSTBACK_PROCESSES", 1, 1, 256),
-            endpoint_prefetch=_int("POSTBACK_ENDPOINT_PREFETCH", 128, 0, 10_000),
+            endpoint_prefetch=_int("POSTBACK_ENDPOINT_PREFETCH", 512, 0, 10_000),
             log_format=log_format,
             allow_networks=_networks("POSTBACK_ALLOW_NETWORKS"),
             egress_proxy=os.environ.get("POSTBACK_EGRESS_PROXY", ""),

@@ -5,6 +5,7 @@ Both storage adapters call these inside their ingest transaction; the rules live
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
@@ -57,9 +58,9 @@ class LeaseOffer(msgspec.Struct, frozen=True):
     room: Mapping[str, int] = {}
     """Endpoints the dispatcher has loaded: how many more it can hold for each. Others get
     none: their configuration (a rate limit, say) is not known here yet."""
-    prefetch: int = 0
-    """How far beyond the share the dispatcher leases ahead when it is an endpoint's only
-    holder (see ``fleet_room``)."""
+    prefetch: Mapping[str, int] = {}
+    """Per endpoint, how far beyond the share the dispatcher leases ahead when it is the
+    endpoint's only holder (see ``fleet_room`` and ``reserve_size``); absent: none."""
 
 
 def fleet_room(allowance: int, prefetch: int, others: int) -> int:
@@ -76,6 +77,22 @@ def fleet_room(allowance: int, prefetch: int, others: int) -> int:
     if others <= 0:
         return allowance
     return allowance - prefetch - others
+
+
+def reserve_size(send_rate: float, share: int, most: int, lasts_s: float) -> int:
+    """How many of an endpoint's deliveries to keep leased and ready beyond its share.
+
+    Enough to last ``lasts_s`` at the rate this process has been sending to it, so that the
+    reserve outlives a claim's round trip (a fast receiver drains a fixed reserve of 128 in
+    ~30 ms, and a claim behind ingest writes takes about that long), yet no more than ``most``.
+    A slow or hanging endpoint gets little: a large reserve would sit in memory until it is
+    handed back unsent (``DispatcherSettings.prefetch``). Never below the share or ``most``,
+    whichever is less, so an endpoint whose rate is not known yet still gets a lead.
+    """
+    if most <= 0:
+        return 0
+    wanted = math.ceil(send_rate * lasts_s) if send_rate > 0 else 0
+    return max(min(share, most), min(wanted, most))
 
 
 def lease_counts(
@@ -95,7 +112,9 @@ def lease_counts(
         if total <= 0 or load is None or load.paced:
             continue
         others = max(0, load.in_flight - offer.own.get(endpoint_id, 0))
-        room = fleet_room(offer.room.get(endpoint_id, 0), offer.prefetch, others)
+        room = fleet_room(
+            offer.room.get(endpoint_id, 0), offer.prefetch.get(endpoint_id, 0), others
+        )
         take = max(0, min(n, room, total))
         if take:
             counts[endpoint_id] = take

@@ -123,6 +123,8 @@ class SendRateMeter:
             self.count = 0
         self.count += 1
 
-    def rate(self, now_ms: int) -> float:
+    def rate(self, now_ms: int, least_ms: int = 1000) -> float:
+        """Sends per second: the last whole window's, or the current one's if higher, counted
+        over at least ``least_ms`` (a shorter span reacts sooner to a burst, less steadily)."""
         elapsed = max(now_ms - self.window_start_ms, 1)
-        return max(self.last_rate, self.count * 1000 / max(elapsed, 1000))
+        return max(self.last_rate, self.count * 1000 / max(elapsed, least_ms))

@@ -25,7 +25,7 @@ import aiohttp
 
 from postback import __version__
 from postback.core import signing
-from postback.core.fanout import LeaseOffer
+from postback.core.fanout import LeaseOffer, reserve_size
 from postback.core.ids import make_id
 from postback.core.lifecycle import settle
 from postback.core.model import (
@@ -52,6 +52,9 @@ log = logging.getLogger("postback.dispatch.loop")
 alerts = logging.getLogger("postback.alerts")
 
 DEFAULT_TIMEOUT_MS = 5000
+RESERVE_RATE_SPAN_MS = 100
+"""A reserve follows the send rate over at least this span: a burst's reserve grows within a
+tenth of a second, not after a whole second at a rate guessed too low."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,10 +62,15 @@ class DispatcherSettings:
     max_in_flight: int = 512
     per_endpoint: int = 32
     """In-flight share of one endpoint: the bound on what a hanging endpoint can hold."""
-    prefetch: int = 128
-    """Deliveries of an endpoint leased ahead of its share and kept ready in memory, when no
-    other process holds any of it (``core.fanout.fleet_room``): a freed slot is refilled at
-    once, not after a claim's round trip through the database. 0 turns it off."""
+    prefetch: int = 512
+    """The most deliveries of an endpoint leased ahead of its share and kept ready in memory,
+    when no other process holds any of it (``core.fanout.fleet_room``): a freed slot is
+    refilled at once, not after a claim's round trip through the database. Each endpoint's
+    reserve is sized to its send rate (``reserve_s``, ``core.fanout.reserve_size``). 0 turns
+    it off."""
+    reserve_s: float = 0.25
+    """How long an endpoint's reserve should last at the rate it is being sent to: longer
+    than a claim's round trip, short enough that nothing waits long in memory."""
     claim_batch: int = 256
     lease_ms: int = 30_000
     """How long a dead worker's deliveries wait before another takes them over. A live worker
@@ -185,14 +193,14 @@ class Dispatcher:
             return None
         now_ms = int(self.clock() * 1000)
         share = self.settings.per_endpoint
-        prefetch = self.settings.prefetch
+        reserves = self._reserves(now_ms)
         room = {
             endpoint_id: (
                 0
                 if runtime.configured_rate is not None
                 or runtime.pacing.is_paced(None, now_ms)
                 or runtime.endpoint.disabled
-                else share + prefetch - self._holding(endpoint_id)
+                else share + reserves[endpoint_id] - self._holding(endpoint_id)
             )
             for endpoint_id, runtime in self._runtimes.items()
         }
@@ -202,15 +210,28 @@ class Dispatcher:
             share=share,
             own=self.own_in_flight(),
             room=room,
-            prefetch=prefetch,
+            prefetch=reserves,
         )
+
+    def _reserves(self, now_ms: int) -> dict[str, int]:
+        """Per loaded endpoint, how many deliveries to keep ready beyond its share."""
+        settings = self.settings
+        return {
+            endpoint_id: reserve_size(
+                runtime.meter.rate(now_ms, RESERVE_RATE_SPAN_MS),
+                settings.per_endpoint,
+                settings.prefetch,
+                settings.reserve_s,
+            )
+            for endpoint_id, runtime in self._runtimes.items()
+        }
 
     def _capacity(self) -> int:
         """How many more deliveries this process may take: its in-flight slots, plus as many
         again ready in memory (what prefetch may hold in all)."""
         limit = self.settings.max_in_flight
         if self.settings.prefetch:
-            limit *= 2
+            limit += max(limit, self.settings.prefetch)
         return limit - len(self._held) - self._ready_count
 
     def _holding(self, endpoint_id: str) -> int:
@@ -269,7 +290,8 @@ class Dispatcher:
                 claimed = []
                 limit = min(capacity, self.settings.claim_batch)
                 if limit > 0:
-                    exclude, allowance = self._endpoint_limits(now)
+                    reserves = self._reserves(now_ms)
+                    exclude, allowance = self._endpoint_limits(now, reserves)
                     claimed = await self.storage.claim(
                         now_ms,
                         limit,
@@ -278,7 +300,11 @@ class Dispatcher:
                         allowance=allowance,
                         per_endpoint=self.settings.per_endpoint,
                         own_in_flight=self.own_in_flight(),
-                        prefetch=self.settings.prefetch,
+                        # An endpoint not loaded here yet: its rate is unknown.
+                        prefetch=reserve_size(
+                            0, self.settings.per_endpoint, self.settings.prefetch, 0
+                        ),
+                        reserves=reserves,
                     )
                 backoff = 0.1
             except StorageUnavailable as exc:
@@ -318,7 +344,8 @@ class Dispatcher:
         self._wake.clear()
         timeout = self.settings.idle_poll_s
         with contextlib.suppress(StorageUnavailable):
-            exclude, _allowance = self._endpoint_limits(self.clock())
+            now = self.clock()
+            exclude, _allowance = self._endpoint_limits(now, self._reserves(int(now * 1000)))
             due = await self.storage.next_due_at(exclude)
             if due is not None:
                 timeout = min(timeout, max(due / 1000 - self.clock(), 0.0))
@@ -337,14 +364,16 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=seconds)
 
-    def _endpoint_limits(self, now: float) -> tuple[list[str], dict[str, int]]:
+    def _endpoint_limits(
+        self, now: float, reserves: dict[str, int]
+    ) -> tuple[list[str], dict[str, int]]:
         exclude: list[str] = []
         allowance: dict[str, int] = {}
         share = self.settings.per_endpoint
         now_ms = int(now * 1000)
         for endpoint_id, runtime in self._runtimes.items():
             holding = self._holding(endpoint_id)
-            room = share + self.settings.prefetch - holding
+            room = share + reserves[endpoint_id] - holding
             rate = runtime.pacing.rate(runtime.configured_rate)
             if rate is not None:
                 # Claim no more than about a second of this endpoint's pace at a time.

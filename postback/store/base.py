@@ -167,14 +167,17 @@ class Storage(Protocol):
         per_endpoint: int = 1_000_000,
         own_in_flight: Mapping[str, int] | None = None,
         prefetch: int = 0,
+        reserves: Mapping[str, int] | None = None,
     ) -> list[ClaimedDelivery]:
         """Move up to ``limit`` due deliveries to ``delivering`` under a lease.
 
         Endpoint by endpoint (those with due work, oldest first), at most ``allowance[endpoint]``
         (else ``per_endpoint``) minus what is in flight for that endpoint across the fleet, none
         for ``exclude_endpoints``, disabled or 429-paused ones (``own_in_flight``: the caller's
-        own share of what is in flight, already subtracted in its allowance; ``prefetch``: see
-        ``core.fanout.fleet_room``): the cost never grows with rows that cannot be taken.
+        own share of what is in flight, already subtracted in its allowance; ``prefetch``: how
+        far beyond the share an endpoint's only holder may lease, per endpoint in ``reserves``
+        where given, see ``core.fanout.fleet_room``): the cost never grows with rows that
+        cannot be taken.
         """
 
     async def record(self, records: list[AttemptRecord]) -> None:

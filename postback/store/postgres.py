@@ -669,9 +669,11 @@ class PostgresStorage:
         per_endpoint: int = 1_000_000,
         own_in_flight: Mapping[str, int] | None = None,
         prefetch: int = 0,
+        reserves: Mapping[str, int] | None = None,
     ) -> list[ClaimedDelivery]:
         rooms = dict(allowance or {})
         own = dict(own_in_flight or {})
+        ahead = dict(reserves or {})
         async with self._tx() as conn:
             sql, args = _bind(
                 "claim_ready_endpoints",
@@ -681,15 +683,18 @@ class PostgresStorage:
             if not ready:
                 return []
             # The statement applies core.fanout.fleet_room's rule to these.
-            cap = per_endpoint + prefetch
-            asked = {r[0]: min(rooms.get(r[0], cap), cap) for r in ready}
+            reserve = {r[0]: ahead.get(r[0], prefetch) for r in ready}
+            asked = {
+                e: min(rooms.get(e, per_endpoint + lead), per_endpoint + lead)
+                for e, lead in reserve.items()
+            }
             sql, args = _bind(
                 "claim_endpoints",
                 {
                     "endpoint_ids": list(asked),
                     "rooms": list(asked.values()),
                     "owns": [own.get(e, 0) for e in asked],
-                    "prefetch": prefetch,
+                    "prefetches": [reserve[e] for e in asked],
                     "now": now,
                     "limit": limit,
                     "lease_until": now + lease_ms,

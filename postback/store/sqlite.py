@@ -746,9 +746,11 @@ class SQLiteStorage:
         per_endpoint: int = 1_000_000,
         own_in_flight: Mapping[str, int] | None = None,
         prefetch: int = 0,
+        reserves: Mapping[str, int] | None = None,
     ) -> list[ClaimedDelivery]:
         rooms = dict(allowance or {})
         own = dict(own_in_flight or {})
+        ahead = dict(reserves or {})
         exclude = json.dumps(list(exclude_endpoints))
 
         def write(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
@@ -761,8 +763,9 @@ class SQLiteStorage:
                 if len(rows) >= limit:
                     break
                 others = max(0, in_flight - own.get(endpoint_id, 0))
-                allowed = rooms.get(endpoint_id, per_endpoint + prefetch)
-                room = min(fleet_room(allowed, prefetch, others), per_endpoint + prefetch)
+                reserve = ahead.get(endpoint_id, prefetch)
+                allowed = rooms.get(endpoint_id, per_endpoint + reserve)
+                room = min(fleet_room(allowed, reserve, others), per_endpoint + reserve)
                 room = min(room, limit - len(rows))
                 if room <= 0:
                     continue

@@ -56,3 +56,11 @@ def test_send_rate_meter() -> None:
         meter.sent(i * 10)  # 100 sends over one second
     meter.sent(1_000)
     assert 95 <= meter.rate(1_000) <= 105
+
+
+def test_send_rate_meter_sees_a_burst_sooner_over_a_shorter_span() -> None:
+    meter = SendRateMeter()
+    for i in range(400):
+        meter.sent(i // 4)  # 4,000 a second, for the first 100 ms of a window
+    assert meter.rate(100) <= 405  # over a whole second: a tenth of the pace
+    assert 3_900 <= meter.rate(100, least_ms=100) <= 4_100

@@ -539,6 +539,26 @@ class StorageContract:
         second = await storage.claim(T0 + 2, 100, 60_000, per_endpoint=4, prefetch=3)
         assert len(second) == 2
 
+    async def test_each_endpoint_leases_ahead_by_its_own_reserve(self, storage: Storage) -> None:
+        acct = await account(storage)
+        fast = await endpoint(storage, acct.id)
+        slow = await endpoint(storage, acct.id)
+        await storage.ingest(acct.id, [message() for _ in range(20)], T0, WINDOW)
+        reserves = {fast.id: 5, slow.id: 1}
+        first = await storage.claim(T0, 100, 60_000, per_endpoint=2, prefetch=3, reserves=reserves)
+        taken = {ep: sum(1 for c in first if c.endpoint_id == ep) for ep in (fast.id, slow.id)}
+        assert taken == {fast.id: 7, slow.id: 3}
+        # Another worker: both full, the holder's lead counts against the share.
+        assert await storage.claim(T0, 100, 60_000, per_endpoint=2, prefetch=3) == []
+        fast_ones = [c for c in first if c.endpoint_id == fast.id]
+        await storage.record([_delivered(c.delivery_id, T0 + 1) for c in fast_ones[:6]])
+        # One of the fast endpoint's still held by the first worker: a second gets the share
+        # minus that one, and no lead of its own whatever reserve it asks for.
+        second = await storage.claim(
+            T0 + 2, 100, 60_000, per_endpoint=2, prefetch=3, reserves={fast.id: 50}
+        )
+        assert [c.endpoint_id for c in second] == [fast.id]
+
     async def test_renewed_leases_outlive_their_first_term(self, storage: Storage) -> None:
         acct = await account(storage)
         await endpoint(storage, acct.id)

@@ -204,13 +204,15 @@ LIMIT :endpoints;
 -- Each ready endpoint's oldest due deliveries from its own index range, at most its share
 -- minus what is in flight for it anywhere; SKIP LOCKED never waits on another transaction.
 WITH ask AS (
-    -- :rooms is the caller's allowance by its own count (the share plus :prefetch, minus what
-    -- it holds); :owns, its deliveries the count below includes. The rest is the others'.
-    -- With none held elsewhere, the holder may lease :prefetch beyond the share (fleet_room
-    -- in core/fanout.py): it sends at most the share at a time, and the others keep away.
+    -- :rooms is the caller's allowance by its own count (the share plus the endpoint's
+    -- :prefetches, minus what it holds); :owns, its deliveries the count below includes. The
+    -- rest is the others'. With none held elsewhere, the holder may lease its prefetch beyond
+    -- the share (fleet_room in core/fanout.py): it sends at most the share at a time, and the
+    -- others keep away.
     SELECT a.endpoint_id,
-           CASE WHEN o.others = 0 THEN a.room ELSE a.room - :prefetch - o.others END AS room
-    FROM unnest(:endpoint_ids::text[], :rooms::int[], :owns::int[]) AS a(endpoint_id, room, own)
+           CASE WHEN o.others = 0 THEN a.room ELSE a.room - a.prefetch - o.others END AS room
+    FROM unnest(:endpoint_ids::text[], :rooms::int[], :owns::int[], :prefetches::int[])
+         AS a(endpoint_id, room, own, prefetch)
     CROSS JOIN LATERAL (
         SELECT greatest(0, (SELECT count(*) FROM deliveries x
                             WHERE x.endpoint_id = a.endpoint_id AND x.state = 'delivering')
