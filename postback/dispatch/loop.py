@@ -193,17 +193,18 @@ class Dispatcher:
             return None
         now_ms = int(self.clock() * 1000)
         share = self.settings.per_endpoint
-        reserves = self._reserves(now_ms)
-        room = {
-            endpoint_id: (
-                0
-                if runtime.configured_rate is not None
+        room: dict[str, int] = {}
+        reserves: dict[str, int] = {}
+        for endpoint_id, runtime in self._runtimes.items():
+            if (
+                runtime.configured_rate is not None
                 or runtime.pacing.is_paced(None, now_ms)
                 or runtime.endpoint.disabled
-                else share + reserves[endpoint_id] - self._holding(endpoint_id)
-            )
-            for endpoint_id, runtime in self._runtimes.items()
-        }
+            ):
+                room[endpoint_id] = 0
+                continue
+            reserve = reserves[endpoint_id] = self._reserve(runtime, now_ms)
+            room[endpoint_id] = share + reserve - self._holding(endpoint_id)
         return LeaseOffer(
             lease_ms=self.settings.lease_ms,
             total=free,
@@ -213,18 +214,15 @@ class Dispatcher:
             prefetch=reserves,
         )
 
-    def _reserves(self, now_ms: int) -> dict[str, int]:
-        """Per loaded endpoint, how many deliveries to keep ready beyond its share."""
+    def _reserve(self, runtime: EndpointRuntime, now_ms: int) -> int:
+        """How many of an endpoint's deliveries to keep ready beyond its share."""
         settings = self.settings
-        return {
-            endpoint_id: reserve_size(
-                runtime.meter.rate(now_ms, RESERVE_RATE_SPAN_MS),
-                settings.per_endpoint,
-                settings.prefetch,
-                settings.reserve_s,
-            )
-            for endpoint_id, runtime in self._runtimes.items()
-        }
+        return reserve_size(
+            runtime.meter.rate(now_ms, RESERVE_RATE_SPAN_MS),
+            settings.per_endpoint,
+            settings.prefetch,
+            settings.reserve_s,
+        )
 
     def _capacity(self) -> int:
         """How many more deliveries this process may take: its in-flight slots, plus as many
@@ -290,8 +288,7 @@ class Dispatcher:
                 claimed = []
                 limit = min(capacity, self.settings.claim_batch)
                 if limit > 0:
-                    reserves = self._reserves(now_ms)
-                    exclude, allowance = self._endpoint_limits(now, reserves)
+                    exclude, allowance, reserves = self._endpoint_limits(now)
                     claimed = await self.storage.claim(
                         now_ms,
                         limit,
@@ -345,7 +342,7 @@ class Dispatcher:
         timeout = self.settings.idle_poll_s
         with contextlib.suppress(StorageUnavailable):
             now = self.clock()
-            exclude, _allowance = self._endpoint_limits(now, self._reserves(int(now * 1000)))
+            exclude, _allowance, _reserves = self._endpoint_limits(now)
             due = await self.storage.next_due_at(exclude)
             if due is not None:
                 timeout = min(timeout, max(due / 1000 - self.clock(), 0.0))
@@ -364,16 +361,17 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=seconds)
 
-    def _endpoint_limits(
-        self, now: float, reserves: dict[str, int]
-    ) -> tuple[list[str], dict[str, int]]:
+    def _endpoint_limits(self, now: float) -> tuple[list[str], dict[str, int], dict[str, int]]:
+        """Endpoints not to claim now; the room of the others, and their reserves."""
         exclude: list[str] = []
         allowance: dict[str, int] = {}
+        reserves: dict[str, int] = {}
         share = self.settings.per_endpoint
         now_ms = int(now * 1000)
         for endpoint_id, runtime in self._runtimes.items():
             holding = self._holding(endpoint_id)
-            room = share + reserves[endpoint_id] - holding
+            reserve = self._reserve(runtime, now_ms)
+            room = share + reserve - holding
             rate = runtime.pacing.rate(runtime.configured_rate)
             if rate is not None:
                 # Claim no more than about a second of this endpoint's pace at a time.
@@ -382,7 +380,8 @@ class Dispatcher:
                 exclude.append(endpoint_id)
             else:
                 allowance[endpoint_id] = room
-        return exclude, allowance
+                reserves[endpoint_id] = reserve
+        return exclude, allowance, reserves
 
     async def _start_batch(self, claimed: list[ClaimedDelivery]) -> None:
         """Start attempts; paced endpoints first get send slots from the shared pacing state."""
