@@ -56,6 +56,15 @@ _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 _TEXT_FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
 
 
+def storable_text(text: str | None) -> str | None:
+    """Text from outside (a receiver's answer, an error quoting it) as every backend keeps it:
+    NUL and lone surrogates become U+FFFD. Why: PostgreSQL refuses NUL, and an attempt that
+    cannot be stored would hold up every attempt recorded in the same write."""
+    if text is None or _TEXT_FORBIDDEN.search(text) is None:
+        return text
+    return _TEXT_FORBIDDEN.sub("\ufffd", text)
+
+
 def check_utf8(raw: bytes) -> None:
     """A request body must be UTF-8 throughout, inside its strings too (RFC 8259 section 8.1)."""
     try:

@@ -40,6 +40,7 @@ from postback.core.model import (
 from postback.core.outcome import AttemptResult, FailureKind, Outcome
 from postback.core.policy import RetryPolicy, resolve_policy
 from postback.core.throttle import Pacing, SendRateMeter, recovered, reserve, throttled
+from postback.core.validation import storable_text
 from postback.dispatch.health import HealthKeeper
 from postback.observe.logs import STORAGE_FULL
 from postback.observe.metrics import Metrics
@@ -641,8 +642,8 @@ class Dispatcher:
                     duration_ms=round(result.duration_ms, 3),
                     outcome=settlement.outcome.value,
                     status_code=result.status_code,
-                    error=result.error,
-                    response_body=result.response_body,
+                    error=storable_text(result.error),
+                    response_body=storable_text(result.response_body),
                 ),
                 delivery_id=item.delivery_id,
                 state=settlement.state,

@@ -628,6 +628,39 @@ class StorageContract:
         counts = await storage.count_by_state(acct.id)
         assert counts == {"delivered": 1, "delivering": 1, "dead": 1}
 
+    async def test_payloads_and_receiver_text_are_stored_exactly(self, storage: Storage) -> None:
+        """Whatever way a backend writes rows in bulk (SQLite: one JSON array per statement),
+        payload bytes and a receiver's text come back exactly, including what JSON text cannot
+        carry as it is (bytes that are not UTF-8 fall back to row-by-row writes)."""
+        acct = await account(storage)
+        await endpoint(storage, acct.id)
+        payloads = [
+            b'{"s":"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \\u0000 \\" \xe2\x80\xa8"}',
+            b'{"n":1}',
+        ]
+        for batch in ([payloads[0], payloads[1]], [b"\xff\xfe not UTF-8", payloads[1]]):
+            results = await storage.ingest(acct.id, [message(payload=p) for p in batch], T0, WINDOW)
+            for result, payload in zip(results, batch, strict=True):
+                stored = await storage.get_message(acct.id, result.message_id)
+                assert stored is not None and stored.payload == payload
+        claimed = await storage.claim(T0, 10, 60_000)
+        texts = ['h\u00e9 \ufffd \u2028 \\u0000 "quoted"', "plain"]
+        await storage.record(
+            [
+                msgspec.structs.replace(
+                    r, attempt=msgspec.structs.replace(r.attempt, response_body=text, error=text)
+                )
+                for c, text in zip(claimed, texts * len(claimed), strict=False)
+                for r in [record(c.delivery_id, DeliveryState.DEAD, status_code=400)]
+            ]
+        )
+        for c, text in zip(claimed, texts * len(claimed), strict=False):
+            [attempt] = await storage.list_attempts(acct.id, c.delivery_id, after=None, limit=5)
+            assert (attempt.response_body, attempt.error) == (text, text)
+            delivery = await storage.get_delivery(acct.id, c.delivery_id)
+            assert delivery is not None and delivery.state is DeliveryState.DEAD
+            assert delivery.last_error == text
+
     async def test_release_hands_back_unattempted(self, storage: Storage) -> None:
         acct = await account(storage)
         await endpoint(storage, acct.id)

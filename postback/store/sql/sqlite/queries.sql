@@ -124,6 +124,22 @@ ON CONFLICT (account_id, key) DO UPDATE SET message_id = excluded.message_id,
 INSERT INTO messages (id, account_id, event_type, payload, idempotency_key, created_at)
 VALUES (:id, :account_id, :event_type, :payload, :idempotency_key, :created_at);
 
+-- name: insert_messages
+-- Every message of an ingest in one statement: :rows is a JSON array of
+-- [id, event_type, payload as text, idempotency_key]. One statement is one step, so the writer
+-- thread gives up and takes back Python's lock once, not once a row (see _SetRows).
+INSERT INTO messages (id, account_id, event_type, payload, idempotency_key, created_at)
+SELECT value->>0, :account_id, value->>1, CAST(value->>2 AS BLOB), value->>3, :created_at
+FROM json_each(:rows);
+
+-- name: insert_deliveries
+-- As insert_messages: [id, message_id, endpoint_id, event_type, ordering_key, state, lease_until].
+INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
+                        next_attempt_at, lease_until, created_at, updated_at, ordering_key)
+SELECT value->>0, value->>1, :account_id, value->>2, value->>3, value->>5,
+       :created_at, value->>6, :created_at, :created_at, value->>4
+FROM json_each(:rows);
+
 -- name: insert_delivery
 -- state 'delivering' with a lease: handed straight to the local dispatcher (the fast path).
 INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
@@ -221,6 +237,26 @@ INSERT OR IGNORE INTO attempts (id, delivery_id, attempt_number, started_at, dur
                       status_code, error, response_body)
 VALUES (:id, :delivery_id, :attempt_number, :started_at, :duration_ms, :outcome,
         :status_code, :error, :response_body);
+
+-- name: insert_attempts
+-- As insert_attempt, every attempt of a record in one statement: :rows is a JSON array of
+-- [id, delivery_id, attempt_number, started_at, duration_ms, outcome, status_code, error,
+-- response_body].
+INSERT OR IGNORE INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, outcome,
+                      status_code, error, response_body)
+SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7,
+       value->>8
+FROM json_each(:rows);
+
+-- name: settle_deliveries
+-- As settle_delivery, in one statement: :rows is a JSON array of [delivery_id, state,
+-- attempt_number, next_attempt_at, status_code, error, dead_reason, now], one per delivery.
+UPDATE deliveries SET state = r.value->>1, attempt_count = r.value->>2,
+       next_attempt_at = r.value->>3, lease_until = NULL,
+       last_status_code = r.value->>4, last_error = r.value->>5, dead_reason = r.value->>6,
+       updated_at = r.value->>7
+FROM json_each(:rows) AS r
+WHERE deliveries.id = r.value->>0 AND deliveries.state = 'delivering';
 
 -- name: settle_delivery
 -- Only a delivery still in flight is settled: one deleted or replayed meanwhile keeps its state.
