@@ -874,22 +874,23 @@ class SQLiteStorage:
                 room = min(room, limit - len(rows))
                 if room <= 0:
                     continue
-                taken = conn.execute(
-                    _Q["claim_endpoint"],
-                    {
-                        "endpoint_id": endpoint_id,
-                        "now": now,
-                        "room": room,
-                        "lease_until": now + lease_ms,
-                    },
-                ).fetchall()
+                picked = conn.execute(
+                    _Q["pick_endpoint_due"], {"endpoint_id": endpoint_id, "now": now, "room": room}
+                ).fetchone()[0]
+                taken = msgspec.json.decode(picked)
+                if taken:
+                    conn.execute(
+                        _Q["lease_deliveries"],
+                        {"rows": picked, "now": now, "lease_until": now + lease_ms},
+                    )
                 rows.extend(taken)
                 if len(taken) < room:
                     conn.execute(_Q["settle_endpoint_work"], {"endpoint_id": endpoint_id})
             if not rows:
                 return []
             message_ids = json.dumps(sorted({r[1] for r in rows}))
-            payloads = {m[0]: m for m in conn.execute(_Q["claimed_payloads"], {"ids": message_ids})}
+            found = conn.execute(_Q["claimed_payloads"], {"ids": message_ids}).fetchone()[0]
+            payloads = {m[0]: m for m in msgspec.json.decode(found)}
             paced = {
                 r[0]
                 for r in conn.execute(
@@ -912,7 +913,7 @@ class SQLiteStorage:
                     attempt_count=r[4],
                     schedule_base=r[5],
                     event_type=payloads[r[1]][1],
-                    payload=bytes(payloads[r[1]][2]),
+                    payload=bytes.fromhex(payloads[r[1]][2]),
                     message_created_at=payloads[r[1]][3],
                     paced=r[3] in paced,
                 )

@@ -184,11 +184,16 @@ WHERE w.due_at <= :now
 ORDER BY w.due_at
 LIMIT :endpoints;
 
--- name: claim_endpoint
--- One endpoint's oldest due deliveries, from its own index range.
-UPDATE deliveries SET state = 'delivering', lease_until = :lease_until, updated_at = :now
-WHERE id IN (
-    SELECT id FROM deliveries
+-- name: pick_endpoint_due
+-- One endpoint's oldest due deliveries, from its own index range, as one JSON array of
+-- [id, message_id, account_id, endpoint_id, attempt_count, schedule_base]: one row, so one step
+-- (each step gives up and retakes the GIL: see _set_rows). lease_deliveries then takes them;
+-- nothing can come between, the writer thread being the only writer.
+SELECT json_group_array(json_array(id, message_id, account_id, endpoint_id, attempt_count,
+                                   schedule_base))
+FROM (
+    SELECT id, message_id, account_id, endpoint_id, attempt_count, schedule_base
+    FROM deliveries
     WHERE endpoint_id = :endpoint_id AND state = 'pending' AND next_attempt_at <= :now
       -- Ordered deliveries (one recipient's status reports) wait for the ones before them
       -- to the same endpoint to finish.
@@ -199,8 +204,12 @@ WHERE id IN (
                 AND earlier.id < deliveries.id
                 AND earlier.state IN ('pending', 'delivering')))
     ORDER BY next_attempt_at
-    LIMIT :room)
-RETURNING id, message_id, account_id, endpoint_id, attempt_count, schedule_base;
+    LIMIT :room);
+
+-- name: lease_deliveries
+-- :rows as pick_endpoint_due returned them.
+UPDATE deliveries SET state = 'delivering', lease_until = :lease_until, updated_at = :now
+WHERE id IN (SELECT value->>0 FROM json_each(:rows)) AND state = 'pending';
 
 -- name: settle_endpoint_work
 -- After a claim took less than it asked for: the endpoint is due again at its next pending
@@ -220,7 +229,10 @@ FROM endpoints e
 WHERE e.id IN (SELECT value FROM json_each(:ids)) AND e.disabled = 0 AND e.deleted = 0;
 
 -- name: claimed_payloads
-SELECT m.id, m.event_type, m.payload, m.created_at FROM messages m
+-- One row, a JSON array of [id, event_type, payload in hex, created_at]: one step, not one a
+-- message (see pick_endpoint_due).
+SELECT json_group_array(json_array(m.id, m.event_type, hex(m.payload), m.created_at))
+FROM messages m
 WHERE m.id IN (SELECT value FROM json_each(:ids));
 
 -- name: paced_endpoints
