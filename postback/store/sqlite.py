@@ -750,12 +750,12 @@ class SQLiteStorage:
                     wanted[delivery.endpoint_id] = wanted.get(delivery.endpoint_id, 0) + 1
         if not wanted:
             return LeasePlan.none()
-        rows = conn.execute(_Q["endpoint_loads"], {"ids": json.dumps(list(wanted)), "now": now})
+        found = conn.execute(
+            _Q["endpoint_loads"], {"ids": json.dumps(list(wanted)), "now": now}
+        ).fetchone()[0]
+        rows = msgspec.json.decode(found)
         loads = {r[0]: EndpointLoad(in_flight=r[2], paced=bool(r[3])) for r in rows}
-        versions = {
-            r[0]: r[1]
-            for r in conn.execute(_Q["endpoint_versions"], {"ids": json.dumps(list(loads))})
-        }
+        versions = {r[0]: r[1] for r in rows}
         return LeasePlan(lease_counts(lease, wanted, loads), versions, now + lease.lease_ms, now)
 
     async def get_message(self, account_id: str, message_id: str) -> Message | None:
@@ -891,18 +891,13 @@ class SQLiteStorage:
             message_ids = json.dumps(sorted({r[1] for r in rows}))
             found = conn.execute(_Q["claimed_payloads"], {"ids": message_ids}).fetchone()[0]
             payloads = {m[0]: m for m in msgspec.json.decode(found)}
-            paced = {
-                r[0]
-                for r in conn.execute(
-                    _Q["paced_endpoints"],
-                    {"ids": json.dumps(sorted({r[3] for r in rows})), "now": now},
-                )
-            }
-            versions = dict(
-                conn.execute(
-                    _Q["endpoint_versions"], {"ids": json.dumps(sorted({r[3] for r in rows}))}
-                )
-            )
+            endpoint_ids = json.dumps(sorted({r[3] for r in rows}))
+            found = conn.execute(
+                _Q["claimed_endpoints"], {"ids": endpoint_ids, "now": now}
+            ).fetchone()[0]
+            endpoints = msgspec.json.decode(found)
+            versions = {e[0]: e[1] for e in endpoints}
+            paced = {e[0] for e in endpoints if e[2]}
             return [
                 ClaimedDelivery(
                     delivery_id=r[0],

@@ -220,11 +220,13 @@ UPDATE endpoint_work SET due_at = coalesce(
 WHERE endpoint_id = :endpoint_id;
 
 -- name: endpoint_loads
--- For the fast path at ingest: in-flight count and pacing of the endpoints a batch targets.
-SELECT e.id, e.updated_at,
+-- For the fast path at ingest: version, in-flight count and pacing of the endpoints a batch
+-- targets, as one JSON row of [id, updated_at, in_flight, paced] (one step: see _set_rows).
+SELECT json_group_array(json_array(
+       e.id, e.updated_at,
        (SELECT count(*) FROM deliveries x WHERE x.endpoint_id = e.id AND x.state = 'delivering'),
        EXISTS (SELECT 1 FROM endpoint_pacing p WHERE p.endpoint_id = e.id
-               AND (p.current_rate IS NOT NULL OR p.paused_until > :now))
+               AND (p.current_rate IS NOT NULL OR p.paused_until > :now))))
 FROM endpoints e
 WHERE e.id IN (SELECT value FROM json_each(:ids)) AND e.disabled = 0 AND e.deleted = 0;
 
@@ -235,13 +237,15 @@ SELECT json_group_array(json_array(m.id, m.event_type, hex(m.payload), m.created
 FROM messages m
 WHERE m.id IN (SELECT value FROM json_each(:ids));
 
--- name: paced_endpoints
-SELECT endpoint_id FROM endpoint_pacing
-WHERE endpoint_id IN (SELECT value FROM json_each(:ids))
-  AND (current_rate IS NOT NULL OR paused_until > :now);
-
--- name: endpoint_versions
-SELECT id, updated_at FROM endpoints WHERE id IN (SELECT value FROM json_each(:ids));
+-- name: claimed_endpoints
+-- Version and pacing (in force beyond the endpoint's own configuration) of the endpoints a
+-- claim took from, as one JSON row of [id, updated_at, paced].
+SELECT json_group_array(json_array(
+       e.id, e.updated_at,
+       EXISTS (SELECT 1 FROM endpoint_pacing p WHERE p.endpoint_id = e.id
+               AND (p.current_rate IS NOT NULL OR p.paused_until > :now))))
+FROM endpoints e
+WHERE e.id IN (SELECT value FROM json_each(:ids));
 
 -- name: insert_attempt
 -- OR IGNORE: a batch retried after an ambiguous failure must not fail on its own earlier write.
