@@ -33,3 +33,17 @@ def test_ids_sort_by_time_and_monotonic_ids_within_a_millisecond() -> None:
     ids = MonotonicIds("dlv")
     made = [ids.next(1_700_000_000_000, os.urandom(10)) for _ in range(1000)]
     assert made == sorted(made) and len(set(made)) == 1000
+
+
+def test_the_time_part_is_right_when_milliseconds_repeat_and_alternate() -> None:
+    """The last millisecond's digits are kept for the next id: a run within one millisecond,
+    then back and forth between two, must each give the spec's text."""
+    rng = random.Random(11)
+    stamps = [1_700_000_000_000] * 5 + [1_700_000_000_001, 1_700_000_000_000] * 5 + [0, 0]
+    for ts in stamps:
+        randomness = rng.randbytes(10)
+        assert encode_ulid(ts, randomness) == reference_ulid(ts, randomness)
+    ids = MonotonicIds("dlv")
+    for ts in stamps[:5]:
+        made = ids.next(ts, rng.randbytes(10))
+        assert made[4:14] == reference_ulid(ts, bytes(10))[:10]
