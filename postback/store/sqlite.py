@@ -859,10 +859,11 @@ class SQLiteStorage:
         exclude = json.dumps(list(exclude_endpoints))
 
         def write(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
-            ready = conn.execute(
+            found = conn.execute(
                 _Q["claim_ready_endpoints"],
                 {"now": now, "exclude": exclude, "endpoints": max(limit, 64)},
-            ).fetchall()
+            ).fetchone()[0]
+            ready: list[tuple[str, int]] = msgspec.json.decode(found)
             rows: list[Any] = []
             for endpoint_id, in_flight in ready:
                 if len(rows) >= limit:

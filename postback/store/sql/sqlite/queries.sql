@@ -171,18 +171,21 @@ ORDER BY a.id LIMIT :limit;
 -- name: claim_ready_endpoints
 -- Endpoints with due work that may be sent to now (not disabled, deleted, paused by a 429 or
 -- excluded by the dispatcher), oldest due first, with what is in flight for each across the
--- fleet. Reads one row per endpoint, never the deliveries of endpoints it skips.
-SELECT w.endpoint_id,
-       (SELECT count(*) FROM deliveries x
-        WHERE x.endpoint_id = w.endpoint_id AND x.state = 'delivering') AS in_flight
-FROM endpoint_work w
-JOIN endpoints e ON e.id = w.endpoint_id AND e.disabled = 0 AND e.deleted = 0
-WHERE w.due_at <= :now
-  AND w.endpoint_id NOT IN (SELECT value FROM json_each(:exclude))
-  AND NOT EXISTS (SELECT 1 FROM endpoint_pacing p
-                  WHERE p.endpoint_id = w.endpoint_id AND p.paused_until > :now)
-ORDER BY w.due_at
-LIMIT :endpoints;
+-- fleet. Reads one row per endpoint, never the deliveries of endpoints it skips. Returned as
+-- one JSON row of [endpoint_id, in_flight] (one step: see pick_endpoint_due).
+SELECT json_group_array(json_array(endpoint_id, in_flight))
+FROM (
+    SELECT w.endpoint_id,
+           (SELECT count(*) FROM deliveries x
+            WHERE x.endpoint_id = w.endpoint_id AND x.state = 'delivering') AS in_flight
+    FROM endpoint_work w
+    JOIN endpoints e ON e.id = w.endpoint_id AND e.disabled = 0 AND e.deleted = 0
+    WHERE w.due_at <= :now
+      AND w.endpoint_id NOT IN (SELECT value FROM json_each(:exclude))
+      AND NOT EXISTS (SELECT 1 FROM endpoint_pacing p
+                      WHERE p.endpoint_id = w.endpoint_id AND p.paused_until > :now)
+    ORDER BY w.due_at
+    LIMIT :endpoints);
 
 -- name: pick_endpoint_due
 -- One endpoint's oldest due deliveries, from its own index range, as one JSON array of
