@@ -226,20 +226,28 @@ def _insert_event_types(conn: sqlite3.Connection, endpoint: Endpoint) -> None:
         )
 
 
+# Past this, a set is written row by row: SQLite refuses a value over 1 GB (SQLITE_MAX_LENGTH),
+# and 1,000 payloads of 1 MB (MAX_BATCH, MAX_PAYLOAD_BYTES) could reach it. Per-row steps cost
+# nothing next to payloads that large.
+SET_ROWS_MOST_BYTES = 64 * 1024 * 1024
+
+
 def _set_rows(rows: list[tuple[Any, ...]]) -> bytes | None:
     """Rows as one JSON array for a set-based statement over ``json_each``, or None if unsafe.
 
     Why: each step of a statement releases and retakes the GIL; ``executemany`` steps once a
     row, and under load the writer thread then waits for the event loop at every row (measured:
     ~5x slower ingest with a busy main thread). One statement over a JSON array is one step.
-    None when JSON would change a value: SQLite's JSON functions end a text at NUL, and a lone
-    surrogate cannot be encoded; the caller then writes row by row.
+    None when JSON would change a value (SQLite's JSON functions end a text at NUL, and a lone
+    surrogate cannot be encoded) or the array is too large: the caller then writes row by row.
     """
     try:
         encoded = msgspec.json.encode(rows)
     except UnicodeEncodeError:
         return None
-    return None if b"\\u0000" in encoded else encoded
+    if len(encoded) > SET_ROWS_MOST_BYTES or b"\\u0000" in encoded:
+        return None
+    return encoded
 
 
 def _insert_messages(
