@@ -18,7 +18,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -250,6 +250,21 @@ def _set_rows(rows: list[tuple[Any, ...]]) -> bytes | None:
     return encoded
 
 
+def _insert_set(
+    conn: sqlite3.Connection,
+    names: tuple[str, str],
+    encoded: bytes | None,
+    common: dict[str, Any],
+    each: Iterable[dict[str, Any]],
+) -> None:
+    """Rows through ``names[0]``, one statement over their JSON array, or through ``names[1]``
+    one by one when ``_set_rows`` could not make the array (``encoded`` is None)."""
+    if encoded is not None:
+        conn.execute(_Q[names[0]], {"rows": encoded, **common})
+    else:
+        conn.executemany(_Q[names[1]], ({**common, **row} for row in each))
+
+
 def _insert_messages(
     conn: sqlite3.Connection, account_id: str, now: int, messages: list[NewMessage]
 ) -> None:
@@ -259,20 +274,17 @@ def _insert_messages(
         encoded = None
     else:
         encoded = _set_rows(rows)
-    if encoded is not None:
-        params = {"rows": encoded, "account_id": account_id, "created_at": now}
-        conn.execute(_Q["insert_messages"], params)
-        return
-    conn.executemany(
-        _Q["insert_message"],
+    _insert_set(
+        conn,
+        ("insert_messages", "insert_message"),
+        encoded,
+        {"account_id": account_id, "created_at": now},
         (
             {
                 "id": m.id,
-                "account_id": account_id,
                 "event_type": m.event_type,
                 "payload": m.payload,
                 "idempotency_key": m.idempotency_key,
-                "created_at": now,
             }
             for m in messages
         ),
@@ -286,21 +298,17 @@ _DeliveryRow = tuple[str, str, str, str, str | None, str, int | None]
 def _insert_deliveries(
     conn: sqlite3.Connection, account_id: str, now: int, rows: list[_DeliveryRow]
 ) -> None:
-    encoded = _set_rows(rows)
-    if encoded is not None:
-        params = {"rows": encoded, "account_id": account_id, "created_at": now}
-        conn.execute(_Q["insert_deliveries"], params)
-        return
-    conn.executemany(
-        _Q["insert_delivery"],
+    _insert_set(
+        conn,
+        ("insert_deliveries", "insert_delivery"),
+        _set_rows(rows),
+        {"account_id": account_id, "created_at": now},
         (
             {
                 "id": r[0],
                 "message_id": r[1],
-                "account_id": account_id,
                 "endpoint_id": r[2],
                 "event_type": r[3],
-                "created_at": now,
                 "ordering_key": r[4],
                 "state": r[5],
                 "lease_until": r[6],
