@@ -240,8 +240,7 @@ class Bench:
                 await pb.create_event_type("bench", schema)
                 if sc.stuck or sc.scheduled:
                     await pb.create_event_type("parked", schema)
-                if sc.stuck:
-                    await self.make_stuck(pb, sc, base)
+                stuck_id = await self.make_stuck(pb, sc, base) if sc.stuck else None
                 if sc.scheduled:
                     await self.make_scheduled(pb, sc, base)
                 rss_before = self.serve_rss_mb()
@@ -324,6 +323,10 @@ class Bench:
                         await asyncio.sleep(0.2)
                 rss_after = self.serve_rss_mb()
                 cpu_used = self.postback_cpu_s() - cpu_before
+                if stuck_id is not None:
+                    # Each stuck case alone: the next one must not run beside this one's backlog
+                    # too (deleting an endpoint dead-letters its deliveries: not measured).
+                    await pb.delete_endpoint(stuck_id)
         finally:
             receiver.send_signal(signal.SIGTERM)
             receiver.wait(30)
@@ -375,7 +378,7 @@ class Bench:
         writer.close()
         return int(body)
 
-    async def make_stuck(self, pb: Client, sc: Scenario, base: str) -> None:
+    async def make_stuck(self, pb: Client, sc: Scenario, base: str) -> str:
         """An endpoint holding ``sc.backlog`` due deliveries: it hangs, answers 429, or is
         disabled."""
         url = f"{base}/throttle" if sc.stuck == "429" else f"{base}/slow"
@@ -391,6 +394,7 @@ class Bench:
         if sc.stuck == "disabled":
             await pb.update_endpoint(stuck.id, disabled=True)
         print(f"[{sc.name}] stuck endpoint ({sc.stuck}) holds {sc.backlog:,} deliveries")
+        return stuck.id
 
     async def make_scheduled(self, pb: Client, sc: Scenario, base: str) -> None:
         """``sc.scheduled`` deliveries waiting for a retry a day from now, written directly."""
@@ -601,15 +605,25 @@ async def main() -> int:
         await bench.start()
         base = await bench.phase(baseline)
         report(base)
+        phases = []
         for case in cases:
-            phase = await bench.phase(case)
-            report(phase)
-            a = base.delivered / base.seconds
+            phases.append((case, await bench.phase(case)))
+            report(phases[-1][1])
+        again = None
+        if args.stuck or args.scheduled:
+            # The database has grown by every case's rows: a second baseline on it tells that
+            # cost apart from the stuck endpoint's (and the machine's drift during the run).
+            again = await bench.phase(Scenario("baseline again", mix=args.mix))
+            report(again)
+        a = base.delivered / base.seconds
+        for case, phase in phases:
             b = phase.delivered / phase.seconds
-            print(
-                f"=> healthy deliveries {case.name}: {b:,.0f}/s vs {a:,.0f}/s baseline "
-                f"(ratio {b / a:.2f}); serve RSS {phase.rss_mb[0]:.0f} -> {phase.rss_mb[1]:.0f} MB"
-            )
+            line = f"=> healthy deliveries {case.name}: {b:,.0f}/s vs {a:,.0f}/s baseline"
+            line += f" (ratio {b / a:.2f}"
+            if again is not None:
+                z = again.delivered / again.seconds
+                line += f"; {z:,.0f}/s in the baseline after the cases: ratio {b / z:.2f}"
+            print(f"{line}); serve RSS {phase.rss_mb[0]:.0f} -> {phase.rss_mb[1]:.0f} MB")
     finally:
         await bench.stop()
     return 0
