@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+import msgspec
 
 from postback import __version__
 from postback.core import signing
@@ -44,7 +45,7 @@ from postback.core.validation import storable_text
 from postback.dispatch.health import HealthKeeper
 from postback.observe.logs import STORAGE_FULL
 from postback.observe.metrics import Metrics
-from postback.store.base import Storage, StorageFull, StorageUnavailable
+from postback.store.base import Storage, StorageError, StorageFull, StorageUnavailable
 from postback.transports.auth import AuthError, Authorizer, build_authorizer
 from postback.transports.base import OutboundRequest, Transport
 from postback.transports.tls import client_ssl_context
@@ -764,7 +765,14 @@ class Dispatcher:
         releases, self._releases = self._releases, []
         try:
             if records:
-                await self.storage.record(records)
+                try:
+                    await self.storage.record(records)
+                except StorageUnavailable:
+                    raise
+                except StorageError as exc:
+                    # Refused, not unavailable: retrying the same batch would fail forever and
+                    # hold up every attempt in it. Find the rows the store refuses.
+                    await self._record_apart(records, exc)
             for due_at in sorted({due for _, due in releases}):
                 await self.storage.release([d for d, due in releases if due == due_at], due_at)
         except BaseException:
@@ -775,6 +783,46 @@ class Dispatcher:
             self._buffered.discard(delivery_id)
             self._unsettled.pop(delivery_id, None)
         await self.health.flush()
+
+    async def _record_apart(self, records: list[AttemptRecord], refusal: StorageError) -> None:
+        """Record one by one a batch the store refused. A refused record is tried once more
+        without the receiver's text (the likeliest cause); if that is refused too it is
+        logged and dropped: the delivery keeps its lease and is sent again when it expires
+        (at least once, never lost). ``StorageUnavailable`` still propagates: the whole batch
+        is put back, and what was written meanwhile is written once (the statements ignore
+        an attempt already stored and settle only a delivery still in flight)."""
+        log.warning(
+            "the store refused a batch of %d attempt records (%s); recording them one by one",
+            len(records),
+            type(refusal).__name__,
+        )
+        for rec in records:
+            try:
+                await self.storage.record([rec])
+                continue
+            except StorageUnavailable:
+                raise
+            except StorageError:
+                pass
+            plain = msgspec.structs.replace(
+                rec,
+                attempt=msgspec.structs.replace(
+                    rec.attempt,
+                    response_body=None,
+                    error="the attempt's result could not be stored",
+                ),
+            )
+            try:
+                await self.storage.record([plain])
+            except StorageUnavailable:
+                raise
+            except StorageError as exc:
+                log.error(
+                    "the store refused the attempt record of delivery %s (%s); it will be sent "
+                    "again when its lease ends",
+                    rec.delivery_id,
+                    type(exc).__name__,
+                )
 
     async def _drain(self) -> None:
         """Let in-flight attempts finish; hand back whatever has not finished in time, and

@@ -233,3 +233,48 @@ async def test_prefetched_deliveries_wait_for_a_slot_and_are_handed_back_at_shut
         stop.set()
         await running
         await storage.close()
+
+
+def _poisoned_transport() -> MockTransport:
+    """Answers 200 to every message, with the body "poison" to the one that says so."""
+    return MockTransport(
+        lambda request: respond(200, "poison" if b"poison" in request.body else "ok")
+    )
+
+
+@pytest.mark.parametrize("rig", [_poisoned_transport], indirect=True)
+async def test_a_record_the_store_refuses_holds_up_no_other(rig: Rig, tmp_path: Path) -> None:
+    """The database itself refuses one attempt record (a trigger here, as a constraint or an
+    encoding would elsewhere): the others batched with it are recorded, and the refused one is
+    recorded without the receiver's text instead of the batch being retried forever."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "postback.db") as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON attempts "
+            "WHEN NEW.response_body = 'poison' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    results = await rig.services.messages.submit(
+        rig.account.id,
+        [
+            MessageSubmission(event_type="mo_text", payload=msgspec.json.encode(mo_text(text)))
+            for text in ("one", "poison", "three")
+        ],
+    )
+    ids = [r.deliveries[0].id for r in results]
+
+    async def all_delivered() -> bool:
+        return all([await rig.delivery_in(d, DeliveryState.DELIVERED) for d in ids])
+
+    await wait_until(all_delivered, 10)
+    bodies = []
+    for delivery_id in ids:
+        [attempt] = await rig.services.deliveries.attempts(
+            rig.account.id, delivery_id, after=None, limit=10
+        )
+        bodies.append((attempt.response_body, attempt.error))
+    assert bodies == [
+        ("ok", None),
+        (None, "the attempt's result could not be stored"),
+        ("ok", None),
+    ]
