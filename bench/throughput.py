@@ -134,6 +134,8 @@ class Scenario:
     stuck: str | None = None
     """hang | 429 | disabled: an endpoint holding ``backlog`` due deliveries of its own."""
     backlog: int = 0
+    stuck_count: int = 1
+    """How many stuck endpoints share the backlog (each hanging one holds its share of slots)."""
     scheduled: int = 0
     """Deliveries waiting for a retry a day ahead, written straight into the database."""
     mix: int = 0
@@ -240,7 +242,7 @@ class Bench:
                 await pb.create_event_type("bench", schema)
                 if sc.stuck or sc.scheduled:
                     await pb.create_event_type("parked", schema)
-                stuck_id = await self.make_stuck(pb, sc, base) if sc.stuck else None
+                stuck_ids = await self.make_stuck(pb, sc, base) if sc.stuck else []
                 if sc.scheduled:
                     await self.make_scheduled(pb, sc, base)
                 rss_before = self.serve_rss_mb()
@@ -323,9 +325,9 @@ class Bench:
                         await asyncio.sleep(0.2)
                 rss_after = self.serve_rss_mb()
                 cpu_used = self.postback_cpu_s() - cpu_before
-                if stuck_id is not None:
-                    # Each stuck case alone: the next one must not run beside this one's backlog
-                    # too (deleting an endpoint dead-letters its deliveries: not measured).
+                # Each stuck case alone: the next one must not run beside this one's backlog
+                # too (deleting an endpoint dead-letters its deliveries: not measured).
+                for stuck_id in stuck_ids:
                     await pb.delete_endpoint(stuck_id)
         finally:
             receiver.send_signal(signal.SIGTERM)
@@ -378,23 +380,35 @@ class Bench:
         writer.close()
         return int(body)
 
-    async def make_stuck(self, pb: Client, sc: Scenario, base: str) -> str:
-        """An endpoint holding ``sc.backlog`` due deliveries: it hangs, answers 429, or is
-        disabled."""
+    async def make_stuck(self, pb: Client, sc: Scenario, base: str) -> list[str]:
+        """``sc.stuck_count`` endpoints holding ``sc.backlog`` due deliveries between them:
+        they hang, answer 429, or are disabled."""
         url = f"{base}/throttle" if sc.stuck == "429" else f"{base}/slow"
-        stuck = await pb.create_endpoint(
-            url, event_types=["parked"], timeout_ms=2000, retry_policy={"schedule_s": [3600]}
-        )
-        # Messages skip disabled endpoints: a disabled one gets its backlog first.
-        for first in range(0, sc.backlog, 1000):
-            count = min(1000, sc.backlog - first)
+        stuck = [
+            await pb.create_endpoint(
+                f"{url}{i}",
+                event_types=["parked"],
+                timeout_ms=2000,
+                retry_policy={"schedule_s": [3600]},
+            )
+            for i in range(sc.stuck_count)
+        ]
+        # Every parked message goes to each of them. Messages skip disabled endpoints: a
+        # disabled one gets its backlog first.
+        messages = sc.backlog // sc.stuck_count
+        for first in range(0, messages, 1000):
+            count = min(1000, messages - first)
             await pb.send_batch(
                 [{"event_type": "parked", "payload": b'{"k":-1}'} for _ in range(count)]
             )
         if sc.stuck == "disabled":
-            await pb.update_endpoint(stuck.id, disabled=True)
-        print(f"[{sc.name}] stuck endpoint ({sc.stuck}) holds {sc.backlog:,} deliveries")
-        return stuck.id
+            for endpoint in stuck:
+                await pb.update_endpoint(endpoint.id, disabled=True)
+        print(
+            f"[{sc.name}] {sc.stuck_count} stuck endpoint(s) ({sc.stuck}) hold "
+            f"{messages * sc.stuck_count:,} deliveries"
+        )
+        return [endpoint.id for endpoint in stuck]
 
     async def make_scheduled(self, pb: Client, sc: Scenario, base: str) -> None:
         """``sc.scheduled`` deliveries waiting for a retry a day from now, written directly."""
@@ -571,6 +585,9 @@ async def main() -> int:
     )
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument(
+        "--stuck-count", type=int, default=1, help="stuck endpoints sharing the --backlog"
+    )
+    parser.add_argument(
         "--scheduled", type=int, default=0, help="deliveries waiting for a retry a day ahead"
     )
     parser.add_argument(
@@ -595,7 +612,12 @@ async def main() -> int:
     if args.stuck:
         for kind in args.stuck.split(","):
             cases.append(
-                Scenario(f"beside a stuck endpoint ({kind})", stuck=kind, backlog=args.backlog)
+                Scenario(
+                    f"beside {args.stuck_count} stuck endpoint(s) ({kind})",
+                    stuck=kind,
+                    backlog=args.backlog,
+                    stuck_count=args.stuck_count,
+                )
             )
     if args.scheduled:
         cases.append(Scenario(f"with {args.scheduled:,} scheduled", scheduled=args.scheduled))

@@ -86,6 +86,12 @@ class DispatcherSettings:
     """Results wait this long for company before they are written: one commit (one fsync)
     then covers hundreds of attempts instead of a few. Only bookkeeping waits, never a send."""
     record_batch: int = 512
+    narrow_after_timeouts: int = 3
+    """Attempts in a row to one endpoint that time out before its share narrows."""
+    narrow_share: int = 4
+    """The in-flight share of an endpoint that keeps timing out, until it answers again: each
+    of its attempts holds a slot for the whole timeout, and at the full share 16 such
+    endpoints would hold every slot of the process (``max_in_flight``)."""
 
 
 @dataclass(slots=True)
@@ -103,6 +109,7 @@ class EndpointRuntime:
     """The last shared pacing state this worker saw (the database holds the truth)."""
     meter: SendRateMeter = field(default_factory=SendRateMeter)
     keys: dict[str, bytes] = field(default_factory=dict)
+    timeouts_in_a_row: int = 0
 
     @property
     def configured_rate(self) -> float | None:
@@ -155,6 +162,8 @@ class Dispatcher:
         self._loading: dict[str, asyncio.Future[EndpointRuntime | None]] = {}
         self._held: dict[str, asyncio.Task[None]] = {}
         self._held_by_endpoint: dict[str, int] = {}
+        self._narrowed: dict[str, int] = {}
+        """Endpoints that keep timing out, and their narrowed share (``narrow_share``)."""
         self._ready: dict[str, deque[_Ready]] = {}
         """Per endpoint, leased deliveries waiting for one of its in-flight slots (prefetch)."""
         self._ready_count = 0
@@ -194,7 +203,6 @@ class Dispatcher:
         if free <= 0:
             return None
         now_ms = int(self.clock() * 1000)
-        share = self.settings.per_endpoint
         room: dict[str, int] = {}
         reserves: dict[str, int] = {}
         for endpoint_id, runtime in self._runtimes.items():
@@ -206,11 +214,11 @@ class Dispatcher:
                 room[endpoint_id] = 0
                 continue
             reserve = reserves[endpoint_id] = self._reserve(runtime, now_ms)
-            room[endpoint_id] = share + reserve - self._holding(endpoint_id)
+            room[endpoint_id] = self._share(endpoint_id) + reserve - self._holding(endpoint_id)
         return LeaseOffer(
             lease_ms=self.settings.lease_ms,
             total=free,
-            share=share,
+            share=self.settings.per_endpoint,
             own=self.own_in_flight(),
             room=room,
             prefetch=reserves,
@@ -221,10 +229,48 @@ class Dispatcher:
         settings = self.settings
         return reserve_size(
             runtime.meter.rate(now_ms, RESERVE_RATE_SPAN_MS),
-            settings.per_endpoint,
+            self._share(runtime.endpoint.id),
             settings.prefetch,
             settings.reserve_s,
         )
+
+    def _share(self, endpoint_id: str) -> int:
+        """An endpoint's in-flight share here: ``per_endpoint``, narrower while it keeps timing
+        out."""
+        return self._narrowed.get(endpoint_id, self.settings.per_endpoint)
+
+    def _note_timeouts(self, runtime: EndpointRuntime, result: AttemptResult) -> None:
+        """Narrow the share of an endpoint whose attempts keep timing out; widen it again at
+        its first answer (or fast failure), so a few dead customers cannot take every slot."""
+        endpoint_id = runtime.endpoint.id
+        if result.failure is FailureKind.TIMEOUT:
+            runtime.timeouts_in_a_row += 1
+            if runtime.timeouts_in_a_row == self.settings.narrow_after_timeouts:
+                share = min(self.settings.narrow_share, self.settings.per_endpoint)
+                self._narrowed[endpoint_id] = share
+                self._hand_back_ready(endpoint_id, keep=share)
+                log.info(
+                    "endpoint %s timed out %d times in a row: at most %d attempts in flight to "
+                    "it until it answers",
+                    endpoint_id,
+                    runtime.timeouts_in_a_row,
+                    share,
+                )
+        elif runtime.timeouts_in_a_row:
+            runtime.timeouts_in_a_row = 0
+            if self._narrowed.pop(endpoint_id, None) is not None:
+                log.info("endpoint %s answers again: its full share is back", endpoint_id)
+
+    def _hand_back_ready(self, endpoint_id: str, keep: int) -> None:
+        """Hand back, due now, what an endpoint has ready beyond ``keep``: leased at its
+        full share, it would sit in memory (and in the process's capacity) for minutes."""
+        ready = self._ready.get(endpoint_id)
+        if not ready or len(ready) <= keep:
+            return
+        now_ms = int(self.clock() * 1000)
+        while len(ready) > keep:
+            self._release_later(ready.pop().item.delivery_id, now_ms)
+            self._ready_count -= 1
 
     def _capacity(self) -> int:
         """How many more deliveries this process may take: its in-flight slots, plus as many
@@ -368,12 +414,11 @@ class Dispatcher:
         exclude: list[str] = []
         allowance: dict[str, int] = {}
         reserves: dict[str, int] = {}
-        share = self.settings.per_endpoint
         now_ms = int(now * 1000)
         for endpoint_id, runtime in self._runtimes.items():
             holding = self._holding(endpoint_id)
             reserve = self._reserve(runtime, now_ms)
-            room = share + reserve - holding
+            room = self._share(endpoint_id) + reserve - holding
             rate = runtime.pacing.rate(runtime.configured_rate)
             if rate is not None:
                 # Claim no more than about a second of this endpoint's pace at a time.
@@ -427,7 +472,7 @@ class Dispatcher:
         ready = self._ready.get(endpoint_id)
         if (
             ready
-            or self._held_by_endpoint.get(endpoint_id, 0) >= self.settings.per_endpoint
+            or self._held_by_endpoint.get(endpoint_id, 0) >= self._share(endpoint_id)
             or len(self._held) >= self.settings.max_in_flight
         ):
             if ready is None:
@@ -474,7 +519,7 @@ class Dispatcher:
         ready = self._ready.get(endpoint_id)
         if ready is None:
             return
-        share = self.settings.per_endpoint
+        share = self._share(endpoint_id)
         held = self._held_by_endpoint
         oldest_s = self.settings.lease_ms / 4000
         while (
@@ -520,6 +565,7 @@ class Dispatcher:
         endpoint = await self.storage.get_endpoint(None, endpoint_id)
         if endpoint is None:
             self._runtimes.pop(endpoint_id, None)
+            self._narrowed.pop(endpoint_id, None)
             return None
         secrets = await self.storage.signing_secrets(endpoint_id, int(self.clock() * 1000))
         policy = resolve_policy(endpoint.retry_policy)
@@ -545,6 +591,7 @@ class Dispatcher:
             pacing=previous.pacing if previous is not None else Pacing(),
             meter=previous.meter if previous is not None else SendRateMeter(),
             keys=previous.keys if previous is not None else {},
+            timeouts_in_a_row=previous.timeouts_in_a_row if previous is not None else 0,
         )
         self._runtimes[endpoint_id] = runtime
         return runtime
@@ -619,6 +666,7 @@ class Dispatcher:
         )
         runtime.meter.sent(now_ms)
         result = await self._send(request, runtime)
+        self._note_timeouts(runtime, result)
         finished = self.clock()
         finished_ms = int(finished * 1000)
         attempt_number = item.attempt_count + 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +17,13 @@ import pytest
 
 from postback.core.errors import PostbackError
 from postback.core.model import Account, DeliveryState, Endpoint
-from postback.core.outcome import AttemptResult, Outcome
+from postback.core.outcome import AttemptResult, FailureKind, Outcome
 from postback.core.wire import EndpointCreate
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
 from postback.ingest import MessageSubmission, Services
 from postback.receiver import verify
 from postback.store import Storage, open_storage
-from postback.transports.mock import MockTransport, respond
+from postback.transports.mock import MockTransport, fail, respond
 from tests.support.payloads import mo_text
 from tests.support.service import wait_until
 
@@ -278,3 +278,98 @@ async def test_a_record_the_store_refuses_holds_up_no_other(rig: Rig, tmp_path: 
         (None, "the attempt's result could not be stored"),
         ("ok", None),
     ]
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    async def check() -> bool:
+        return predicate()
+
+    await wait_until(check)
+
+
+class HeldAnswers:
+    """An endpoint that holds every request until told how to answer: counts the most
+    requests it held at once."""
+
+    def __init__(self) -> None:
+        self.holding = 0
+        self.most = 0
+        self.answer: asyncio.Future[AttemptResult] = asyncio.get_running_loop().create_future()
+
+    async def __call__(self, _request: object) -> AttemptResult:
+        self.holding += 1
+        self.most = max(self.most, self.holding)
+        try:
+            return await asyncio.shield(self.answer)
+        finally:
+            self.holding -= 1
+
+
+async def test_an_endpoint_that_keeps_timing_out_gets_a_narrow_share_until_it_answers(
+    rig: Rig,
+) -> None:
+    """Each attempt to a hanging endpoint holds a slot for its whole timeout: after three
+    timeouts in a row it may hold only ``narrow_share`` (4) at once instead of its share (32),
+    and its first answer gives the full share back."""
+    settings = rig.dispatcher.settings
+    assert (settings.narrow_after_timeouts, settings.narrow_share) == (3, 4)
+
+    async def submit(count: int) -> None:
+        await rig.services.messages.submit(
+            rig.account.id,
+            [
+                MessageSubmission(event_type="mo_text", payload=msgspec.json.encode(mo_text("x")))
+                for _ in range(count)
+            ],
+        )
+
+    rig.transport.handler = lambda _request: fail(FailureKind.TIMEOUT)
+    await submit(3)
+    await asyncio.wait_for(rig.transport.wait_for_requests(3), 10)
+
+    held = HeldAnswers()
+    rig.transport.handler = held
+    await submit(40)
+    await until(lambda: held.holding == 4)
+    await asyncio.sleep(0.2)  # room for more to start, were the share not narrowed
+    assert held.most == 4
+    held.answer.set_result(respond(200))  # it answers: the four finish delivered
+    await until(lambda: held.holding == 0 and len(rig.transport.requests) == 3 + 40)
+
+    wide = HeldAnswers()
+    rig.transport.handler = wide
+    await submit(40)
+    await until(lambda: wide.holding == settings.per_endpoint)
+    assert wide.most == settings.per_endpoint
+    wide.answer.set_result(respond(200))
+
+
+async def test_narrowing_hands_back_what_waited_ready_beyond_the_narrow_share(rig: Rig) -> None:
+    """Deliveries leased ahead at the full share (here 8, behind 32 in flight) would wait in
+    memory behind four slots: those past the narrow share are handed back and taken again
+    within it. None is sent twice, none is lost, and never more than four are in flight."""
+    first = HeldAnswers()
+    rig.transport.handler = first
+    results = await rig.services.messages.submit(
+        rig.account.id,
+        [
+            MessageSubmission(event_type="mo_text", payload=msgspec.json.encode(mo_text("x")))
+            for _ in range(40)
+        ],
+    )
+    await until(lambda: first.holding == 32)  # the other 8 wait ready, leased
+    then = HeldAnswers()
+    rig.transport.handler = then
+    first.answer.set_result(fail(FailureKind.TIMEOUT))  # 32 timeouts: narrowed to 4
+    await until(lambda: then.holding == 4)
+    await asyncio.sleep(0.2)
+    assert then.most == 4
+    then.answer.set_result(respond(200))
+    await until(lambda: len(rig.transport.requests) == 40)
+    await asyncio.sleep(0.2)
+    sent = [r.message_id for r in rig.transport.requests]
+    assert len(sent) == 40 and sorted(sent) == sorted(r.message_id for r in results)
+    delivered = await rig.services.deliveries.page(
+        rig.account.id, state=DeliveryState.DELIVERED, limit=100
+    )
+    assert len(delivered) == 8  # the 32 that timed out wait for their retry
