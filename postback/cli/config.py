@@ -66,6 +66,8 @@ class Settings:
     per_endpoint_concurrency: int = 32
     processes: int = 1
     endpoint_prefetch: int = 512
+    hanging_endpoint_concurrency: int = 4
+    """An endpoint's share after three timeouts in a row, until it answers again."""
     """Deliveries of an endpoint kept leased and ready beyond its share (DispatcherSettings)."""
     """``serve`` processes sharing the port and the database (one Python process is one core)."""
     log_format: str = "text"
@@ -125,6 +127,9 @@ class Settings:
             per_endpoint_concurrency=_int("POSTBACK_ENDPOINT_CONCURRENCY", 32, 1, 10_000),
             processes=_int("POSTBACK_PROCESSES", 1, 1, 256),
             endpoint_prefetch=_int("POSTBACK_ENDPOINT_PREFETCH", 512, 0, 10_000),
+            hanging_endpoint_concurrency=_int(
+                "POSTBACK_HANGING_ENDPOINT_CONCURRENCY", 4, 1, 10_000
+            ),
             log_format=log_format,
             allow_networks=_networks("POSTBACK_ALLOW_NETWORKS"),
             egress_proxy=os.environ.get("POSTBACK_EGRESS_PROXY", ""),

@@ -163,6 +163,7 @@ async def run_service(
             max_in_flight=settings.max_in_flight,
             per_endpoint=settings.per_endpoint_concurrency,
             prefetch=settings.endpoint_prefetch,
+            narrow_share=settings.hanging_endpoint_concurrency,
             lease_ms=settings.lease_s * 1000,
             shutdown_timeout_s=settings.shutdown_timeout_s,
             lease_check_interval_s=min(5.0, settings.lease_s / 4),
