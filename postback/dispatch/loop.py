@@ -265,10 +265,8 @@ class Dispatcher:
         """Hand back, due now, what an endpoint has ready beyond ``keep``: leased at its
         full share, it would sit in memory (and in the process's capacity) for minutes."""
         ready = self._ready.get(endpoint_id)
-        if not ready or len(ready) <= keep:
-            return
         now_ms = int(self.clock() * 1000)
-        while len(ready) > keep:
+        while ready and len(ready) > keep:
             self._release_later(ready.pop().item.delivery_id, now_ms)
             self._ready_count -= 1
 
@@ -845,13 +843,6 @@ class Dispatcher:
             type(refusal).__name__,
         )
         for rec in records:
-            try:
-                await self.storage.record([rec])
-                continue
-            except StorageUnavailable:
-                raise
-            except StorageError:
-                pass
             plain = msgspec.structs.replace(
                 rec,
                 attempt=msgspec.structs.replace(
@@ -860,16 +851,20 @@ class Dispatcher:
                     error="the attempt's result could not be stored",
                 ),
             )
-            try:
-                await self.storage.record([plain])
-            except StorageUnavailable:
-                raise
-            except StorageError as exc:
+            for candidate in (rec, plain):
+                try:
+                    await self.storage.record([candidate])
+                    break
+                except StorageUnavailable:
+                    raise
+                except StorageError as exc:
+                    refusal = exc
+            else:
                 log.error(
                     "the store refused the attempt record of delivery %s (%s); it will be sent "
                     "again when its lease ends",
                     rec.delivery_id,
-                    type(exc).__name__,
+                    type(refusal).__name__,
                 )
 
     async def _drain(self) -> None:
