@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import msgspec
 
@@ -42,6 +43,8 @@ class EndpointLoad(msgspec.Struct, frozen=True):
     """Deliveries of this endpoint in flight anywhere in the fleet."""
     paced: bool
     """A rate limit or a 429 pause applies: its sends need slots from the shared pacing."""
+    other_holders: int = 0
+    """Other processes holding some of its deliveries (distinct lease holders)."""
 
 
 class LeaseOffer(msgspec.Struct, frozen=True):
@@ -59,24 +62,48 @@ class LeaseOffer(msgspec.Struct, frozen=True):
     """Endpoints the dispatcher has loaded: how many more it can hold for each. Others get
     none: their configuration (a rate limit, say) is not known here yet."""
     prefetch: Mapping[str, int] = {}
-    """Per endpoint, how far beyond the share the dispatcher leases ahead when it is the
-    endpoint's only holder (see ``fleet_room`` and ``reserve_size``); absent: none."""
+    """Per endpoint, how far beyond its part of the share the dispatcher leases ahead (see
+    ``fleet_room`` and ``reserve_size``); absent: none."""
+    holder: str = ""
+    """Who the leases are for (the dispatcher's holder id, stored with each lease)."""
 
 
-def fleet_room(allowance: int, prefetch: int, others: int) -> int:
-    """How many more deliveries of one endpoint a process may lease now.
+class FleetRoom(NamedTuple):
+    room: int
+    """How many more deliveries of the endpoint the process may lease now."""
+    holders: int
+    """Processes holding the endpoint's deliveries, this one included: each sends at most
+    ``part(share, holders)`` at a time."""
 
-    ``allowance`` is its room by its own count: the share plus ``prefetch``, minus what it
-    holds (in flight, or ready in memory). The share bounds what is in flight to an endpoint
-    across the fleet, and the store counts leased deliveries. A process sends at most the share
-    at a time, so when no other process holds any of the endpoint's deliveries it may lease
-    ``prefetch`` beyond it and keep them ready: the next send starts the moment a slot frees,
-    not after a claim's round trip. The others then see the endpoint full and keep away until
-    that lead is spent. When ``others`` hold some, the prefetch is off and their part is
-    subtracted, so in flight never exceeds the share."""
+
+def part(share: int, holders: int) -> int:
+    """One holder's part of an endpoint's share: in flight across the fleet stays within the
+    share, plus at most ``holders - 1`` for rounding up."""
+    return -(-share // max(holders, 1))
+
+
+def fleet_room(
+    allowance: int, reserve: int, own: int, others: int, other_holders: int, share: int
+) -> FleetRoom:
+    """How many more deliveries of one endpoint a process may lease now, and among how many
+    processes the endpoint's share is split.
+
+    ``allowance`` is the process's room by its own count: its part of the share plus its
+    ``reserve``, minus what it holds (in flight, or ready in memory); ``own`` is what the store
+    counts as in flight that is its own, ``others`` the rest, held by ``other_holders``
+    processes. The share bounds what is *sent* to an endpoint at once across the fleet, and
+    each holder sends at most its part (``part``), so each may also keep its own reserve leased
+    and ready: the next send starts the moment a slot frees, not after a claim's round trip.
+    Alone with the endpoint, a process has the whole share. A newcomer takes its part at once;
+    the holders before it learn of it at their next claim (``ClaimedDelivery.holders``) and
+    drain down to their smaller part, so for that moment in flight can pass the share by up to
+    the newcomer's part. Without a lease per holder a sole holder's reserve would count
+    against the share and keep every other process away from the endpoint for good.
+    """
     if others <= 0:
-        return allowance
-    return allowance - prefetch - others
+        return FleetRoom(allowance, 1)
+    holders = max(other_holders, 1) + 1
+    return FleetRoom(min(allowance, part(share, holders) + reserve - own), holders)
 
 
 def reserve_size(send_rate: float, share: int, most: int, lasts_s: float) -> int:
@@ -97,8 +124,9 @@ def reserve_size(send_rate: float, share: int, most: int, lasts_s: float) -> int
 
 def lease_counts(
     offer: LeaseOffer, wanted: Mapping[str, int], loads: Mapping[str, EndpointLoad]
-) -> dict[str, int]:
-    """How many of each endpoint's new deliveries are leased to the local dispatcher at once.
+) -> tuple[dict[str, int], dict[str, int]]:
+    """How many of each endpoint's new deliveries are leased to the local dispatcher at once,
+    and among how many processes each of those endpoints' share is split.
 
     Never more than ``fleet_room`` allows for what is in flight for it across the fleet, never
     for paced endpoints (their sends wait for slots), and never beyond the dispatcher's free
@@ -106,20 +134,27 @@ def lease_counts(
     in memory.
     """
     counts: dict[str, int] = {}
+    holders: dict[str, int] = {}
     total = offer.total
     for endpoint_id, n in wanted.items():
         load = loads.get(endpoint_id)
         if total <= 0 or load is None or load.paced:
             continue
-        others = max(0, load.in_flight - offer.own.get(endpoint_id, 0))
-        room = fleet_room(
-            offer.room.get(endpoint_id, 0), offer.prefetch.get(endpoint_id, 0), others
+        own = offer.own.get(endpoint_id, 0)
+        fleet = fleet_room(
+            offer.room.get(endpoint_id, 0),
+            offer.prefetch.get(endpoint_id, 0),
+            own,
+            max(0, load.in_flight - own),
+            load.other_holders,
+            offer.share,
         )
-        take = max(0, min(n, room, total))
+        take = max(0, min(n, fleet.room, total))
         if take:
             counts[endpoint_id] = take
+            holders[endpoint_id] = fleet.holders
             total -= take
-    return counts
+    return counts, holders
 
 
 def new_deliveries(

@@ -297,6 +297,9 @@ class ClaimedDelivery(msgspec.Struct, frozen=True, kw_only=True):
     message_created_at: int
     paced: bool = False
     """The endpoint has shared pacing in force (a 429 backoff) beyond its own configuration."""
+    holders: int = 1
+    """Processes holding the endpoint's deliveries when this one was leased, its own included:
+    the dispatcher sends at most its part of the endpoint's share (``core.fanout.part``)."""
 
 
 class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True):

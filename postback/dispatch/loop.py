@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import random
 import ssl
 import time
@@ -26,7 +27,7 @@ import msgspec
 
 from postback import __version__
 from postback.core import signing
-from postback.core.fanout import LeaseOffer, reserve_size
+from postback.core.fanout import LeaseOffer, part, reserve_size
 from postback.core.ids import make_id
 from postback.core.lifecycle import settle
 from postback.core.model import (
@@ -164,6 +165,12 @@ class Dispatcher:
         self._held_by_endpoint: dict[str, int] = {}
         self._narrowed: dict[str, int] = {}
         """Endpoints that keep timing out, and their narrowed share (``narrow_share``)."""
+        self.holder = make_id("hold", int(self.clock() * 1000), os.urandom(10))
+        """This dispatcher's name on the leases it holds: the store splits an endpoint's share
+        among its holders (``core.fanout.fleet_room``)."""
+        self._holders: dict[str, int] = {}
+        """Endpoints other processes also hold, and how many processes hold each (this one
+        included), as the last lease of each said: this one sends at most its part."""
         self._ready: dict[str, deque[_Ready]] = {}
         """Per endpoint, leased deliveries waiting for one of its in-flight slots (prefetch)."""
         self._ready_count = 0
@@ -222,6 +229,7 @@ class Dispatcher:
             own=self.own_in_flight(),
             room=room,
             prefetch=reserves,
+            holder=self.holder,
         )
 
     def _reserve(self, runtime: EndpointRuntime, now_ms: int) -> int:
@@ -236,8 +244,12 @@ class Dispatcher:
 
     def _share(self, endpoint_id: str) -> int:
         """An endpoint's in-flight share here: ``per_endpoint``, narrower while it keeps timing
-        out."""
-        return self._narrowed.get(endpoint_id, self.settings.per_endpoint)
+        out, and this process's part of it while other processes send to it too."""
+        share = self._narrowed.get(endpoint_id, self.settings.per_endpoint)
+        holders = self._holders.get(endpoint_id)
+        if holders is None:
+            return share
+        return min(share, part(self.settings.per_endpoint, holders))
 
     def _note_timeouts(self, runtime: EndpointRuntime, result: AttemptResult) -> None:
         """Narrow the share of an endpoint whose attempts keep timing out; widen it again at
@@ -348,6 +360,7 @@ class Dispatcher:
                             0, self.settings.per_endpoint, self.settings.prefetch, 0
                         ),
                         reserves=reserves,
+                        holder=self.holder,
                     )
                 backoff = 0.1
             except StorageUnavailable as exc:
@@ -467,6 +480,10 @@ class Dispatcher:
         leased, for the next slot the endpoint frees."""
         endpoint_id = item.endpoint_id
         self._unsettled[item.delivery_id] = endpoint_id
+        if item.holders > 1:
+            self._holders[endpoint_id] = item.holders
+        elif self._holders:
+            self._holders.pop(endpoint_id, None)
         ready = self._ready.get(endpoint_id)
         if (
             ready

@@ -168,16 +168,19 @@ class Storage(Protocol):
         own_in_flight: Mapping[str, int] | None = None,
         prefetch: int = 0,
         reserves: Mapping[str, int] | None = None,
+        holder: str = "",
     ) -> list[ClaimedDelivery]:
-        """Move up to ``limit`` due deliveries to ``delivering`` under a lease.
+        """Move up to ``limit`` due deliveries to ``delivering`` under a lease held by
+        ``holder``.
 
-        Endpoint by endpoint (those with due work, oldest first), at most ``allowance[endpoint]``
-        (else ``per_endpoint``) minus what is in flight for that endpoint across the fleet, none
-        for ``exclude_endpoints``, disabled or 429-paused ones (``own_in_flight``: the caller's
-        own share of what is in flight, already subtracted in its allowance; ``prefetch``: how
-        far beyond the share an endpoint's only holder may lease, per endpoint in ``reserves``
-        where given, see ``core.fanout.fleet_room``): the cost never grows with rows that
-        cannot be taken.
+        Endpoint by endpoint (those with due work, oldest first), as many as
+        ``core.fanout.fleet_room`` allows: ``allowance[endpoint]`` (else ``per_endpoint`` plus
+        the reserve) while no other holder has any of it in flight, else at most the caller's
+        part of the share (``per_endpoint`` split among the holders) plus its reserve
+        (``reserves[endpoint]``, else ``prefetch``), minus ``own_in_flight[endpoint]`` (the
+        caller's own part of what the store counts in flight). None for
+        ``exclude_endpoints``, disabled or 429-paused ones; each delivery carries how many
+        holders its endpoint has. The cost never grows with rows that cannot be taken.
         """
 
     async def record(self, records: list[AttemptRecord]) -> None:

@@ -25,6 +25,7 @@ from postback.core.fanout import (
     EndpointLoad,
     LeaseOffer,
     delivery_targets,
+    fleet_room,
     lease_counts,
     new_deliveries,
 )
@@ -556,7 +557,8 @@ class PostgresStorage:
             results.append(IngestResult(message_id=message.id, deliveries=shown, leased=leased))
         if columns["ids"]:
             sql, args = _bind(
-                "insert_deliveries", {"account_id": account_id, "now": now, **columns}
+                "insert_deliveries",
+                {"account_id": account_id, "now": now, "holder": plan.holder, **columns},
             )
             await conn.execute(sql, *args)
         return results
@@ -577,11 +579,21 @@ class PostgresStorage:
                     wanted[delivery.endpoint_id] = wanted.get(delivery.endpoint_id, 0) + 1
         if not wanted:
             return LeasePlan.none()
-        sql, args = _bind("endpoint_loads", {"ids": sorted(wanted), "now": now})
+        sql, args = _bind(
+            "endpoint_loads", {"ids": sorted(wanted), "now": now, "holder": lease.holder}
+        )
         rows = await conn.fetch(sql, *args)
-        loads = {r[0]: EndpointLoad(in_flight=r[2], paced=bool(r[3])) for r in rows}
+        loads = {
+            r[0]: EndpointLoad(in_flight=r[2], paced=bool(r[3]), other_holders=r[4]) for r in rows
+        }
         versions = {r[0]: r[1] for r in rows}
-        return LeasePlan(lease_counts(lease, wanted, loads), versions, now + lease.lease_ms, now)
+        return LeasePlan(
+            lease_counts(lease, wanted, loads),
+            versions,
+            now + lease.lease_ms,
+            now,
+            lease.holder,
+        )
 
     async def get_message(self, account_id: str, message_id: str) -> Message | None:
         rows = await self._fetch("get_message", {"id": message_id, "account_id": account_id})
@@ -670,6 +682,7 @@ class PostgresStorage:
         own_in_flight: Mapping[str, int] | None = None,
         prefetch: int = 0,
         reserves: Mapping[str, int] | None = None,
+        holder: str = "",
     ) -> list[ClaimedDelivery]:
         rooms = dict(allowance or {})
         own = dict(own_in_flight or {})
@@ -677,7 +690,12 @@ class PostgresStorage:
         async with self._tx() as conn:
             sql, args = _bind(
                 "claim_ready_endpoints",
-                {"now": now, "exclude": list(exclude_endpoints), "endpoints": max(limit, 64)},
+                {
+                    "now": now,
+                    "exclude": list(exclude_endpoints),
+                    "endpoints": max(limit, 64),
+                    "holder": holder,
+                },
             )
             ready = await conn.fetch(sql, *args)
             if not ready:
@@ -698,6 +716,8 @@ class PostgresStorage:
                     "now": now,
                     "limit": limit,
                     "lease_until": now + lease_ms,
+                    "share": per_endpoint,
+                    "holder": holder,
                 },
             )
             rows = await conn.fetch(sql, *args)
@@ -712,7 +732,17 @@ class PostgresStorage:
                 for r in ready
                 if len(rows) < limit
                 and taken.get(r[0], 0)
-                < room_left.get(r[0], asked[r[0]] - max(0, r[2] - own.get(r[0], 0)))
+                < room_left.get(
+                    r[0],
+                    fleet_room(
+                        asked[r[0]],
+                        reserve[r[0]],
+                        own.get(r[0], 0),
+                        max(0, r[2] - own.get(r[0], 0)),
+                        r[3],
+                        per_endpoint,
+                    ).room,
+                )
             ]
             if short:
                 sql, args = _bind(
@@ -733,6 +763,7 @@ class PostgresStorage:
                 message_created_at=r[8],
                 endpoint_updated_at=r[9],
                 paced=r[10],
+                holders=r[12],
             )
             for r in rows
         ]

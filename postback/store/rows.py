@@ -272,16 +272,23 @@ class LeasePlan:
     ``core.fanout.lease_counts``), and the ClaimedDelivery handed to the dispatcher for each."""
 
     def __init__(
-        self, counts: dict[str, int], versions: dict[str, int], lease_until: int, now: int
+        self,
+        counts: tuple[dict[str, int], dict[str, int]],
+        versions: dict[str, int],
+        lease_until: int,
+        now: int,
+        holder: str = "",
     ) -> None:
-        self.counts = counts
+        self.counts, self.holders = counts
         self.versions = versions
         self.lease_until = lease_until
         self.now = now
+        self.holder = holder
+        """Stored with each lease this plan makes (``LeaseOffer.holder``)."""
 
     @classmethod
     def none(cls) -> LeasePlan:
-        return cls({}, {}, 0, 0)
+        return cls(({}, {}), {}, 0, 0)
 
     def take(self, message: NewMessage, delivery: Delivery) -> ClaimedDelivery | None:
         left = self.counts.get(delivery.endpoint_id, 0)
@@ -299,6 +306,7 @@ class LeasePlan:
             event_type=message.event_type,
             payload=message.payload,
             message_created_at=self.now,
+            holders=self.holders.get(delivery.endpoint_id, 1),
         )
 
 

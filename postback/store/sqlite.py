@@ -296,13 +296,13 @@ _DeliveryRow = tuple[str, str, str, str, str | None, str, int | None]
 
 
 def _insert_deliveries(
-    conn: sqlite3.Connection, account_id: str, now: int, rows: list[_DeliveryRow]
+    conn: sqlite3.Connection, account_id: str, now: int, rows: list[_DeliveryRow], holder: str
 ) -> None:
     _insert_set(
         conn,
         ("insert_deliveries", "insert_delivery"),
         _set_rows(rows),
-        {"account_id": account_id, "created_at": now},
+        {"account_id": account_id, "created_at": now, "holder": holder},
         (
             {
                 "id": r[0],
@@ -730,7 +730,7 @@ class SQLiteStorage:
                     )
                     if claimed is not None:
                         leased_by_message.setdefault(message.id, []).append(claimed)
-            _insert_deliveries(conn, account_id, now, delivery_rows)
+            _insert_deliveries(conn, account_id, now, delivery_rows, plan.holder)
             return [
                 msgspec.structs.replace(
                     r,
@@ -767,12 +767,21 @@ class SQLiteStorage:
         if not wanted:
             return LeasePlan.none()
         found = conn.execute(
-            _Q["endpoint_loads"], {"ids": json.dumps(list(wanted)), "now": now}
+            _Q["endpoint_loads"],
+            {"ids": json.dumps(list(wanted)), "now": now, "holder": lease.holder},
         ).fetchone()[0]
         rows = msgspec.json.decode(found)
-        loads = {r[0]: EndpointLoad(in_flight=r[2], paced=bool(r[3])) for r in rows}
+        loads = {
+            r[0]: EndpointLoad(in_flight=r[2], paced=bool(r[3]), other_holders=r[4]) for r in rows
+        }
         versions = {r[0]: r[1] for r in rows}
-        return LeasePlan(lease_counts(lease, wanted, loads), versions, now + lease.lease_ms, now)
+        return LeasePlan(
+            lease_counts(lease, wanted, loads),
+            versions,
+            now + lease.lease_ms,
+            now,
+            lease.holder,
+        )
 
     async def get_message(self, account_id: str, message_id: str) -> Message | None:
         def read(conn: sqlite3.Connection) -> Message | None:
@@ -868,6 +877,7 @@ class SQLiteStorage:
         own_in_flight: Mapping[str, int] | None = None,
         prefetch: int = 0,
         reserves: Mapping[str, int] | None = None,
+        holder: str = "",
     ) -> list[ClaimedDelivery]:
         rooms = dict(allowance or {})
         own = dict(own_in_flight or {})
@@ -877,18 +887,24 @@ class SQLiteStorage:
         def write(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
             found = conn.execute(
                 _Q["claim_ready_endpoints"],
-                {"now": now, "exclude": exclude, "endpoints": max(limit, 64)},
+                {"now": now, "exclude": exclude, "endpoints": max(limit, 64), "holder": holder},
             ).fetchone()[0]
-            ready: list[tuple[str, int]] = msgspec.json.decode(found)
+            ready: list[tuple[str, int, int]] = msgspec.json.decode(found)
             rows: list[Any] = []
-            for endpoint_id, in_flight in ready:
+            holders: dict[str, int] = {}
+            for endpoint_id, in_flight, other_holders in ready:
                 if len(rows) >= limit:
                     break
-                others = max(0, in_flight - own.get(endpoint_id, 0))
+                mine = own.get(endpoint_id, 0)
                 reserve = ahead.get(endpoint_id, prefetch)
-                allowed = rooms.get(endpoint_id, per_endpoint + reserve)
-                room = min(fleet_room(allowed, reserve, others), per_endpoint + reserve)
-                room = min(room, limit - len(rows))
+                allowed = min(
+                    rooms.get(endpoint_id, per_endpoint + reserve), per_endpoint + reserve
+                )
+                fleet = fleet_room(
+                    allowed, reserve, mine, max(0, in_flight - mine), other_holders, per_endpoint
+                )
+                holders[endpoint_id] = fleet.holders
+                room = min(fleet.room, limit - len(rows))
                 if room <= 0:
                     continue
                 picked = conn.execute(
@@ -898,7 +914,12 @@ class SQLiteStorage:
                 if taken:
                     conn.execute(
                         _Q["lease_deliveries"],
-                        {"rows": picked, "now": now, "lease_until": now + lease_ms},
+                        {
+                            "rows": picked,
+                            "now": now,
+                            "lease_until": now + lease_ms,
+                            "holder": holder,
+                        },
                     )
                 rows.extend(taken)
                 if len(taken) < room:
@@ -928,6 +949,7 @@ class SQLiteStorage:
                     payload=bytes.fromhex(payloads[r[1]][2]),
                     message_created_at=payloads[r[1]][3],
                     paced=r[3] in paced,
+                    holders=holders[r[3]],
                 )
                 for r in rows
             ]

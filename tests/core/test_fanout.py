@@ -8,6 +8,7 @@ from postback.core.fanout import (
     delivery_targets,
     fleet_room,
     lease_counts,
+    part,
     reserve_size,
 )
 from postback.core.model import NewMessage
@@ -35,15 +36,33 @@ def test_fanout_adds_the_callback_url_once() -> None:
     assert delivery_targets(message("ep_cb", fanout=True), ["ep_cb", "ep_a"]) == ["ep_cb", "ep_a"]
 
 
-def test_an_endpoints_only_holder_may_lease_its_prefetch_beyond_the_share() -> None:
-    # Share 4, prefetch 3; the holder holds 2: by its own count 5 more.
-    assert fleet_room(5, 3, 0) == 5
-    # Another process holds 1: no lead beyond the share, and its delivery counts.
-    assert fleet_room(5, 3, 1) == 1
-    assert fleet_room(5, 3, 4) <= 0
+def test_an_endpoints_only_holder_has_the_whole_share_and_its_reserve() -> None:
+    # Share 4, reserve 3; the holder holds 2: by its own count 5 more.
+    assert fleet_room(5, 3, 2, 0, 0, 4) == (5, 1)
 
 
-def test_the_fast_path_leases_ahead_only_when_no_one_else_holds_the_endpoint() -> None:
+def test_holders_split_the_share_and_each_keeps_its_own_reserve() -> None:
+    # Another process holds 9 (its share and a reserve): a newcomer gets its part, 4 of 8, and
+    # its reserve of 3; it is not kept away by the other's lead.
+    assert fleet_room(11, 3, 0, 9, 1, 8) == (7, 2)
+    # Holding 5 of its own already: 2 more.
+    assert fleet_room(6, 3, 5, 9, 1, 8) == (2, 2)
+    # Three holders of a share of 8: ceil(8 / 3) = 3 each, plus the reserve.
+    assert fleet_room(11, 3, 0, 9, 2, 8) == (6, 3)
+    # The caller's own count is the tighter bound (a narrowed share, say): it holds.
+    assert fleet_room(1, 3, 0, 9, 1, 8) == (1, 2)
+    # Others counted in flight but no holder named (leases made before holders were stored).
+    assert fleet_room(11, 3, 0, 2, 0, 8) == (7, 2)
+
+
+def test_a_holders_part_rounds_up_within_one_per_holder() -> None:
+    assert [part(32, k) for k in (1, 2, 3, 5, 32, 40)] == [32, 16, 11, 7, 1, 1]
+    for share in range(1, 40):
+        for holders in range(1, 9):
+            assert share <= part(share, holders) * holders < share + holders
+
+
+def test_the_fast_path_takes_the_whole_share_alone_and_its_part_beside_others() -> None:
     offer = LeaseOffer(
         lease_ms=1000,
         total=100,
@@ -51,12 +70,17 @@ def test_the_fast_path_leases_ahead_only_when_no_one_else_holds_the_endpoint() -
         own={"ep_a": 2},
         room={"ep_a": 5, "ep_b": 7},
         prefetch={"ep_a": 3, "ep_b": 3},
+        holder="hold_me",
     )
     loads = {
         "ep_a": EndpointLoad(in_flight=2, paced=False),  # all of it this dispatcher's own
-        "ep_b": EndpointLoad(in_flight=3, paced=False),  # held by another process
+        # held by one other process: a part of 2 and the reserve of 3
+        "ep_b": EndpointLoad(in_flight=3, paced=False, other_holders=1),
+        "ep_c": EndpointLoad(in_flight=0, paced=True),  # paced: the claim path
     }
-    assert lease_counts(offer, {"ep_a": 50, "ep_b": 50}, loads) == {"ep_a": 5, "ep_b": 1}
+    counts, holders = lease_counts(offer, {"ep_a": 50, "ep_b": 50, "ep_c": 5}, loads)
+    assert counts == {"ep_a": 5, "ep_b": 5}
+    assert holders == {"ep_a": 1, "ep_b": 2}
 
 
 def test_a_reserve_lasts_its_time_at_the_endpoints_rate_within_bounds() -> None:

@@ -462,12 +462,15 @@ class StorageContract:
         )
         only_b = await storage.claim(T0, 10, 1000, exclude_endpoints=[a.id])
         assert {c.endpoint_id for c in only_b} == {b.id} and len(only_b) == 5
-        capped = await storage.claim(T0, 10, 1000, allowance={a.id: 2}, per_endpoint=3)
+        capped = await storage.claim(
+            T0, 10, 1000, allowance={a.id: 2}, per_endpoint=3, holder="w1"
+        )
         assert len(capped) == 2 and {c.endpoint_id for c in capped} == {a.id}
-        # The share counts what is in flight for the endpoint (fleet-wide): a has 2 already.
-        assert await storage.claim(T0, 10, 1000, per_endpoint=2) == []
-        rest = await storage.claim(T0, 10, 1000, per_endpoint=3)
-        assert len(rest) == 1 and rest[0].endpoint_id == a.id
+        assert {c.holders for c in capped} == {1}
+        # The share holds fleet-wide: w1 has 2 of a's share of 3 in flight, so a second
+        # holder gets its part, ceil(3 / 2) = 2, and learns that a has two holders.
+        rest = await storage.claim(T0, 10, 1000, per_endpoint=3, holder="w2")
+        assert len(rest) == 2 and {(c.endpoint_id, c.holders) for c in rest} == {(a.id, 2)}
 
     async def test_share_holds_across_claimers_and_due_time_follows_work(
         self, storage: Storage
@@ -476,9 +479,22 @@ class StorageContract:
         ep = await endpoint(storage, acct.id)
         await storage.ingest(acct.id, [message() for _ in range(10)], T0, WINDOW)
         assert await storage.next_due_at() == T0
-        first = await storage.claim(T0, 100, 60_000, per_endpoint=4)
-        second = await storage.claim(T0, 100, 60_000, per_endpoint=4)  # another worker
-        assert len(first) == 4 and second == []
+        first = await storage.claim(T0, 100, 60_000, per_endpoint=4, holder="w1")
+        # Another worker takes its part of the share, ceil(4 / 2) = 2, and no more.
+        second = await storage.claim(T0, 100, 60_000, per_endpoint=4, holder="w2")
+        assert len(first) == 4 and len(second) == 2
+        assert {c.holders for c in second} == {2}
+        # A third: ceil(4 / 3) = 2. Until the first learns of the others at its next claim, in
+        # flight may pass the share by the newcomers' parts (see core.fanout.fleet_room).
+        third = await storage.claim(T0, 100, 60_000, per_endpoint=4, holder="w3")
+        assert len(third) == 2 and {c.holders for c in third} == {3}
+        # The first, holding its 4, has no room for more: its part is 2 now.
+        own = {ep.id: 4}
+        assert (
+            await storage.claim(T0, 100, 60_000, per_endpoint=4, own_in_flight=own, holder="w1")
+            == []
+        )
+        await storage.record([_delivered(c.delivery_id, T0) for c in second + third])
         assert await storage.next_due_at(exclude_endpoints=[ep.id]) is None
         # A retry scheduled for later makes the endpoint due then, not now.
         await storage.record(
@@ -503,41 +519,46 @@ class StorageContract:
             ]
         )
         rest = await storage.claim(T0 + 2, 100, 60_000, per_endpoint=100)
-        assert len(rest) == 6
+        assert len(rest) == 2
         assert await storage.claim(T0 + 3, 100, 60_000, per_endpoint=100) == []
         assert await storage.next_due_at() == T0 + 10**9
         later = await storage.claim(T0 + 10**9, 100, 60_000, per_endpoint=100)
         assert sorted(c.delivery_id for c in later) == sorted(c.delivery_id for c in first)
 
-    async def test_prefetch_leases_ahead_only_for_an_endpoints_only_holder(
+    async def test_each_holder_leases_its_reserve_beyond_its_part_of_the_share(
         self, storage: Storage
     ) -> None:
         acct = await account(storage)
         ep = await endpoint(storage, acct.id)
-        await storage.ingest(acct.id, [message() for _ in range(20)], T0, WINDOW)
+        await storage.ingest(acct.id, [message() for _ in range(30)], T0, WINDOW)
         # Alone with the endpoint: its share (4) and the prefetch (3) beyond it.
-        first = await storage.claim(T0, 100, 60_000, per_endpoint=4, prefetch=3)
-        assert len(first) == 7
-        # Another worker finds the endpoint full: the holder's lead counts against the share.
-        assert await storage.claim(T0, 100, 60_000, per_endpoint=4, prefetch=3) == []
-        # The holder itself, holding all 7, has no room left by its own count.
-        mine = {ep.id: 7}
-        assert (
-            await storage.claim(
-                T0,
-                100,
-                60_000,
-                per_endpoint=4,
-                prefetch=3,
-                own_in_flight=mine,
-                allowance={ep.id: 0},
-            )
-            == []
+        first = await storage.claim(T0, 100, 60_000, per_endpoint=4, prefetch=3, holder="w1")
+        assert len(first) == 7 and {c.holders for c in first} == {1}
+        # Another worker is not kept away by the first one's lead: it gets its part of the
+        # share, ceil(4 / 2) = 2, and its own prefetch beyond it.
+        second = await storage.claim(T0, 100, 60_000, per_endpoint=4, prefetch=3, holder="w2")
+        assert len(second) == 5 and {c.holders for c in second} == {2}
+        # The first, holding 3 of its 7 after 4 were sent, now tops up to its part and lead.
+        await storage.record([_delivered(c.delivery_id, T0 + 1) for c in first[:4]])
+        mine = {ep.id: 3}
+        again = await storage.claim(
+            T0 + 2, 100, 60_000, per_endpoint=4, prefetch=3, own_in_flight=mine, holder="w1"
         )
-        await storage.record([_delivered(c.delivery_id, T0 + 1) for c in first[:5]])
-        # Two still held by the first worker: a second gets the share minus those, no prefetch.
-        second = await storage.claim(T0 + 2, 100, 60_000, per_endpoint=4, prefetch=3)
-        assert len(second) == 2
+        assert len(again) == 2 and {c.holders for c in again} == {2}
+        # Once the second holds nothing, the first has the whole share again (holding 5 of
+        # its 4 + 3: its own count allows 2 more).
+        await storage.record([_delivered(c.delivery_id, T0 + 3) for c in second])
+        alone = await storage.claim(
+            T0 + 4,
+            100,
+            60_000,
+            per_endpoint=4,
+            prefetch=3,
+            own_in_flight={ep.id: 5},
+            allowance={ep.id: 2},
+            holder="w1",
+        )
+        assert len(alone) == 2 and {c.holders for c in alone} == {1}
 
     async def test_each_endpoint_leases_ahead_by_its_own_reserve(self, storage: Storage) -> None:
         acct = await account(storage)
@@ -545,19 +566,18 @@ class StorageContract:
         slow = await endpoint(storage, acct.id)
         await storage.ingest(acct.id, [message() for _ in range(20)], T0, WINDOW)
         reserves = {fast.id: 5, slow.id: 1}
-        first = await storage.claim(T0, 100, 60_000, per_endpoint=2, prefetch=3, reserves=reserves)
+        first = await storage.claim(
+            T0, 100, 60_000, per_endpoint=2, prefetch=3, reserves=reserves, holder="w1"
+        )
         taken = {ep: sum(1 for c in first if c.endpoint_id == ep) for ep in (fast.id, slow.id)}
         assert taken == {fast.id: 7, slow.id: 3}
-        # Another worker: both full, the holder's lead counts against the share.
-        assert await storage.claim(T0, 100, 60_000, per_endpoint=2, prefetch=3) == []
-        fast_ones = [c for c in first if c.endpoint_id == fast.id]
-        await storage.record([_delivered(c.delivery_id, T0 + 1) for c in fast_ones[:6]])
-        # One of the fast endpoint's still held by the first worker: a second gets the share
-        # minus that one, and no lead of its own whatever reserve it asks for.
+        # Another worker: its part of each share, ceil(2 / 2) = 1, and its own reserves.
+        # (the slow one, not in its reserves, gets the prefetch).
         second = await storage.claim(
-            T0 + 2, 100, 60_000, per_endpoint=2, prefetch=3, reserves={fast.id: 50}
+            T0, 100, 60_000, per_endpoint=2, prefetch=3, reserves={fast.id: 5}, holder="w2"
         )
-        assert [c.endpoint_id for c in second] == [fast.id]
+        taken = {ep: sum(1 for c in second if c.endpoint_id == ep) for ep in (fast.id, slow.id)}
+        assert taken == {fast.id: 6, slow.id: 4}
 
     async def test_renewed_leases_outlive_their_first_term(self, storage: Storage) -> None:
         acct = await account(storage)
@@ -587,9 +607,16 @@ class StorageContract:
         # Only endpoints the dispatcher knows, only up to its room: the rest wait for claims.
         assert len(leased) == 3 and {c.endpoint_id for c in leased} == {known.id}
         assert all(c.payload == b'{"n":1}' and c.attempt_count == 0 for c in leased)
-        claimed = await storage.claim(T0, 100, 60_000, per_endpoint=3)
+        # The same dispatcher's claim: what it leased at ingest is its own, its room is spent.
+        claimed = await storage.claim(
+            T0, 100, 60_000, per_endpoint=3, own_in_flight={known.id: 3}, allowance={known.id: 0}
+        )
         assert sorted(c.endpoint_id for c in claimed) == [unknown.id] * 3
-        assert await storage.claim(T0, 100, 60_000, per_endpoint=5) != []
+        # Another process: its part of the known endpoint's share, ceil(5 / 2) = 3, of the 2 left.
+        other = await storage.claim(T0, 100, 60_000, per_endpoint=5, holder="w2")
+        assert [(c.endpoint_id, c.holders) for c in other if c.endpoint_id == known.id] == [
+            (known.id, 2)
+        ] * 2
 
     async def test_record_settles_and_keeps_attempts(self, storage: Storage) -> None:
         acct = await account(storage)

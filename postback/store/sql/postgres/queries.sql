@@ -149,11 +149,13 @@ FROM unnest(:ids::text[], :event_types::text[], :payloads::bytea[], :keys::text[
      AS m(id, event_type, payload, key);
 
 -- name: insert_deliveries
--- state 'delivering' with a lease: handed straight to the local dispatcher (the fast path).
+-- state 'delivering' with a lease: handed straight to the local dispatcher (the fast path),
+-- whose holder id is :holder.
 INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
-                        next_attempt_at, lease_until, created_at, updated_at, ordering_key)
+                        next_attempt_at, lease_until, created_at, updated_at, ordering_key,
+                        lease_holder)
 SELECT id, message_id, :account_id, endpoint_id, event_type, state, :now, lease_until, :now,
-       :now, ordering_key
+       :now, ordering_key, CASE WHEN state = 'delivering' THEN :holder::text END
 FROM unnest(:ids::text[], :message_ids::text[], :endpoint_ids::text[], :event_types::text[],
             :ordering_keys::text[], :states::text[], :lease_untils::bigint[])
      AS d(id, message_id, endpoint_id, event_type, ordering_key, state, lease_until);
@@ -188,10 +190,14 @@ ORDER BY a.id LIMIT :limit;
 -- deliveries of endpoints it skips. Claimers serialize per endpoint on a transaction advisory
 -- lock taken without waiting (another claimer has it: skip), so the in-flight share counted
 -- next holds across the fleet.
-SELECT w.endpoint_id, w.version,
-       (SELECT count(*) FROM deliveries x
-        WHERE x.endpoint_id = w.endpoint_id AND x.state = 'delivering') AS in_flight
+SELECT w.endpoint_id, w.version, f.in_flight, f.other_holders
 FROM endpoint_work w
+CROSS JOIN LATERAL (
+    SELECT count(*) AS in_flight,
+           count(DISTINCT x.lease_holder) FILTER (WHERE x.lease_holder <> :holder::text)
+               AS other_holders
+    FROM deliveries x WHERE x.endpoint_id = w.endpoint_id AND x.state = 'delivering'
+) AS f
 JOIN endpoints e ON e.id = w.endpoint_id AND NOT e.disabled AND NOT e.deleted
 WHERE w.due_at <= :now AND NOT (w.endpoint_id = ANY(:exclude::text[]))
   AND NOT EXISTS (SELECT 1 FROM endpoint_pacing p
@@ -204,22 +210,26 @@ LIMIT :endpoints;
 -- Each ready endpoint's oldest due deliveries from its own index range, at most its share
 -- minus what is in flight for it anywhere; SKIP LOCKED never waits on another transaction.
 WITH ask AS (
-    -- :rooms is the caller's allowance by its own count (the share plus the endpoint's
-    -- :prefetches, minus what it holds); :owns, its deliveries the count below includes. The
-    -- rest is the others'. With none held elsewhere, the holder may lease its prefetch beyond
-    -- the share (fleet_room in core/fanout.py): it sends at most the share at a time, and the
-    -- others keep away.
+    -- :rooms is the caller's allowance by its own count (its part of the share plus the
+    -- endpoint's :prefetches, minus what it holds); :owns, its deliveries the count below
+    -- includes. The rest is the others'. With none held elsewhere the caller has the whole
+    -- share; else at most its part of :share split among the holders, plus its own reserve
+    -- (fleet_room in core/fanout.py).
     SELECT a.endpoint_id,
-           CASE WHEN o.others = 0 THEN a.room ELSE a.room - a.prefetch - o.others END AS room
+           CASE WHEN o.others = 0 THEN a.room
+                ELSE least(a.room, (:share::int + o.holders - 1) / o.holders + a.prefetch - a.own)
+           END AS room,
+           CASE WHEN o.others = 0 THEN 1 ELSE o.holders END AS holders
     FROM unnest(:endpoint_ids::text[], :rooms::int[], :owns::int[], :prefetches::int[])
          AS a(endpoint_id, room, own, prefetch)
     CROSS JOIN LATERAL (
-        SELECT greatest(0, (SELECT count(*) FROM deliveries x
-                            WHERE x.endpoint_id = a.endpoint_id AND x.state = 'delivering')
-                           - a.own) AS others
+        SELECT greatest(0, count(*) - a.own) AS others,
+               greatest(1, count(DISTINCT x.lease_holder)
+                               FILTER (WHERE x.lease_holder <> :holder::text)) + 1 AS holders
+        FROM deliveries x WHERE x.endpoint_id = a.endpoint_id AND x.state = 'delivering'
     ) AS o
 ), picked AS (
-    SELECT d.id, d.next_attempt_at, ask.room FROM ask
+    SELECT d.id, d.next_attempt_at, ask.room, ask.holders FROM ask
     CROSS JOIN LATERAL (
         SELECT id, next_attempt_at FROM deliveries
         WHERE endpoint_id = ask.endpoint_id AND state = 'pending' AND next_attempt_at <= :now
@@ -238,14 +248,15 @@ WITH ask AS (
     ORDER BY d.next_attempt_at
     LIMIT :limit
 )
-UPDATE deliveries d SET state = 'delivering', lease_until = :lease_until, updated_at = :now
+UPDATE deliveries d SET state = 'delivering', lease_until = :lease_until, updated_at = :now,
+                       lease_holder = :holder::text
 FROM picked, messages m, endpoints e
 WHERE d.id = picked.id AND m.id = d.message_id AND e.id = d.endpoint_id
 RETURNING d.id, d.message_id, d.account_id, d.endpoint_id, d.attempt_count, d.schedule_base,
           m.event_type, m.payload, m.created_at, e.updated_at,
           coalesce((SELECT p.current_rate IS NOT NULL OR p.paused_until > :now
                     FROM endpoint_pacing p WHERE p.endpoint_id = d.endpoint_id), false),
-          picked.room;
+          picked.room, picked.holders;
 
 -- name: settle_endpoint_work
 -- After a claim took less than it could: the endpoint is due again at its next pending
@@ -259,12 +270,15 @@ WHERE w.endpoint_id = s.endpoint_id AND w.version = s.version;
 
 -- name: endpoint_loads
 -- For the fast path at ingest: in-flight count and pacing of the endpoints a batch targets;
--- an endpoint another transaction is claiming (advisory lock taken) counts as paced.
+-- an endpoint another transaction is claiming (advisory lock taken) counts as paced. Also how
+-- many other holders (not :holder) hold each.
 SELECT e.id, e.updated_at,
        (SELECT count(*) FROM deliveries x WHERE x.endpoint_id = e.id AND x.state = 'delivering'),
        EXISTS (SELECT 1 FROM endpoint_pacing p WHERE p.endpoint_id = e.id
                AND (p.current_rate IS NOT NULL OR p.paused_until > :now))
-       OR NOT pg_try_advisory_xact_lock(7460, hashtext(e.id))
+       OR NOT pg_try_advisory_xact_lock(7460, hashtext(e.id)),
+       (SELECT count(DISTINCT x.lease_holder) FROM deliveries x
+        WHERE x.endpoint_id = e.id AND x.state = 'delivering' AND x.lease_holder <> :holder::text)
 FROM endpoints e
 WHERE e.id = ANY(:ids::text[]) AND NOT e.disabled AND NOT e.deleted
 ORDER BY e.id;

@@ -134,18 +134,23 @@ FROM json_each(:rows);
 
 -- name: insert_deliveries
 -- As insert_messages: [id, message_id, endpoint_id, event_type, ordering_key, state, lease_until].
+-- A leased one (the fast path) is :holder's.
 INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
-                        next_attempt_at, lease_until, created_at, updated_at, ordering_key)
+                        next_attempt_at, lease_until, created_at, updated_at, ordering_key,
+                        lease_holder)
 SELECT value->>0, value->>1, :account_id, value->>2, value->>3, value->>5,
-       :created_at, value->>6, :created_at, :created_at, value->>4
+       :created_at, value->>6, :created_at, :created_at, value->>4,
+       CASE WHEN value->>5 = 'delivering' THEN :holder END
 FROM json_each(:rows);
 
 -- name: insert_delivery
 -- state 'delivering' with a lease: handed straight to the local dispatcher (the fast path).
 INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
-                        next_attempt_at, lease_until, created_at, updated_at, ordering_key)
+                        next_attempt_at, lease_until, created_at, updated_at, ordering_key,
+                        lease_holder)
 VALUES (:id, :message_id, :account_id, :endpoint_id, :event_type, :state,
-        :created_at, :lease_until, :created_at, :created_at, :ordering_key);
+        :created_at, :lease_until, :created_at, :created_at, :ordering_key,
+        CASE WHEN :state = 'delivering' THEN :holder END);
 
 -- name: get_message
 SELECT id, account_id, event_type, payload, idempotency_key, created_at FROM messages
@@ -171,13 +176,17 @@ ORDER BY a.id LIMIT :limit;
 -- name: claim_ready_endpoints
 -- Endpoints with due work that may be sent to now (not disabled, deleted, paused by a 429 or
 -- excluded by the dispatcher), oldest due first, with what is in flight for each across the
--- fleet. Reads one row per endpoint, never the deliveries of endpoints it skips. Returned as
--- one JSON row of [endpoint_id, in_flight] (one step: see pick_endpoint_due).
-SELECT json_group_array(json_array(endpoint_id, in_flight))
+-- fleet and how many other holders (not :holder) hold it. Reads one row per endpoint, never the
+-- deliveries of endpoints it skips. Returned as one JSON row of
+-- [endpoint_id, in_flight, other_holders] (one step: see pick_endpoint_due).
+SELECT json_group_array(json_array(endpoint_id, in_flight, other_holders))
 FROM (
     SELECT w.endpoint_id,
            (SELECT count(*) FROM deliveries x
-            WHERE x.endpoint_id = w.endpoint_id AND x.state = 'delivering') AS in_flight
+            WHERE x.endpoint_id = w.endpoint_id AND x.state = 'delivering') AS in_flight,
+           (SELECT count(DISTINCT x.lease_holder) FROM deliveries x
+            WHERE x.endpoint_id = w.endpoint_id AND x.state = 'delivering'
+              AND x.lease_holder <> :holder) AS other_holders
     FROM endpoint_work w
     JOIN endpoints e ON e.id = w.endpoint_id AND e.disabled = 0 AND e.deleted = 0
     WHERE w.due_at <= :now
@@ -211,7 +220,8 @@ FROM (
 
 -- name: lease_deliveries
 -- :rows as pick_endpoint_due returned them.
-UPDATE deliveries SET state = 'delivering', lease_until = :lease_until, updated_at = :now
+UPDATE deliveries SET state = 'delivering', lease_until = :lease_until, updated_at = :now,
+                      lease_holder = :holder
 WHERE id IN (SELECT value->>0 FROM json_each(:rows)) AND state = 'pending';
 
 -- name: settle_endpoint_work
@@ -224,12 +234,15 @@ WHERE endpoint_id = :endpoint_id;
 
 -- name: endpoint_loads
 -- For the fast path at ingest: version, in-flight count and pacing of the endpoints a batch
--- targets, as one JSON row of [id, updated_at, in_flight, paced] (one step: see _set_rows).
+-- targets, and how many other holders (not :holder) hold each, as one JSON row of
+-- [id, updated_at, in_flight, paced, other_holders] (one step: see _set_rows).
 SELECT json_group_array(json_array(
        e.id, e.updated_at,
        (SELECT count(*) FROM deliveries x WHERE x.endpoint_id = e.id AND x.state = 'delivering'),
        EXISTS (SELECT 1 FROM endpoint_pacing p WHERE p.endpoint_id = e.id
-               AND (p.current_rate IS NOT NULL OR p.paused_until > :now))))
+               AND (p.current_rate IS NOT NULL OR p.paused_until > :now)),
+       (SELECT count(DISTINCT x.lease_holder) FROM deliveries x
+        WHERE x.endpoint_id = e.id AND x.state = 'delivering' AND x.lease_holder <> :holder)))
 FROM endpoints e
 WHERE e.id IN (SELECT value FROM json_each(:ids)) AND e.disabled = 0 AND e.deleted = 0;
 
