@@ -14,7 +14,7 @@ from postback.core.wire import EndpointCreate
 from tests.fleet.conftest import Fleet
 from tests.support.postgres import POSTGRES_URL
 from tests.support.processes import PostbackProcess, worker
-from tests.support.receiver import Receiver, Received
+from tests.support.receiver import Received, Receiver
 
 SHARE = 8
 EVENTS = 1200
@@ -39,7 +39,9 @@ async def test_two_workers_split_one_endpoints_share(
         return web.Response(text="ok")
 
     receiver.on("/hook", slow)
-    await fleet.service.endpoints.create(fleet.account_id, EndpointCreate(url=receiver.url("/hook")))
+    await fleet.service.endpoints.create(
+        fleet.account_id, EndpointCreate(url=receiver.url("/hook"))
+    )
     await fleet.submit(EVENTS)
     workers: list[PostbackProcess] = []
     try:

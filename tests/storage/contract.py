@@ -462,9 +462,7 @@ class StorageContract:
         )
         only_b = await storage.claim(T0, 10, 1000, exclude_endpoints=[a.id])
         assert {c.endpoint_id for c in only_b} == {b.id} and len(only_b) == 5
-        capped = await storage.claim(
-            T0, 10, 1000, allowance={a.id: 2}, per_endpoint=3, holder="w1"
-        )
+        capped = await storage.claim(T0, 10, 1000, allowance={a.id: 2}, per_endpoint=3, holder="w1")
         assert len(capped) == 2 and {c.endpoint_id for c in capped} == {a.id}
         assert {c.holders for c in capped} == {1}
         # The share holds fleet-wide: w1 has 2 of a's share of 3 in flight, so a second
