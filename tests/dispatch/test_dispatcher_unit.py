@@ -7,6 +7,7 @@ Only the dispatcher's public surface is used (constructor, ``run(stop)``, ``wake
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,7 +17,16 @@ import msgspec
 import pytest
 
 from postback.core.errors import PostbackError
-from postback.core.model import Account, DeliveryState, Endpoint
+from postback.core.fanout import LeaseOffer
+from postback.core.ids import make_id
+from postback.core.model import (
+    Account,
+    Attempt,
+    AttemptRecord,
+    DeliveryState,
+    Endpoint,
+    NewMessage,
+)
 from postback.core.outcome import AttemptResult, FailureKind, Outcome
 from postback.core.wire import EndpointCreate
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
@@ -373,3 +383,69 @@ async def test_narrowing_hands_back_what_waited_ready_beyond_the_narrow_share(ri
         rig.account.id, state=DeliveryState.DELIVERED, limit=100
     )
     assert len(delivered) == 8  # the 32 that timed out wait for their retry
+
+
+async def test_beside_another_holder_the_dispatcher_sends_its_part_of_the_share(rig: Rig) -> None:
+    """Another process holds some of the endpoint's deliveries: this dispatcher sends at most
+    its part of the share, ceil(32 / 2), until a lease says it is alone again; then all 32."""
+    now_ms = int(rig.clock() * 1000)
+    others = await rig.storage.ingest(
+        rig.account.id,
+        [
+            NewMessage(id=make_id("msg", now_ms, os.urandom(10)), event_type="mo_text", payload=p)
+            for p in [msgspec.json.encode(mo_text("theirs"))] * 5
+        ],
+        now_ms,
+        24 * 3600 * 1000,
+        lease=LeaseOffer(
+            lease_ms=60_000, total=5, share=32, room={rig.endpoint.id: 5}, holder="hold_other"
+        ),
+    )
+    theirs = [c for r in others for c in r.leased]
+    assert len(theirs) == 5 and {c.holders for c in theirs} == {1}
+
+    async def submit(count: int) -> None:
+        await rig.services.messages.submit(
+            rig.account.id,
+            [
+                MessageSubmission(event_type="mo_text", payload=msgspec.json.encode(mo_text("x")))
+                for _ in range(count)
+            ],
+        )
+
+    held = HeldAnswers()
+    rig.transport.handler = held
+    await submit(40)
+    await until(lambda: held.holding == 16)
+    await asyncio.sleep(0.2)  # room for more to start, were the share not split
+    assert held.most == 16
+    # The other process finishes what it held: this one is alone with the endpoint.
+    await rig.storage.record([_delivered(c.delivery_id, now_ms) for c in theirs])
+    held.answer.set_result(respond(200))
+    await until(lambda: held.holding == 0 and len(rig.transport.requests) == 40)
+
+    wide = HeldAnswers()
+    rig.transport.handler = wide
+    await submit(40)
+    await until(lambda: wide.holding == 32)
+    assert wide.most == 32
+    wide.answer.set_result(respond(200))
+
+
+def _delivered(delivery_id: str, now_ms: int) -> AttemptRecord:
+    return AttemptRecord(
+        attempt=Attempt(
+            id=make_id("att", now_ms, os.urandom(10)),
+            delivery_id=delivery_id,
+            attempt_number=1,
+            started_at=now_ms,
+            duration_ms=1.0,
+            outcome="delivered",
+            status_code=200,
+        ),
+        delivery_id=delivery_id,
+        state=DeliveryState.DELIVERED,
+        next_attempt_at=None,
+        dead_reason=None,
+        now=now_ms,
+    )
