@@ -382,7 +382,7 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 the database's write lock (and, with several processes, the file lock the others queue on)
 until it commits, so each wait for the busy loop stretches every other writer's wait too.
 Measured with `bench/throughput.py --endpoints 1` (session 12): +6 and +9 % in one process;
-with `--processes 2`, five pairs from -11 to +47 % (mean +10 %). With no thread waiting (the
+with `--processes 2`, five pairs from -12 to +47 % (mean +10 %). With no thread waiting (the
 PostgreSQL adapter has none) it changes nothing."""
 
 
