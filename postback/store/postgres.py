@@ -22,11 +22,9 @@ import asyncpg
 import msgspec
 
 from postback.core.fanout import (
-    EndpointLoad,
     LeaseOffer,
     delivery_targets,
     fleet_room,
-    lease_counts,
     new_deliveries,
 )
 from postback.core.health import Backlog, EndpointBacklog, HealthState
@@ -572,28 +570,13 @@ class PostgresStorage:
     ) -> LeasePlan:
         if lease is None:
             return LeasePlan.none()
-        wanted: dict[str, int] = {}
-        for message, deliveries in fresh:
-            if message.ordering_key is None:  # ordered ones wait their turn in the claim path
-                for delivery in deliveries:
-                    wanted[delivery.endpoint_id] = wanted.get(delivery.endpoint_id, 0) + 1
+        wanted = LeasePlan.wanted(fresh)
         if not wanted:
             return LeasePlan.none()
         sql, args = _bind(
             "endpoint_loads", {"ids": sorted(wanted), "now": now, "holder": lease.holder}
         )
-        rows = await conn.fetch(sql, *args)
-        loads = {
-            r[0]: EndpointLoad(in_flight=r[2], paced=bool(r[3]), other_holders=r[4]) for r in rows
-        }
-        versions = {r[0]: r[1] for r in rows}
-        return LeasePlan(
-            lease_counts(lease, wanted, loads),
-            versions,
-            now + lease.lease_ms,
-            now,
-            lease.holder,
-        )
+        return LeasePlan.of(lease, wanted, await conn.fetch(sql, *args), now)
 
     async def get_message(self, account_id: str, message_id: str) -> Message | None:
         rows = await self._fetch("get_message", {"id": message_id, "account_id": account_id})

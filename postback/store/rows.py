@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
+from postback.core.fanout import EndpointLoad, LeaseOffer, lease_counts
 from postback.core.health import EMPTY_BUCKETS, Backlog, HealthState
 from postback.core.model import (
     Account,
@@ -289,6 +291,32 @@ class LeasePlan:
     @classmethod
     def none(cls) -> LeasePlan:
         return cls(({}, {}), {}, 0, 0)
+
+    @staticmethod
+    def wanted(fresh: list[tuple[NewMessage, list[Delivery]]]) -> dict[str, int]:
+        """New deliveries per endpoint the fast path could take (ordered ones wait their turn
+        in the claim path)."""
+        wanted: dict[str, int] = {}
+        for message, deliveries in fresh:
+            if message.ordering_key is None:
+                for delivery in deliveries:
+                    wanted[delivery.endpoint_id] = wanted.get(delivery.endpoint_id, 0) + 1
+        return wanted
+
+    @classmethod
+    def of(
+        cls, lease: LeaseOffer, wanted: dict[str, int], loads: Iterable[Any], now: int
+    ) -> LeasePlan:
+        """The plan from ``endpoint_loads`` rows: [id, updated_at, in_flight, paced,
+        other_holders]."""
+        rows = list(loads)
+        found = {
+            r[0]: EndpointLoad(in_flight=r[2], paced=bool(r[3]), other_holders=r[4]) for r in rows
+        }
+        versions = {r[0]: r[1] for r in rows}
+        return cls(
+            lease_counts(lease, wanted, found), versions, now + lease.lease_ms, now, lease.holder
+        )
 
     def take(self, message: NewMessage, delivery: Delivery) -> ClaimedDelivery | None:
         left = self.counts.get(delivery.endpoint_id, 0)

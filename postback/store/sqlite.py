@@ -26,12 +26,10 @@ from typing import Any, TypeVar
 import msgspec
 
 from postback.core.fanout import (
-    EndpointLoad,
     LeaseOffer,
     delivery_targets,
     fleet_room,
     idempotency_hit,
-    lease_counts,
     new_deliveries,
 )
 from postback.core.health import Backlog, EndpointBacklog, HealthState
@@ -759,29 +757,14 @@ class SQLiteStorage:
     ) -> LeasePlan:
         if lease is None:
             return LeasePlan.none()
-        wanted: dict[str, int] = {}
-        for message, deliveries in fresh:
-            if message.ordering_key is None:  # ordered ones wait their turn in the claim path
-                for delivery in deliveries:
-                    wanted[delivery.endpoint_id] = wanted.get(delivery.endpoint_id, 0) + 1
+        wanted = LeasePlan.wanted(fresh)
         if not wanted:
             return LeasePlan.none()
         found = conn.execute(
             _Q["endpoint_loads"],
             {"ids": json.dumps(list(wanted)), "now": now, "holder": lease.holder},
         ).fetchone()[0]
-        rows = msgspec.json.decode(found)
-        loads = {
-            r[0]: EndpointLoad(in_flight=r[2], paced=bool(r[3]), other_holders=r[4]) for r in rows
-        }
-        versions = {r[0]: r[1] for r in rows}
-        return LeasePlan(
-            lease_counts(lease, wanted, loads),
-            versions,
-            now + lease.lease_ms,
-            now,
-            lease.holder,
-        )
+        return LeasePlan.of(lease, wanted, msgspec.json.decode(found), now)
 
     async def get_message(self, account_id: str, message_id: str) -> Message | None:
         def read(conn: sqlite3.Connection) -> Message | None:

@@ -21,8 +21,6 @@ from postback.core.fanout import LeaseOffer
 from postback.core.ids import make_id
 from postback.core.model import (
     Account,
-    Attempt,
-    AttemptRecord,
     DeliveryState,
     Endpoint,
     NewMessage,
@@ -34,6 +32,7 @@ from postback.ingest import MessageSubmission, Services
 from postback.receiver import verify
 from postback.store import Storage, open_storage
 from postback.transports.mock import MockTransport, fail, respond
+from tests.storage.contract import delivered_record
 from tests.support.payloads import mo_text
 from tests.support.service import wait_until
 
@@ -71,6 +70,15 @@ class Rig:
         )
         [delivery] = result.deliveries
         return result.message_id, delivery.id, payload
+
+    async def submit_texts(self, count: int) -> None:
+        await self.services.messages.submit(
+            self.account.id,
+            [
+                MessageSubmission(event_type="mo_text", payload=msgspec.json.encode(mo_text("x")))
+                for _ in range(count)
+            ],
+        )
 
     async def delivery_in(self, delivery_id: str, state: DeliveryState) -> bool:
         delivery = await self.services.deliveries.get(self.account.id, delivery_id)
@@ -315,6 +323,18 @@ class HeldAnswers:
             self.holding -= 1
 
 
+async def sends_at_most(rig: Rig, count: int, most: int) -> HeldAnswers:
+    """Submit ``count`` messages to an endpoint that holds every request: exactly ``most``
+    start at once, none more after a pause that leaves room for them."""
+    held = HeldAnswers()
+    rig.transport.handler = held
+    await rig.submit_texts(count)
+    await until(lambda: held.holding == most)
+    await asyncio.sleep(0.2)
+    assert held.most == most
+    return held
+
+
 async def test_an_endpoint_that_keeps_timing_out_gets_a_narrow_share_until_it_answers(
     rig: Rig,
 ) -> None:
@@ -324,33 +344,15 @@ async def test_an_endpoint_that_keeps_timing_out_gets_a_narrow_share_until_it_an
     settings = rig.dispatcher.settings
     assert (settings.narrow_after_timeouts, settings.narrow_share) == (3, 4)
 
-    async def submit(count: int) -> None:
-        await rig.services.messages.submit(
-            rig.account.id,
-            [
-                MessageSubmission(event_type="mo_text", payload=msgspec.json.encode(mo_text("x")))
-                for _ in range(count)
-            ],
-        )
-
     rig.transport.handler = lambda _request: fail(FailureKind.TIMEOUT)
-    await submit(3)
+    await rig.submit_texts(3)
     await asyncio.wait_for(rig.transport.wait_for_requests(3), 10)
 
-    held = HeldAnswers()
-    rig.transport.handler = held
-    await submit(40)
-    await until(lambda: held.holding == 4)
-    await asyncio.sleep(0.2)  # room for more to start, were the share not narrowed
-    assert held.most == 4
+    held = await sends_at_most(rig, 40, 4)
     held.answer.set_result(respond(200))  # it answers: the four finish delivered
     await until(lambda: held.holding == 0 and len(rig.transport.requests) == 3 + 40)
 
-    wide = HeldAnswers()
-    rig.transport.handler = wide
-    await submit(40)
-    await until(lambda: wide.holding == settings.per_endpoint)
-    assert wide.most == settings.per_endpoint
+    wide = await sends_at_most(rig, 40, settings.per_endpoint)
     wide.answer.set_result(respond(200))
 
 
@@ -404,48 +406,11 @@ async def test_beside_another_holder_the_dispatcher_sends_its_part_of_the_share(
     theirs = [c for r in others for c in r.leased]
     assert len(theirs) == 5 and {c.holders for c in theirs} == {1}
 
-    async def submit(count: int) -> None:
-        await rig.services.messages.submit(
-            rig.account.id,
-            [
-                MessageSubmission(event_type="mo_text", payload=msgspec.json.encode(mo_text("x")))
-                for _ in range(count)
-            ],
-        )
-
-    held = HeldAnswers()
-    rig.transport.handler = held
-    await submit(40)
-    await until(lambda: held.holding == 16)
-    await asyncio.sleep(0.2)  # room for more to start, were the share not split
-    assert held.most == 16
+    held = await sends_at_most(rig, 40, 16)
     # The other process finishes what it held: this one is alone with the endpoint.
-    await rig.storage.record([_delivered(c.delivery_id, now_ms) for c in theirs])
+    await rig.storage.record([delivered_record(c.delivery_id, now_ms) for c in theirs])
     held.answer.set_result(respond(200))
     await until(lambda: held.holding == 0 and len(rig.transport.requests) == 40)
 
-    wide = HeldAnswers()
-    rig.transport.handler = wide
-    await submit(40)
-    await until(lambda: wide.holding == 32)
-    assert wide.most == 32
+    wide = await sends_at_most(rig, 40, 32)
     wide.answer.set_result(respond(200))
-
-
-def _delivered(delivery_id: str, now_ms: int) -> AttemptRecord:
-    return AttemptRecord(
-        attempt=Attempt(
-            id=make_id("att", now_ms, os.urandom(10)),
-            delivery_id=delivery_id,
-            attempt_number=1,
-            started_at=now_ms,
-            duration_ms=1.0,
-            outcome="delivered",
-            status_code=200,
-        ),
-        delivery_id=delivery_id,
-        state=DeliveryState.DELIVERED,
-        next_attempt_at=None,
-        dead_reason=None,
-        now=now_ms,
-    )

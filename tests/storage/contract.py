@@ -492,7 +492,7 @@ class StorageContract:
             await storage.claim(T0, 100, 60_000, per_endpoint=4, own_in_flight=own, holder="w1")
             == []
         )
-        await storage.record([_delivered(c.delivery_id, T0) for c in second + third])
+        await storage.record([delivered_record(c.delivery_id, T0) for c in second + third])
         assert await storage.next_due_at(exclude_endpoints=[ep.id]) is None
         # A retry scheduled for later makes the endpoint due then, not now.
         await storage.record(
@@ -537,7 +537,7 @@ class StorageContract:
         second = await storage.claim(T0, 100, 60_000, per_endpoint=4, prefetch=3, holder="w2")
         assert len(second) == 5 and {c.holders for c in second} == {2}
         # The first, holding 3 of its 7 after 4 were sent, now tops up to its part and lead.
-        await storage.record([_delivered(c.delivery_id, T0 + 1) for c in first[:4]])
+        await storage.record([delivered_record(c.delivery_id, T0 + 1) for c in first[:4]])
         mine = {ep.id: 3}
         again = await storage.claim(
             T0 + 2, 100, 60_000, per_endpoint=4, prefetch=3, own_in_flight=mine, holder="w1"
@@ -545,7 +545,7 @@ class StorageContract:
         assert len(again) == 2 and {c.holders for c in again} == {2}
         # Once the second holds nothing, the first has the whole share again (holding 5 of
         # its 4 + 3: its own count allows 2 more).
-        await storage.record([_delivered(c.delivery_id, T0 + 3) for c in second])
+        await storage.record([delivered_record(c.delivery_id, T0 + 3) for c in second])
         alone = await storage.claim(
             T0 + 4,
             100,
@@ -583,7 +583,7 @@ class StorageContract:
         await storage.ingest(acct.id, [message() for _ in range(3)], T0, WINDOW)
         held = await storage.claim(T0, 100, 1_000)
         assert len(held) == 3
-        await storage.record([_delivered(held[0].delivery_id, T0 + 1)])
+        await storage.record([delivered_record(held[0].delivery_id, T0 + 1)])
         await storage.renew_leases([c.delivery_id for c in held], T0 + 5_000)
         assert await storage.expire_leases(T0 + 2_000) == 0  # renewed: still held
         assert await storage.expire_leases(T0 + 6_000) == 2  # the settled one stays settled
@@ -1130,7 +1130,7 @@ def _fields(ep: Endpoint) -> dict[str, object]:
     return {f: getattr(ep, f) for f in ep.__struct_fields__}
 
 
-def _delivered(delivery_id: str, now: int) -> AttemptRecord:
+def delivered_record(delivery_id: str, now: int) -> AttemptRecord:
     return AttemptRecord(
         attempt=Attempt(
             id=f"att_{delivery_id}",
