@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+
 from tests.support.receiver import Receiver, sequence, status
 from tests.support.service import RunningPostback
 
@@ -17,13 +20,44 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
     return best
 
 
+class LoopLag:
+    """The longest the test's event loop went without running a 10 ms tick. Postback, the
+    receiver and this test share the loop here: a stall (a long garbage collection late in a
+    full run) holds back sends and arrival stamps alike, and what was held lands at once."""
+
+    def __init__(self) -> None:
+        self.most = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            self.most = max(self.most, loop.time() - before - 0.01)
+
+    def __enter__(self) -> LoopLag:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
 async def test_rate_limit_is_exact(postback: RunningPostback, receiver: Receiver) -> None:
-    async with await postback.new_account() as pb:
-        await pb.create_endpoint(receiver.url("/limited"), rate_limit_per_s=20)
-        await pb.send_batch([{"event_type": "t", "payload": {"n": i}} for i in range(50)])
-        arrivals = await receiver.wait_for("/limited", 50, timeout=15)
+    rate = 20
+    with LoopLag() as lag:
+        async with await postback.new_account() as pb:
+            await pb.create_endpoint(receiver.url("/limited"), rate_limit_per_s=rate)
+            await pb.send_batch([{"event_type": "t", "payload": {"n": i}} for i in range(50)])
+            arrivals = await receiver.wait_for("/limited", 50, timeout=15)
     times = [a.at for a in arrivals]
-    assert max_in_window(times) <= 21
+    # A second's worth, plus what a stall of the shared loop (if any) held back and let go
+    # together; with no stall, exactly the limit (and one for the window's edges).
+    held_back = math.ceil(lag.most * rate) if lag.most > 0.05 else 0
+    print(f"\nrate limit {rate}/s: most in 1 s {max_in_window(times)}, loop lag {lag.most:.3f} s")
+    assert max_in_window(times) <= rate + 1 + held_back
     # 50 sends spaced 1/20 s apart take at least 49/20 s.
     assert max(times) - min(times) >= 49 / 20 - 0.1
 
