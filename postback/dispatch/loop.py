@@ -111,6 +111,9 @@ class EndpointRuntime:
     meter: SendRateMeter = field(default_factory=SendRateMeter)
     keys: dict[str, bytes] = field(default_factory=dict)
     timeouts_in_a_row: int = 0
+    next_paced_send_s: float = 0.0
+    """On the event loop's clock, the earliest this process may make its next paced send to
+    the endpoint (``Dispatcher._keep_spacing``)."""
 
     @property
     def configured_rate(self) -> float | None:
@@ -607,6 +610,7 @@ class Dispatcher:
             meter=previous.meter if previous is not None else SendRateMeter(),
             keys=previous.keys if previous is not None else {},
             timeouts_in_a_row=previous.timeouts_in_a_row if previous is not None else 0,
+            next_paced_send_s=previous.next_paced_send_s if previous is not None else 0.0,
         )
         self._runtimes[endpoint_id] = runtime
         return runtime
@@ -643,7 +647,27 @@ class Dispatcher:
                 return
             if wait > 0:
                 await asyncio.sleep(wait)
+            await self._keep_spacing(runtime)
         await self._attempt(item, runtime)
+
+    async def _keep_spacing(self, runtime: EndpointRuntime) -> None:
+        """Keep this process's paced sends to an endpoint at least 1/rate apart.
+
+        Why: the shared pacing state hands out send times 1/rate apart, but a process that
+        stalls (a long garbage collection, CPU starvation) wakes every send whose time has
+        passed at once, and they would leave back to back: a burst over the endpoint's limit.
+        Spacing them here costs no write; the sends that were held back go out late, at the
+        rate, never faster.
+        """
+        rate = runtime.pacing.rate(runtime.configured_rate)
+        if rate is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        at = max(now, runtime.next_paced_send_s)
+        runtime.next_paced_send_s = at + 1.0 / rate
+        if at > now:
+            await asyncio.sleep(at - now)
 
     async def _attempt(self, item: ClaimedDelivery, runtime: EndpointRuntime) -> None:
         now = self.clock()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 
 from tests.support.receiver import Receiver, sequence, status
 from tests.support.service import RunningPostback
@@ -23,7 +22,7 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
 class LoopLag:
     """The longest the test's event loop went without running a 10 ms tick. Postback, the
     receiver and this test share the loop here: a stall (a long garbage collection late in a
-    full run) holds back sends and arrival stamps alike, and what was held lands at once."""
+    full run) holds back arrival stamps, and the requests already sent are stamped at once."""
 
     def __init__(self) -> None:
         self.most = 0.0
@@ -53,9 +52,11 @@ async def test_rate_limit_is_exact(postback: RunningPostback, receiver: Receiver
             await pb.send_batch([{"event_type": "t", "payload": {"n": i}} for i in range(50)])
             arrivals = await receiver.wait_for("/limited", 50, timeout=15)
     times = [a.at for a in arrivals]
-    # A second's worth, plus what a stall of the shared loop (if any) held back and let go
-    # together; with no stall, exactly the limit (and one for the window's edges).
-    held_back = math.ceil(lag.most * rate) if lag.most > 0.05 else 0
+    # A second's worth (and one for the window's edges). A stall of the loop the receiver
+    # shares with Postback may hold back the receipt of the one or two requests already sent,
+    # and the receiver then stamps them together; the sends held back by the stall still
+    # leave 1/rate apart (``Dispatcher._keep_spacing``), so they add nothing.
+    held_back = 2 if lag.most > 0.05 else 0
     print(f"\nrate limit {rate}/s: most in 1 s {max_in_window(times)}, loop lag {lag.most:.3f} s")
     assert max_in_window(times) <= rate + 1 + held_back
     # 50 sends spaced 1/20 s apart take at least 49/20 s.
