@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgspec
@@ -13,6 +13,7 @@ from postback.store.base import Storage
 from postback.store.sealing import Sealer
 from tests.storage.contract import StorageContract
 from tests.support.postgres import fresh_schema
+from tests.support.service import wait_until
 
 
 class TestSQLiteStorage(StorageContract):
@@ -72,5 +73,65 @@ async def test_sqlite_writes_row_by_row_what_one_json_array_cannot_carry(
         for c in claimed:
             delivery = await storage.get_delivery(acct.id, c.delivery_id)
             assert delivery is not None and delivery.state is DeliveryState.DELIVERED
+    finally:
+        await storage.close()
+
+
+async def test_sqlite_writes_queued_while_another_process_holds_the_file_join_one_commit(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the file lock (here: this test, through its own descriptor).
+    The write the writer thread took first waits for it; writes queued meanwhile join that
+    same transaction instead of queuing for the lock again. None is lost, and the one that
+    fails is rolled back alone."""
+    import asyncio
+    import fcntl
+    import os
+    import sqlite3
+
+    path = tmp_path / "contended.db"
+    storage = open_storage(f"sqlite:///{path}", Sealer.ephemeral())
+    await storage.open()
+    statements: list[str] = []
+
+    def job(name: str, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
+        def write(conn: sqlite3.Connection) -> str:
+            if name == "first":
+                conn.set_trace_callback(statements.append)
+            conn.execute(f"SELECT '{name}'")
+            if fail:
+                raise ValueError("this job fails")
+            return name
+
+        return write
+
+    holder = os.open(f"{path}.lock", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        writer = storage._writer  # type: ignore[attr-defined]
+        first = asyncio.ensure_future(storage._write(job("first")))  # type: ignore[attr-defined]
+        await asyncio.sleep(0)  # it is queued
+
+        async def taken() -> bool:  # the writer took it and waits for the lock
+            return bool(writer.jobs.empty())
+
+        await wait_until(taken, interval=0.005)
+        await asyncio.sleep(0.05)
+        queued = [
+            asyncio.ensure_future(storage._write(job(name, fail=name == "bad")))  # type: ignore[attr-defined]
+            for name in ("second", "bad", "third")
+        ]
+        await asyncio.sleep(0.05)
+        assert not first.done()
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+    try:
+        assert await first == "first"
+        results = await asyncio.gather(*queued, return_exceptions=True)
+        assert results[0] == "second" and results[2] == "third"
+        assert isinstance(results[1], ValueError)
+        marks = [s for s in statements if s.startswith("SELECT '") or s == "COMMIT"]
+        assert marks == [*(f"SELECT '{n}'" for n in ("first", "second", "bad", "third")), "COMMIT"]
     finally:
         await storage.close()
