@@ -124,6 +124,8 @@ class Phase:
     rss_mb: tuple[float, float] = (float("nan"), float("nan"))
     cpu_s: float = float("nan")
     """CPU seconds Postback's processes used in the phase (ingest, dispatch, record)."""
+    loop_cpu_s: float = float("nan")
+    """Of which their main threads (the event loops): what bounds one process's rate."""
 
 
 @dataclass
@@ -247,6 +249,7 @@ class Bench:
                     await self.make_scheduled(pb, sc, base)
                 rss_before = self.serve_rss_mb()
                 cpu_before = self.postback_cpu_s()
+                loop_cpu_before = self.postback_cpu_s(main_threads=True)
                 healthy = []
                 if not sc.mix:
                     healthy = [
@@ -325,6 +328,7 @@ class Bench:
                         await asyncio.sleep(0.2)
                 rss_after = self.serve_rss_mb()
                 cpu_used = self.postback_cpu_s() - cpu_before
+                loop_cpu_used = self.postback_cpu_s(main_threads=True) - loop_cpu_before
                 # Each stuck case alone: the next one must not run beside this one's backlog
                 # too (deleting an endpoint dead-letters its deliveries: not measured).
                 for stuck_id in stuck_ids:
@@ -350,6 +354,7 @@ class Bench:
             per_path_rate={p: len(v) / span for p, v in per_path.items()},
             rss_mb=(rss_before, rss_after),
             cpu_s=cpu_used,
+            loop_cpu_s=loop_cpu_used,
         )
 
     def mix_targets(self, sc: Scenario, base: str) -> Callable[[int], str] | None:
@@ -483,14 +488,17 @@ class Bench:
             pids |= children
         return sorted(pids)
 
-    def postback_cpu_s(self) -> float:
+    def postback_cpu_s(self, *, main_threads: bool = False) -> float:
         """user + system CPU of serve and the workers: what the deliveries cost, whatever else
-        the machine is doing (the rate itself depends on the load of a shared box)."""
+        the machine is doing (the rate itself depends on the load of a shared box). With
+        ``main_threads``, only their main threads (the event loops, whose thread id is the
+        process id), leaving out the SQLite writer and reader threads."""
         ticks = os.sysconf("SC_CLK_TCK")
         total = 0.0
         for pid in self._postback_pids():
+            stat = f"/proc/{pid}/task/{pid}/stat" if main_threads else f"/proc/{pid}/stat"
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                fields = Path(stat).read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             total += (int(fields[11]) + int(fields[12])) / ticks
@@ -547,7 +555,8 @@ def report(phase: Phase) -> None:
     )
     print(
         f"[{phase.name}] Postback CPU {phase.cpu_s:.2f} s = "
-        f"{phase.cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs per delivery (all its processes)"
+        f"{phase.cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs per delivery (all its processes), "
+        f"of which the event loops {phase.loop_cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs"
     )
     print(
         f"[{phase.name}] latency from 202: p50 {percentile(ack, 0.5) * 1000:,.0f} ms, "
