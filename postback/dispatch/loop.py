@@ -630,14 +630,17 @@ class Dispatcher:
             self._records_ready.set()
 
     async def _deliver_one(self, item: ClaimedDelivery, not_before_ms: int | None) -> None:
-        try:
-            runtime = await self._runtime(item)
-        except StorageUnavailable:
-            self._release_later(item.delivery_id, int(self.clock() * 1000) + 1000)
-            self._records_ready.set()
-            return
-        if runtime is None:
-            return  # endpoint deleted: its deliveries were dead-lettered with it
+        runtime = self._runtimes.get(item.endpoint_id)
+        if runtime is None or runtime.endpoint.updated_at < item.endpoint_updated_at:
+            # Not loaded yet, or the lease saw a newer version: load (once for all waiters).
+            try:
+                runtime = await self._runtime(item)
+            except StorageUnavailable:
+                self._release_later(item.delivery_id, int(self.clock() * 1000) + 1000)
+                self._records_ready.set()
+                return
+            if runtime is None:
+                return  # endpoint deleted: its deliveries were dead-lettered with it
         if not_before_ms is not None:
             wait = not_before_ms / 1000 - self.clock()
             if wait > self.settings.release_wait_over_s:
@@ -716,7 +719,8 @@ class Dispatcher:
             finished_ms,
             self._random.random(),
         )
-        await self._update_pacing(runtime, settlement.outcome, result, finished_ms)
+        if settlement.outcome is Outcome.THROTTLED or runtime.pacing.ceiling is not None:
+            await self._update_pacing(runtime, settlement.outcome, result, finished_ms)
         self.metrics.attempt(settlement.outcome.value, result.duration_ms)
         self.health.observe(item, settlement, result, finished_ms)
         self._buffered.add(item.delivery_id)
@@ -869,6 +873,7 @@ class Dispatcher:
         for delivery_id in [r.delivery_id for r in records] + [d for d, _ in releases]:
             self._buffered.discard(delivery_id)
             self._unsettled.pop(delivery_id, None)
+        self.metrics.fold()
         await self.health.flush()
 
     async def _record_apart(self, records: list[AttemptRecord], refusal: StorageError) -> None:

@@ -12,13 +12,18 @@ Two kinds of series:
   by a periodic query (``postback.observe.backlog``), held as a snapshot, and rendered by a
   custom collector. They are the same in every process, so they are never summed.
 
-Per-delivery cost is a few attribute lookups and a lock: the labelled children are cached in
-small dicts keyed by outcome and event type (both bounded), never looked up by endpoint.
+Per-delivery cost is a few dictionary updates: the hot counters and histograms are tallied in
+plain Python (``_Tally``, ``_Counts``) and folded into the library's values at each record
+flush and before every render (``fold``). The library's own ``inc``/``observe`` take a lock per
+value, three per histogram observation, which measured ~5 µs a delivery in a loop and more in
+the service. The labelled children are cached in small dicts keyed by outcome and event type
+(both bounded), never looked up by endpoint.
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -62,6 +67,59 @@ class BacklogSnapshot:
     failing: list[tuple[str, int]] = field(default_factory=list)
     """(endpoint_id, consecutive failures) of the endpoints failing longest."""
     now_ms: int = 0
+
+
+class _Tally:
+    """One histogram's observations as bucket counts and a sum, until ``fold`` adds them to it.
+
+    Relies on two attributes of ``prometheus_client.Histogram`` (``_upper_bounds``, the bounds
+    with +Inf last, and ``_buckets``/``_sum``, its values): ``test_metrics_fold`` renders a
+    folded histogram beside one fed by ``observe`` and fails if they ever differ."""
+
+    __slots__ = ("_bounds", "_counts", "_histogram", "_sum")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._bounds: list[float] = list(histogram._upper_bounds)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        # The first bucket whose bound is >= amount, as the library's linear search finds.
+        self._counts[bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def fold(self) -> None:
+        counts = self._counts
+        buckets = self._histogram._buckets
+        folded = False
+        for index, count in enumerate(counts):
+            if count:
+                buckets[index].inc(count)
+                counts[index] = 0
+                folded = True
+        if folded:
+            self._histogram._sum.inc(self._sum)
+            self._sum = 0.0
+
+
+class _Counts:
+    """Increments of labelled counter children, by child, until ``fold``."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: dict[Counter, int] = {}
+
+    def add(self, child: Counter) -> None:
+        pending = self.pending
+        pending[child] = pending.get(child, 0) + 1
+
+    def fold(self) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, {}
+            for child, count in pending.items():
+                child.inc(count)
 
 
 class _BacklogCollector(Collector):
@@ -181,6 +239,9 @@ class Metrics:
             ["change"],
             registry=own,
         )
+        self._attempt_tally = _Tally(self._attempt_seconds)
+        self._latency_tally = _Tally(self._latency)
+        self._counts = _Counts()
         self.attempts: dict[str, int] = {}
         """Attempts by outcome in this process (what the operator dashboard shows as "here")."""
         self.ingested_total = 0
@@ -205,14 +266,21 @@ class Metrics:
         if child is None:
             child = self._attempt_children[outcome] = self._attempts.labels(outcome)
             self.attempts[outcome] = 0
-        child.inc()
+        self._counts.add(child)
         self.attempts[outcome] += 1
         if duration_ms is not None:
-            self._attempt_seconds.observe(duration_ms / 1000)
+            self._attempt_tally.observe(duration_ms / 1000)
 
     def delivered(self, created_at_ms: int, delivered_at_ms: int, event_type: str = "") -> None:
-        self._child(self._delivered, self._delivered_children, event_type).inc()
-        self._latency.observe(max(delivered_at_ms - created_at_ms, 0) / 1000)
+        self._counts.add(self._child(self._delivered, self._delivered_children, event_type))
+        self._latency_tally.observe(max(delivered_at_ms - created_at_ms, 0) / 1000)
+
+    def fold(self) -> None:
+        """Add what the hot path tallied to the library's values (each record flush, and
+        before a render), so ``/metrics`` and, in multiprocess mode, the shared files see it."""
+        self._counts.fold()
+        self._attempt_tally.fold()
+        self._latency_tally.fold()
 
     def dead(self, event_type: str = "") -> None:
         self._child(self._dead, self._dead_children, event_type).inc()
@@ -246,4 +314,5 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""
+        self.fold()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -248,7 +248,10 @@ class _Connection(asyncio.Protocol):
     # ours
     def begin(self) -> _Answer:
         self.answer = _Answer()
-        self.parser = httptools.HttpResponseParser(self)
+        if self.parser is None:
+            # Kept across the answers of a kept-alive connection: the parser starts each new
+            # message where the last one ended (a connection with leftovers is never reused).
+            self.parser = httptools.HttpResponseParser(self)
         self.error = None
         self.received_any = False
         return self.answer
@@ -264,7 +267,6 @@ class _Connection(asyncio.Protocol):
 
     def finish(self) -> None:
         self.answer = None
-        self.parser = None
 
     def close(self) -> None:
         """Hang up from our side (never counted as the endpoint cutting its answer short)."""
