@@ -9,15 +9,14 @@ delivering --lease expired (worker died)--> claimable again, same webhook-id
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from postback.core.model import DeliveryState
 from postback.core.outcome import AttemptResult, Outcome, decide
 from postback.core.policy import RetryPolicy
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settlement:
+class Settlement(msgspec.Struct, frozen=True, kw_only=True):
     outcome: Outcome
     state: DeliveryState
     next_attempt_at: int | None

@@ -11,7 +11,8 @@ retry every non-2xx), so this module only names the class; ``decide`` applies th
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+import msgspec
 
 from postback.core.policy import RetryPolicy, StatusClass
 
@@ -35,8 +36,7 @@ class FailureKind(enum.StrEnum):
     BLOCKED = "blocked"  # the destination is a forbidden address (SSRF guard): never sent
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptResult:
+class AttemptResult(msgspec.Struct, frozen=True, kw_only=True):
     """The raw result of one try, as a transport reports it (no interpretation yet)."""
 
     status_code: int | None
@@ -88,8 +88,7 @@ def status_class(result: AttemptResult) -> StatusClass | None:
     return "3xx"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
     """What to do with a delivery after an attempt."""
 
     outcome: Outcome

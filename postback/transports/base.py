@@ -7,15 +7,15 @@ reports what happened and the core decides what it means.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from postback.core.model import SNSDestination
 from postback.core.outcome import AttemptResult
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OutboundRequest:
+class OutboundRequest(msgspec.Struct, frozen=True, kw_only=True):
     url: str
     headers: dict[str, str]
     body: bytes
