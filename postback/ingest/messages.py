@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from postback.core.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
 from postback.core.idempotency import request_fingerprint
@@ -32,8 +32,7 @@ CALLBACK_ENDPOINT_TTL_S = 10.0
 """How long a callback URL's endpoint id is reused without asking the store again."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageSubmission:
+class MessageSubmission(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str
     payload: bytes
     idempotency_key: str | None = None
