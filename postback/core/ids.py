@@ -5,6 +5,8 @@ Time order lets lists paginate by id alone and keeps B-tree inserts at the right
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Two digits (10 bits) per lookup, on integers of at most 48 bits (no big-integer shifts): ids
 # are made for every message, delivery and attempt.
@@ -86,10 +88,16 @@ class MonotonicIds:
         self._last_random = 0
 
     def next(self, timestamp_ms: int, randomness: bytes) -> str:
+        return self.next_from(timestamp_ms, lambda _size: randomness)
+
+    def next_from(self, timestamp_ms: int, source: Callable[[int], bytes]) -> str:
+        """As ``next``, drawing 10 bytes from ``source`` (``os.urandom``) only when a new
+        millisecond starts: the ids of one ingest are mostly increments, and a draw is a
+        system call."""
         if timestamp_ms <= self._last_ms:
             timestamp_ms = self._last_ms
             value = self._last_random + 1
         else:
-            value = int.from_bytes(randomness, "big") >> 1  # room to increment
+            value = int.from_bytes(source(10), "big") >> 1  # room to increment
         self._last_ms, self._last_random = timestamp_ms, value
         return f"{self.prefix}_{_TIME.of(timestamp_ms & _MASK_48)}{_digits_80(value)}"

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from postback.core.errors import InvalidInput
 from postback.core.fanout import LeaseOffer
-from postback.core.ids import make_id
+from postback.core.ids import MonotonicIds
 from postback.core.model import ClaimedDelivery
 from postback.core.netguard import Network, blocked_reason, literal_address, resolved_blocked
 from postback.observe.metrics import Metrics
@@ -46,8 +46,16 @@ class IngestContext:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    _ids: dict[str, MonotonicIds] = field(default_factory=dict, init=False, repr=False)
+
     def new_id(self, prefix: str) -> str:
-        return make_id(prefix, self.now_ms(), os.urandom(10))
+        """Time-ordered, and in creation order within a millisecond: the random part is
+        drawn once a millisecond and incremented after (``MonotonicIds``), not a system call
+        per id (a batch makes one per message)."""
+        ids = self._ids.get(prefix)
+        if ids is None:
+            ids = self._ids[prefix] = MonotonicIds(prefix)
+        return ids.next_from(self.now_ms(), os.urandom)
 
     def woke(self) -> None:
         if self.on_ingest is not None:

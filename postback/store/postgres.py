@@ -510,7 +510,7 @@ class PostgresStorage:
             subscribed[event_type] = [r[0] for r in await conn.fetch(sql, *args)]
 
         def next_id() -> str:
-            return _DELIVERY_IDS.next(now, os.urandom(10))
+            return _DELIVERY_IDS.next_from(now, os.urandom)
 
         fresh = [
             (

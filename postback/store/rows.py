@@ -399,6 +399,29 @@ def _buckets(text: str) -> tuple[int, ...]:
     return tuple(int(c) for c in counts)
 
 
+def health_row(health: HealthState) -> tuple[Any, ...]:
+    """A health state in the column order of the ``health_rows`` queries."""
+    return (
+        health.endpoint_id,
+        health.window_start,
+        health.successes,
+        health.failures,
+        health.prev_successes,
+        health.prev_failures,
+        json.dumps(list(health.latency)),
+        json.dumps(list(health.prev_latency)),
+        health.consecutive_failures,
+        health.consecutive_dead,
+        health.failing_since,
+        health.last_success_at,
+        health.last_failure_at,
+        health.failing_announced,
+        health.disabled_reason,
+        health.disabled_at,
+        health.updated_at,
+    )
+
+
 def health_params(health: HealthState) -> dict[str, Any]:
     params = msgspec.structs.asdict(health)
     params["latency"] = json.dumps(list(health.latency))

@@ -79,6 +79,7 @@ from postback.store.rows import (
     event_type_from_row,
     health_from_row,
     health_params,
+    health_row,
     pacing_from_row,
     pacing_params,
     secret_from_row,
@@ -674,7 +675,7 @@ class SQLiteStorage:
     ) -> list[IngestResult]:
         def next_id() -> str:
             # Made here, on the one writer thread, so their order is the commit order.
-            return _DELIVERY_IDS.next(now, os.urandom(10))
+            return _DELIVERY_IDS.next_from(now, os.urandom)
 
         def write(conn: sqlite3.Connection) -> list[IngestResult]:
             results: list[IngestResult] = []
@@ -1242,13 +1243,24 @@ class SQLiteStorage:
         params = {"ids": json.dumps(sorted(endpoint_ids))}
 
         def write(conn: sqlite3.Connection) -> dict[str, T]:
+            # Read and written as sets (one step each), not row by row: with many endpoints a
+            # flush touches hundreds of rows, and each step waits for the busy event loop.
             conn.execute(_Q["ensure_health"], params)
+            found = conn.execute(_Q["health_rows_json"], params).fetchone()[0]
             results: dict[str, T] = {}
-            for row in conn.execute(_Q["health_rows"], params).fetchall():
+            changed: list[HealthState] = []
+            for row in msgspec.json.decode(found):
                 before = health_from_row(row)
                 after, results[before.endpoint_id] = update(before)
                 if after != before:
-                    conn.execute(_Q["set_health"], health_params(after))
+                    changed.append(after)
+            if changed:
+                encoded = _set_rows([health_row(h) for h in changed])
+                if encoded is not None:
+                    conn.execute(_Q["set_health_rows"], {"rows": encoded})
+                else:
+                    for health in changed:
+                        conn.execute(_Q["set_health"], health_params(health))
             return results
 
         return await self._write(write)

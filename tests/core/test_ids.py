@@ -33,6 +33,16 @@ def test_ids_sort_by_time_and_monotonic_ids_within_a_millisecond() -> None:
     ids = MonotonicIds("dlv")
     made = [ids.next(1_700_000_000_000, os.urandom(10)) for _ in range(1000)]
     assert made == sorted(made) and len(set(made)) == 1000
+    # Drawn from the source once per new millisecond only.
+    draws: list[int] = []
+
+    def source(size: int) -> bytes:
+        draws.append(size)
+        return os.urandom(size)
+
+    ids = MonotonicIds("dlv")
+    made = [ids.next_from(1_700_000_000_000 + k // 400, source) for k in range(1000)]
+    assert made == sorted(made) and len(set(made)) == 1000 and draws == [10, 10, 10]
 
 
 def test_the_time_part_is_right_when_milliseconds_repeat_and_alternate() -> None:

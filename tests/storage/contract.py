@@ -1095,6 +1095,37 @@ class StorageContract:
         failing = await storage.failing_endpoints(10)
         assert failing == [(b.id, 6), (a.id, 5)]
 
+        # Every field written is read back as it was, for several endpoints in one update.
+        def everything(h: HealthState) -> tuple[HealthState, None]:
+            n = 1 if h.endpoint_id == a.id else 2
+            return (
+                HealthState(
+                    endpoint_id=h.endpoint_id,
+                    window_start=T0 + n,
+                    successes=10 * n,
+                    failures=20 * n,
+                    prev_successes=30 * n,
+                    prev_failures=40 * n,
+                    latency=tuple(range(n, n + len(h.latency))),
+                    prev_latency=tuple(range(2 * n, 2 * n + len(h.latency))),
+                    consecutive_failures=50 * n,
+                    consecutive_dead=60 * n,
+                    failing_since=None,
+                    last_success_at=T0 + 70 * n,
+                    last_failure_at=T0 + 80 * n,
+                    failing_announced=n == 2,
+                    disabled_reason=f"disabled: HTTP 410 Gone, “ünïcode” {n}",
+                    disabled_at=T0 + 90 * n,
+                    updated_at=T0 + 100 * n,
+                ),
+                None,
+            )
+
+        await storage.update_health([a.id, b.id], everything)
+        rows = await storage.health_states([a.id, b.id])
+        assert rows == {e: everything(rows[e])[0] for e in (a.id, b.id)}
+        assert rows[a.id].disabled_reason == "disabled: HTTP 410 Gone, “ünïcode” 1"
+
     async def test_disable_holds_pending_deliveries_as_dead_and_replayable(
         self, storage: Storage
     ) -> None:

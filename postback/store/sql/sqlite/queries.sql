@@ -575,6 +575,29 @@ SELECT endpoint_id, window_start, successes, failures, prev_successes, prev_fail
 FROM endpoint_health WHERE endpoint_id IN (SELECT value FROM json_each(:ids))
 ORDER BY endpoint_id;
 
+-- name: health_rows_json
+-- As health_rows, as one JSON row: one step for any number of endpoints (the writer thread
+-- waits for Python's lock once, not once a row; see _set_rows in sqlite.py).
+SELECT json_group_array(json_array(
+       endpoint_id, window_start, successes, failures, prev_successes, prev_failures, latency,
+       prev_latency, consecutive_failures, consecutive_dead, failing_since, last_success_at,
+       last_failure_at, failing_announced, disabled_reason, disabled_at, updated_at))
+FROM (SELECT * FROM endpoint_health WHERE endpoint_id IN (SELECT value FROM json_each(:ids))
+      ORDER BY endpoint_id);
+
+-- name: set_health_rows
+-- As set_health, every changed endpoint in one statement: :rows is a JSON array of rows in
+-- the column order of health_rows (latency and prev_latency as their JSON text).
+UPDATE endpoint_health SET window_start = r.value->>1, successes = r.value->>2,
+       failures = r.value->>3, prev_successes = r.value->>4, prev_failures = r.value->>5,
+       latency = r.value->>6, prev_latency = r.value->>7,
+       consecutive_failures = r.value->>8, consecutive_dead = r.value->>9,
+       failing_since = r.value->>10, last_success_at = r.value->>11,
+       last_failure_at = r.value->>12, failing_announced = r.value->>13,
+       disabled_reason = r.value->>14, disabled_at = r.value->>15, updated_at = r.value->>16
+FROM json_each(:rows) AS r
+WHERE endpoint_health.endpoint_id = r.value->>0;
+
 -- name: set_health
 UPDATE endpoint_health SET window_start = :window_start, successes = :successes,
        failures = :failures, prev_successes = :prev_successes, prev_failures = :prev_failures,
