@@ -36,7 +36,9 @@ DRAIN_LIMIT = 64 * 1024
 """Bodies up to this size are read whole so the connection can be reused."""
 BODY_GRACE_S = 1.0
 """After the status line, how long the rest of the answer may take before we stop reading."""
-IDLE_PER_ORIGIN = 256
+IDLE_PER_ORIGIN = 512
+"""Kept-alive connections per origin: as many as a process may have in flight by default
+(``POSTBACK_MAX_IN_FLIGHT``), so a burst's connections are not closed only to be opened again."""
 INVALID_RESPONSE = "invalid HTTP response from the endpoint"
 
 
