@@ -31,6 +31,17 @@ def delivery_targets(message: NewMessage, subscribed: Sequence[str]) -> list[str
     return [*subscribed, callback] if callback not in subscribed else list(subscribed)
 
 
+def known_targets(messages: Sequence[NewMessage]) -> set[str] | None:
+    """Every endpoint these messages can go to, when that is known before the subscriptions
+    are read (each names its callback endpoint, without ``fanout``); else None."""
+    targets: set[str] = set()
+    for message in messages:
+        if message.callback_endpoint_id is None or message.fanout:
+            return None
+        targets.add(message.callback_endpoint_id)
+    return targets
+
+
 def idempotency_hit(stored_at: int | None, now: int, window_ms: int) -> bool:
     """A key seen within the window returns the earlier message; an older one is reused."""
     return stored_at is not None and stored_at > now - window_ms

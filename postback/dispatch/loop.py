@@ -19,7 +19,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -203,10 +203,14 @@ class Dispatcher:
     def in_flight(self) -> int:
         return len(self._held)
 
-    def lease_offer(self) -> LeaseOffer | None:
+    def lease_offer(self, endpoints: Collection[str] | None = None) -> LeaseOffer | None:
         """What this dispatcher can take straight from an ingest in this process (the fast
         path): free slots, and room per endpoint it already knows and may send to at once.
-        Endpoints it has not loaded yet, and paced ones, go through the claim path."""
+        Endpoints it has not loaded yet, and paced ones, go through the claim path.
+
+        ``endpoints``: the only ones the ingest can reach, when the caller knows them (every
+        message names its callback URL); else room is worked out for every loaded endpoint,
+        which with thousands of customers was 7 % of the event loop."""
         if self._stopping:
             return None
         free = self._capacity()
@@ -215,7 +219,13 @@ class Dispatcher:
         now_ms = int(self.clock() * 1000)
         room: dict[str, int] = {}
         reserves: dict[str, int] = {}
-        for endpoint_id, runtime in self._runtimes.items():
+        runtimes = self._runtimes
+        candidates = (
+            runtimes.items()
+            if endpoints is None
+            else [(e, runtimes[e]) for e in endpoints if e in runtimes]
+        )
+        for endpoint_id, runtime in candidates:
             if (
                 runtime.configured_rate is not None
                 or runtime.pacing.is_paced(None, now_ms)

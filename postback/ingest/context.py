@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -23,7 +23,7 @@ from postback.store.base import Storage
 class LocalDispatcher(Protocol):
     """The dispatcher in this process, for the fast path (``postback.dispatch.loop``)."""
 
-    def lease_offer(self) -> LeaseOffer | None: ...
+    def lease_offer(self, endpoints: Collection[str] | None = None) -> LeaseOffer | None: ...
 
     def accept(self, leased: list[ClaimedDelivery]) -> None: ...
 

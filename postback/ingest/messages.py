@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from postback.core.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
+from postback.core.fanout import known_targets
 from postback.core.idempotency import request_fingerprint
 from postback.core.model import (
     Delivery,
@@ -117,13 +118,18 @@ class MessageService:
         results: list[IngestResult | None] = [None] * len(items)
         for account_id, numbered in by_account.items():
             dispatcher = self.context.dispatcher
+            messages = [m for _, m in numbered]
             try:
                 stored = await self.context.storage.ingest(
                     account_id,
-                    [m for _, m in numbered],
+                    messages,
                     self.context.now_ms(),
                     IDEMPOTENCY_WINDOW_MS,
-                    lease=dispatcher.lease_offer() if dispatcher is not None else None,
+                    lease=(
+                        dispatcher.lease_offer(known_targets(messages))
+                        if dispatcher is not None
+                        else None
+                    ),
                 )
             except IdempotencyConflict as exc:
                 i = numbered[exc.index][0]  # the position in the whole batch

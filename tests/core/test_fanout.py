@@ -7,6 +7,7 @@ from postback.core.fanout import (
     LeaseOffer,
     delivery_targets,
     fleet_room,
+    known_targets,
     lease_counts,
     part,
     reserve_size,
@@ -34,6 +35,15 @@ def test_a_callback_url_overrides_the_subscribed_endpoints() -> None:
 def test_fanout_adds_the_callback_url_once() -> None:
     assert delivery_targets(message("ep_cb", fanout=True), ["ep_a"]) == ["ep_a", "ep_cb"]
     assert delivery_targets(message("ep_cb", fanout=True), ["ep_cb", "ep_a"]) == ["ep_cb", "ep_a"]
+
+
+def test_the_targets_are_known_in_advance_only_when_every_message_names_its_own() -> None:
+    """Then the fast path's offer is worked out for those endpoints alone; any message that
+    goes to the subscribed endpoints (no callback URL, or fanout) makes them unknown."""
+    assert known_targets([message("ep_1"), message("ep_2"), message("ep_1")]) == {"ep_1", "ep_2"}
+    assert known_targets([message("ep_1"), message()]) is None
+    assert known_targets([message("ep_1"), message("ep_2", fanout=True)]) is None
+    assert known_targets([]) == set()
 
 
 def test_an_endpoints_only_holder_has_the_whole_share_and_its_reserve() -> None:

@@ -442,3 +442,21 @@ async def test_paced_sends_held_back_by_a_stall_leave_spaced_not_in_a_burst(rig:
     assert min(gaps) >= 0.045, [round(g, 4) for g in gaps]
     # And the limit costs nothing beyond itself: 11 gaps of 50 ms after the stall's 0.4 s.
     assert sent_at[-1] - sent_at[0] < 0.4 + 11 * 0.05 + 0.3
+
+
+async def test_the_fast_path_offer_covers_the_endpoints_asked_for_or_all_it_knows(
+    rig: Rig,
+) -> None:
+    """``lease_offer(endpoints)`` works out room for those loaded endpoints alone (an ingest
+    whose messages all name their callback URL); without them, for every loaded endpoint."""
+    other, _ = await rig.services.endpoints.create(
+        rig.account.id, EndpointCreate(url="https://hooks.example.com/other")
+    )
+    await rig.submit_texts(1)  # both endpoints subscribe to everything: both get loaded
+    await until(lambda: len(rig.transport.requests) == 2)
+    everything = rig.dispatcher.lease_offer()
+    assert everything is not None and set(everything.room) == {rig.endpoint.id, other.id}
+    asked = rig.dispatcher.lease_offer({other.id, "ep_not_loaded_here"})
+    assert asked is not None and set(asked.room) == {other.id}
+    assert asked.room[other.id] == everything.room[other.id] > 0
+    assert asked.prefetch == {other.id: everything.prefetch[other.id]}
