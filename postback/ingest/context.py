@@ -23,7 +23,9 @@ from postback.store.base import Storage
 class LocalDispatcher(Protocol):
     """The dispatcher in this process, for the fast path (``postback.dispatch.loop``)."""
 
-    def lease_offer(self, endpoints: Collection[str] | None = None) -> LeaseOffer | None: ...
+    def lease_offer(
+        self, endpoints: Collection[str] | None = None, *, account_id: str | None = None
+    ) -> LeaseOffer | None: ...
 
     def accept(self, leased: list[ClaimedDelivery]) -> None: ...
 

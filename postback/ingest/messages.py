@@ -126,7 +126,7 @@ class MessageService:
                     self.context.now_ms(),
                     IDEMPOTENCY_WINDOW_MS,
                     lease=(
-                        dispatcher.lease_offer(known_targets(messages))
+                        dispatcher.lease_offer(known_targets(messages), account_id=account_id)
                         if dispatcher is not None
                         else None
                     ),

@@ -441,14 +441,15 @@ async def test_paced_sends_held_back_by_a_stall_leave_spaced_not_in_a_burst(rig:
     # asyncio's timers may fire a hair early; a burst would show gaps of ~0.
     assert min(gaps) >= 0.045, [round(g, 4) for g in gaps]
     # And the limit costs nothing beyond itself: 11 gaps of 50 ms after the stall's 0.4 s.
-    assert sent_at[-1] - sent_at[0] < 0.4 + 11 * 0.05 + 0.3
+    assert sent_at[-1] - sent_at[0] < 0.4 + 11 * 0.05 + 1.0  # slack for a loaded machine
 
 
-async def test_the_fast_path_offer_covers_the_endpoints_asked_for_or_all_it_knows(
+async def test_the_fast_path_offer_covers_the_endpoints_asked_for_or_the_accounts(
     rig: Rig,
 ) -> None:
     """``lease_offer(endpoints)`` works out room for those loaded endpoints alone (an ingest
-    whose messages all name their callback URL); without them, for every loaded endpoint."""
+    whose messages all name their callback URL); else for the account's loaded endpoints
+    (an ingest is for one account); else for every loaded endpoint."""
     other, _ = await rig.services.endpoints.create(
         rig.account.id, EndpointCreate(url="https://hooks.example.com/other")
     )
@@ -460,3 +461,7 @@ async def test_the_fast_path_offer_covers_the_endpoints_asked_for_or_all_it_know
     assert asked is not None and set(asked.room) == {other.id}
     assert asked.room[other.id] == everything.room[other.id] > 0
     assert asked.prefetch == {other.id: everything.prefetch[other.id]}
+    ours = rig.dispatcher.lease_offer(account_id=rig.account.id)
+    assert ours is not None and ours.room == everything.room
+    theirs = rig.dispatcher.lease_offer(account_id="acc_someone_else")
+    assert theirs is not None and theirs.room == {} and theirs.total == everything.total
