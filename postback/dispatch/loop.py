@@ -575,9 +575,16 @@ class Dispatcher:
 
     # -- one delivery -------------------------------------------------------------------------
 
-    async def _runtime(self, item: ClaimedDelivery) -> EndpointRuntime | None:
+    def _loaded(self, item: ClaimedDelivery) -> EndpointRuntime | None:
+        """The endpoint's runtime if it is loaded and as new as the lease saw it, else None."""
         runtime = self._runtimes.get(item.endpoint_id)
         if runtime is not None and runtime.endpoint.updated_at >= item.endpoint_updated_at:
+            return runtime
+        return None
+
+    async def _runtime(self, item: ClaimedDelivery) -> EndpointRuntime | None:
+        runtime = self._loaded(item)
+        if runtime is not None:
             return runtime
         pending = self._loading.get(item.endpoint_id)
         if pending is None:
@@ -650,9 +657,8 @@ class Dispatcher:
             self._records_ready.set()
 
     async def _deliver_one(self, item: ClaimedDelivery, not_before_ms: int | None) -> None:
-        runtime = self._runtimes.get(item.endpoint_id)
-        if runtime is None or runtime.endpoint.updated_at < item.endpoint_updated_at:
-            # Not loaded yet, or the lease saw a newer version: load (once for all waiters).
+        runtime = self._loaded(item)  # without awaiting a coroutine on the hot path
+        if runtime is None:
             try:
                 runtime = await self._runtime(item)
             except StorageUnavailable:

@@ -44,11 +44,10 @@ class IngestContext:
     guard_destinations: bool = True
     announce: Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[object]] | None = None
     """Sends operational webhooks (set by ``Services.build``); None where there are none."""
+    _ids: dict[str, MonotonicIds] = field(default_factory=dict, init=False, repr=False)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
-
-    _ids: dict[str, MonotonicIds] = field(default_factory=dict, init=False, repr=False)
 
     def new_id(self, prefix: str) -> str:
         """Time-ordered, and in creation order within a millisecond: the random part is

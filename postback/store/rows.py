@@ -400,26 +400,11 @@ def _buckets(text: str) -> tuple[int, ...]:
 
 
 def health_row(health: HealthState) -> tuple[Any, ...]:
-    """A health state in the column order of the ``health_rows`` queries."""
-    return (
-        health.endpoint_id,
-        health.window_start,
-        health.successes,
-        health.failures,
-        health.prev_successes,
-        health.prev_failures,
-        json.dumps(list(health.latency)),
-        json.dumps(list(health.prev_latency)),
-        health.consecutive_failures,
-        health.consecutive_dead,
-        health.failing_since,
-        health.last_success_at,
-        health.last_failure_at,
-        health.failing_announced,
-        health.disabled_reason,
-        health.disabled_at,
-        health.updated_at,
-    )
+    """A health state in the column order of the ``health_rows`` queries, which is the order of
+    ``HealthState``'s fields (the storage contract round-trips every one of them)."""
+    row = list(msgspec.structs.astuple(health))
+    row[6], row[7] = json.dumps(list(health.latency)), json.dumps(list(health.prev_latency))
+    return tuple(row)
 
 
 def health_params(health: HealthState) -> dict[str, Any]:
