@@ -28,7 +28,7 @@ import msgspec
 from postback import __version__
 from postback.core import signing
 from postback.core.fanout import LeaseOffer, part, reserve_size
-from postback.core.ids import make_id
+from postback.core.ids import MonotonicIds, make_id
 from postback.core.lifecycle import settle
 from postback.core.model import (
     Attempt,
@@ -194,6 +194,9 @@ class Dispatcher:
         """Set once shutdown's drain is over: only then may the flusher stop (attempts that
         finish, and deliveries handed back, during the drain still need writing)."""
         self._random = random.Random()
+        self._attempt_ids = MonotonicIds("att")
+        """Attempt ids in the order this process made them (a delivery's attempts list in
+        order), drawing randomness once a millisecond rather than once an attempt."""
 
     # -- public -------------------------------------------------------------------------------
 
@@ -754,7 +757,7 @@ class Dispatcher:
         self._records.append(
             AttemptRecord(
                 attempt=Attempt(
-                    id=make_id("att", now_ms, self._random.randbytes(10)),
+                    id=self._attempt_ids.next_from(now_ms, self._random.randbytes),
                     delivery_id=item.delivery_id,
                     attempt_number=attempt_number,
                     started_at=now_ms,

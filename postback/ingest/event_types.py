@@ -51,6 +51,10 @@ class EventTypeRegistry:
         ]
         return built_in + await self.context.storage.event_types(account_id)
 
+    def cached_validator(self, account_id: str, name: str) -> PayloadValidator | None:
+        """The compiled schema if it is at hand (no coroutine, no read): see ``validator``."""
+        return self._validators.get(("", name) if name in BUILT_IN_SCHEMAS else (account_id, name))
+
     async def validator(self, account_id: str, name: str, field: str) -> PayloadValidator:
         """The compiled schema of an event type this account may send; unknown types refused."""
         key = ("", name) if name in BUILT_IN_SCHEMAS else (account_id, name)

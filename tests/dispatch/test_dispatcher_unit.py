@@ -28,6 +28,7 @@ from postback.core.model import (
     NewMessage,
 )
 from postback.core.outcome import AttemptResult, FailureKind, Outcome
+from postback.core.policy import RetryPolicy
 from postback.core.wire import EndpointCreate, EndpointUpdate
 from postback.dispatch.loop import Dispatcher, DispatcherSettings
 from postback.ingest import MessageSubmission, Services
@@ -177,6 +178,36 @@ async def test_a_503_is_retried_after_the_schedule_s_wait_then_delivered(rig: Ri
         (1, Outcome.RETRY, 503, int(T0 * 1000)),
         (2, Outcome.DELIVERED, 200, int(T0 * 1000) + 5000),
     ]
+
+
+@pytest.mark.parametrize(
+    "rig", [lambda: MockTransport.scripted(503, 503, 503, 503, then=200)], indirect=True
+)
+async def test_attempts_made_within_one_millisecond_list_in_the_order_they_were_made(
+    rig: Rig,
+) -> None:
+    """Retries with no wait, on a clock that does not move: five attempts in one millisecond
+    come back as attempts 1 to 5 (the list is ordered by id; random ids within a millisecond
+    would shuffle them)."""
+    endpoint = rig.endpoint
+    await rig.services.endpoints.update(
+        rig.account.id,
+        endpoint.id,
+        EndpointUpdate(retry_policy=RetryPolicy(schedule_s=(0.0, 0.0, 0.0, 0.0))),
+    )
+    _, delivery_id, _ = await rig.submit()
+    await wait_until(lambda: rig.delivery_in(delivery_id, DeliveryState.DELIVERED))
+    attempts = await rig.services.deliveries.attempts(
+        rig.account.id, delivery_id, after=None, limit=10
+    )
+    assert [(a.attempt_number, a.status_code) for a in attempts] == [
+        (1, 503),
+        (2, 503),
+        (3, 503),
+        (4, 503),
+        (5, 200),
+    ]
+    assert {a.started_at for a in attempts} == {int(T0 * 1000)}
 
 
 @pytest.mark.parametrize("rig", [lambda: MockTransport.scripted(404)], indirect=True)

@@ -73,6 +73,20 @@ async def test_batch_error_names_the_item_and_the_path(postback: RunningPostback
     assert error.value.field == "$[1].payload.code"
 
 
+async def test_a_batch_of_one_event_type_names_the_message_that_breaks_it(
+    postback: RunningPostback,
+) -> None:
+    """The schema is compiled by the first message; later ones of the type are checked with
+    it alone (no coroutine each), and still refused by their own path."""
+    good = {"event_type": "recipient_delivery_report_sms", "payload": recipient_report()}
+    bad = {"event_type": "recipient_delivery_report_sms", "payload": recipient_report(code=None)}
+    async with await postback.new_account() as pb:
+        with pytest.raises(APIError) as error:
+            await pb.send_batch([good, good, bad, good])
+        assert (await pb.list_deliveries()).data == []
+    assert error.value.status == 400 and error.value.field == "$[2].payload.code"
+
+
 async def test_custom_event_types(postback: RunningPostback, receiver: Receiver) -> None:
     schema = {
         "type": "object",
