@@ -15,7 +15,12 @@ events through POST /v1/messages/batch, and prints deliveries/s and latency perc
     python bench/throughput.py --mix 1000                       # 1,000 customer URLs, then with
                                                                 # 2 % slow and 2 % failing ones
 
-Every case is printed beside the baseline of the same run (ratio), with serve's RSS.
+Every case is printed beside the baseline of the same run (ratio), with serve's RSS. With
+`--rounds N` the baseline and the cases alternate N times, each case is compared with the
+baselines just before and after it, and the median ratio is printed (rate, and event-loop CPU
+per healthy delivery): this machine's speed drifts by a fifth within a minute.
+
+    python bench/throughput.py --endpoints 1 --stuck hang --backlog 100000 --rounds 3
 
 Latency is measured from the moment the batch's 202 reached the submitter to the moment the
 receiver got the callback (both clocks are this machine's); "from submit" starts before the POST.
@@ -26,12 +31,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import platform
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -422,8 +429,9 @@ class Bench:
         message_id = sent.data[0].id
         due = int((time.time() + 86_400) * 1000)
         now = int(time.time() * 1000)
+        token = secrets.token_hex(3)  # unique per phase: --rounds runs the case again
         rows = (
-            (f"dlv_sched{i:09d}", message_id, "placeholder", parked.id, "parked", due, now)
+            (f"dlv_sched{token}{i:09d}", message_id, "placeholder", parked.id, "parked", due, now)
             for i in range(sc.scheduled)
         )
         if self.schema is None:
@@ -566,6 +574,51 @@ def report(phase: Phase) -> None:
     )
 
 
+def rate(phase: Phase) -> float:
+    return phase.delivered / phase.seconds
+
+
+def loop_us(phase: Phase) -> float:
+    """Event-loop CPU per healthy delivery: what the case costs the healthy traffic, in a
+    figure that moves less with the machine than the rate does."""
+    return phase.loop_cpu_s / max(phase.delivered, 1) * 1e6
+
+
+async def alternated(bench: Bench, baseline: Scenario, cases: list[Scenario], rounds: int) -> None:
+    """Baseline, every case, baseline, every case, ..., baseline: each case is compared with
+    the mean of the baselines run just before and just after it, which cancels a steady drift
+    of the machine's speed, and the median over the rounds is printed."""
+    bases: list[Phase] = []
+    runs: dict[str, list[Phase]] = {case.name: [] for case in cases}
+    for round_no in range(1, rounds + 1):
+        bases.append(await bench.phase(dataclasses.replace(baseline, name=f"baseline {round_no}")))
+        report(bases[-1])
+        for case in cases:
+            phase = await bench.phase(
+                dataclasses.replace(case, name=f"{case.name}, round {round_no}")
+            )
+            runs[case.name].append(phase)
+            report(phase)
+    bases.append(await bench.phase(dataclasses.replace(baseline, name=f"baseline {rounds + 1}")))
+    report(bases[-1])
+    for name, phases in runs.items():
+        ratios = []
+        loop_ratios = []
+        for i, phase in enumerate(phases):
+            around = (bases[i], bases[i + 1])
+            ratios.append(rate(phase) / (sum(rate(b) for b in around) / 2))
+            loop_ratios.append(loop_us(phase) / (sum(loop_us(b) for b in around) / 2))
+        print(
+            f"=> healthy deliveries {name}: rate ratio to the baselines around it "
+            f"{' / '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f}); "
+            f"event-loop µs per healthy delivery ratio "
+            f"{' / '.join(f'{r:.2f}' for r in loop_ratios)} "
+            f"(median {statistics.median(loop_ratios):.2f}); rates "
+            f"{' / '.join(f'{rate(p):,.0f}' for p in phases)} per s against baselines "
+            f"{' / '.join(f'{rate(b):,.0f}' for b in bases)}"
+        )
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -605,8 +658,18 @@ async def main() -> int:
         default=0,
         help="N customer URLs (per-message callback_url); compared with 2%% slow + 2%% failing",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the baseline and every case this many times, alternated, and print each "
+        "case's ratio to the baselines either side of it, then the median (the machine's "
+        "speed drifts by a fifth within a minute: one pair decides nothing)",
+    )
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     bench = Bench(args)
     print(
         f"Postback bench: python {platform.python_version()}, {os.cpu_count()} cores, "
@@ -634,6 +697,9 @@ async def main() -> int:
         cases.append(Scenario("with slow and failing customers", mix=args.mix, bad=True))
     try:
         await bench.start()
+        if args.rounds > 1 and cases:
+            await alternated(bench, baseline, cases, args.rounds)
+            return 0
         base = await bench.phase(baseline)
         report(base)
         phases = []
