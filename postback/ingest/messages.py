@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
 from postback.core.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
@@ -57,6 +59,9 @@ class MessageService:
         self.event_types = event_types
         self.endpoints = endpoints
         self._callback_ids: dict[tuple[str, str], tuple[str, float]] = {}
+        self._callback_creating: dict[tuple[str, str], asyncio.Task[str]] = {}
+        """Callback URLs whose endpoint is being looked up or created: concurrent batches
+        naming the same new URL wait for one write, not one each."""
         self._valid_urls: set[str] = set()
         """Callback URLs ``check_url`` accepted: a platform's batches name the same customer
         URLs over and over, and parsing each again was 8 % of the event loop (1,000 URLs)."""
@@ -89,15 +94,7 @@ class MessageService:
                 # the same few event types, whose validators are compiled already.
                 self._check_shape(sub, at)
                 self._check_content(validator, sub, at)
-        callback_endpoints: dict[tuple[str, str], str] = {}
-        for i, (account_id, sub) in enumerate(items):
-            if sub.callback_url is not None and (account_id, sub.callback_url) not in (
-                callback_endpoints
-            ):
-                at = f"{field_prefix}[{i}]." if field_prefix else ""
-                callback_endpoints[account_id, sub.callback_url] = await self._callback_endpoint(
-                    account_id, sub.callback_url, f"{at}callback_url"
-                )
+        callback_endpoints = await self._callback_endpoints(items, field_prefix)
         by_account: dict[str, list[tuple[int, NewMessage]]] = {}
         for i, (account_id, sub) in enumerate(items):
             by_account.setdefault(account_id, []).append(
@@ -184,18 +181,67 @@ class MessageService:
                 self._valid_urls.clear()
             self._valid_urls.add(sub.callback_url)
 
-    async def _callback_endpoint(self, account_id: str, url: str, field: str) -> str:
-        """A per-message callback URL gets an endpoint of its own with the account defaults.
+    async def _callback_endpoints(
+        self, items: list[tuple[str, MessageSubmission]], field_prefix: str
+    ) -> dict[tuple[str, str], str]:
+        """The endpoint id of every callback URL the messages name (account, URL).
 
-        Its id is remembered for a few seconds: a platform sending thousands of messages to
-        the same customer URLs would otherwise write (and probe DNS) once per URL per batch.
+        A per-message callback URL gets an endpoint of its own with the account defaults. Its
+        id is remembered for a few seconds: a platform sending thousands of messages to the
+        same customer URLs would otherwise write (and probe DNS) once per URL per batch. The
+        new URLs of a batch are checked all at once, and only then created, all at once: one
+        after the other, a first batch naming 500 new customer URLs waited for 500 lookups
+        and 500 commits in a row, and one URL the guard refuses now refuses the batch before
+        any endpoint is created for it.
         """
-        key = (account_id, url)
+        found: dict[tuple[str, str], str] = {}
+        new: dict[tuple[str, str], str] = {}  # (account, URL) -> the field of its first message
         now_s = self.context.clock()
-        known = self._callback_ids.get(key)
-        if known is not None and known[1] > now_s:
-            return known[0]
-        await self.context.check_destination(url, field)
+        for i, (account_id, sub) in enumerate(items):
+            if sub.callback_url is None:
+                continue
+            key = (account_id, sub.callback_url)
+            if key in found or key in new:
+                continue
+            known = self._callback_ids.get(key)
+            if known is not None and known[1] > now_s:
+                found[key] = known[0]
+            else:
+                new[key] = f"{field_prefix}[{i}].callback_url" if field_prefix else "callback_url"
+        if not new:
+            return found
+        refusals = await asyncio.gather(
+            *(self.context.check_destination(url, field) for (_, url), field in new.items()),
+            return_exceptions=True,
+        )
+        for refusal in refusals:  # in the order of the messages: the first one is reported
+            if isinstance(refusal, BaseException):
+                raise refusal
+        created = await asyncio.gather(
+            *(asyncio.shield(self._creating(key)) for key in new), return_exceptions=True
+        )
+        for key, endpoint_id in zip(new, created, strict=True):
+            if isinstance(endpoint_id, BaseException):
+                raise endpoint_id
+            found[key] = endpoint_id
+        return found
+
+    def _creating(self, key: tuple[str, str]) -> asyncio.Task[str]:
+        """The one task that looks up or creates this callback URL's endpoint; it runs to its
+        end even if the request that started it goes away, and remembers the id."""
+        task = self._callback_creating.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._store_callback_endpoint(*key))
+            self._callback_creating[key] = task
+            task.add_done_callback(lambda done: self._created(key, done))
+        return task
+
+    def _created(self, key: tuple[str, str], task: asyncio.Task[str]) -> None:
+        self._callback_creating.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # its waiters raise it; retrieved here in case none is left
+
+    async def _store_callback_endpoint(self, account_id: str, url: str) -> str:
         now = self.context.now_ms()
         template = Endpoint(
             id=self.context.new_id("ep"),
@@ -211,7 +257,10 @@ class MessageService:
         endpoint = await self.context.storage.callback_endpoint(account_id, url, template, secret)
         if len(self._callback_ids) >= 100_000:
             self._callback_ids.clear()
-        self._callback_ids[key] = (endpoint.id, now_s + CALLBACK_ENDPOINT_TTL_S)
+        self._callback_ids[account_id, url] = (
+            endpoint.id,
+            self.context.clock() + CALLBACK_ENDPOINT_TTL_S,
+        )
         return endpoint.id
 
     async def get(self, account_id: str, message_id: str) -> tuple[Message, list[Delivery]]:
