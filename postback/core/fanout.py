@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import msgspec
 
 from postback.core.model import Delivery, DeliveryState, NewMessage
+
+T = TypeVar("T")
 
 
 def delivery_targets(message: NewMessage, subscribed: Sequence[str]) -> list[str]:
@@ -115,6 +117,32 @@ def fleet_room(
         return FleetRoom(allowance, 1)
     holders = max(other_holders, 1) + 1
     return FleetRoom(min(allowance, part(share, holders) + reserve - own), holders)
+
+
+def claim_plan(
+    fleet_rooms: Sequence[tuple[str, int]], picked: Mapping[str, Sequence[T]], limit: int
+) -> tuple[list[T], list[str]]:
+    """What one claim takes: endpoint by endpoint in due order, each up to its room and never
+    past ``limit`` in all, as if the claim asked each endpoint in turn.
+
+    ``picked`` holds each endpoint's oldest due rows, oldest first, at least as many as it may
+    take (or all it has). Also returned: the endpoints the claim took less from than it asked
+    for, which have nothing more due now (the store moves their due mark to their next pending
+    delivery). Endpoints after the claim filled up are neither taken from nor marked.
+    """
+    taken: list[T] = []
+    exhausted: list[str] = []
+    for endpoint_id, fleet_room_left in fleet_rooms:
+        if len(taken) >= limit:
+            break
+        room = min(fleet_room_left, limit - len(taken))
+        if room <= 0:
+            continue
+        rows = picked.get(endpoint_id, ())
+        taken.extend(rows[:room])
+        if len(rows) < room:
+            exhausted.append(endpoint_id)
+    return taken, exhausted
 
 
 def reserve_size(send_rate: float, share: int, most: int, lasts_s: float) -> int:

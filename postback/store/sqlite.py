@@ -27,6 +27,7 @@ import msgspec
 
 from postback.core.fanout import (
     LeaseOffer,
+    claim_plan,
     delivery_targets,
     fleet_room,
     idempotency_hit,
@@ -297,6 +298,45 @@ def _insert_messages(
             for m in messages
         ),
     )
+
+
+def _pick_due(
+    conn: sqlite3.Connection, fleet_rooms: list[tuple[str, int]], limit: int, now: int
+) -> dict[str, list[list[Any]]]:
+    """Each endpoint's oldest due deliveries, oldest first: at least what ``claim_plan`` will
+    take from it (or all it has), for the endpoints in due order until the claim is full.
+
+    Why not a statement per endpoint: with 1,000 customers, picking and leasing endpoint by
+    endpoint was two statements per claimed delivery (~100 µs of the writer each). Endpoints
+    go in chunks of 1, 2, 4, … in due order, so a claim over many sparse endpoints is a few
+    statements and one over a deep endpoint stops after the first; within a chunk, endpoints
+    share a statement per power of two of their room (SQLite's LIMIT cannot come from the row)
+    and ``claim_plan`` drops what a bound picked beyond an endpoint's room.
+    """
+    picked: dict[str, list[list[Any]]] = {}
+    taken = 0  # what claim_plan will take from the endpoints picked so far
+    start, size = 0, 1
+    while start < len(fleet_rooms) and taken < limit:
+        chunk = fleet_rooms[start : start + size]
+        by_bound: dict[int, list[str]] = {}
+        for endpoint_id, room in chunk:
+            room = min(room, limit - taken)
+            if room > 0:
+                by_bound.setdefault(1 << (room - 1).bit_length(), []).append(endpoint_id)
+        for bound, endpoint_ids in by_bound.items():
+            found = conn.execute(
+                _Q["pick_endpoints_due"],
+                {"endpoints": json.dumps(endpoint_ids), "room": bound, "now": now},
+            ).fetchone()[0]
+            for row in msgspec.json.decode(found):
+                picked.setdefault(row[3], []).append(row)
+        for endpoint_id, room in chunk:
+            rows = picked.get(endpoint_id)
+            if rows:
+                rows.sort(key=lambda r: (r[6], r[7]))  # next_attempt_at, then the index's order
+                taken += min(len(rows), max(0, min(room, limit - taken)))
+        start, size = start + size, size * 2
+    return picked
 
 
 _DeliveryRow = tuple[str, str, str, str, str | None, str, int | None]
@@ -883,11 +923,9 @@ class SQLiteStorage:
                 {"now": now, "exclude": exclude, "endpoints": max(limit, 64), "holder": holder},
             ).fetchone()[0]
             ready: list[tuple[str, int, int]] = msgspec.json.decode(found)
-            rows: list[Any] = []
             holders: dict[str, int] = {}
+            fleet_rooms: list[tuple[str, int]] = []
             for endpoint_id, in_flight, other_holders in ready:
-                if len(rows) >= limit:
-                    break
                 mine = own.get(endpoint_id, 0)
                 reserve = ahead.get(endpoint_id, prefetch)
                 allowed = min(
@@ -897,26 +935,21 @@ class SQLiteStorage:
                     allowed, reserve, mine, max(0, in_flight - mine), other_holders, per_endpoint
                 )
                 holders[endpoint_id] = fleet.holders
-                room = min(fleet.room, limit - len(rows))
-                if room <= 0:
-                    continue
-                picked = conn.execute(
-                    _Q["pick_endpoint_due"], {"endpoint_id": endpoint_id, "now": now, "room": room}
-                ).fetchone()[0]
-                taken = msgspec.json.decode(picked)
-                if taken:
-                    conn.execute(
-                        _Q["lease_deliveries"],
-                        {
-                            "rows": picked,
-                            "now": now,
-                            "lease_until": now + lease_ms,
-                            "holder": holder,
-                        },
-                    )
-                rows.extend(taken)
-                if len(taken) < room:
-                    conn.execute(_Q["settle_endpoint_work"], {"endpoint_id": endpoint_id})
+                fleet_rooms.append((endpoint_id, fleet.room))
+            picked = _pick_due(conn, fleet_rooms, limit, now)
+            rows, exhausted = claim_plan(fleet_rooms, picked, limit)
+            if rows:
+                conn.execute(
+                    _Q["lease_deliveries"],
+                    {
+                        "rows": msgspec.json.encode(rows),
+                        "now": now,
+                        "lease_until": now + lease_ms,
+                        "holder": holder,
+                    },
+                )
+            if exhausted:
+                conn.execute(_Q["settle_endpoints_work"], {"ids": json.dumps(exhausted)})
             if not rows:
                 return []
             message_ids = json.dumps(sorted({r[1] for r in rows}))

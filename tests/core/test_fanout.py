@@ -5,6 +5,7 @@ from __future__ import annotations
 from postback.core.fanout import (
     EndpointLoad,
     LeaseOffer,
+    claim_plan,
     delivery_targets,
     fleet_room,
     known_targets,
@@ -103,3 +104,16 @@ def test_a_reserve_lasts_its_time_at_the_endpoints_rate_within_bounds() -> None:
     # Never beyond the most, even when the share is larger; 0 turns prefetch off.
     assert reserve_size(0.0, 64, 16, 0.25) == 16
     assert reserve_size(4000.0, 32, 0, 0.25) == 0
+
+
+def test_a_claim_plan_takes_each_endpoint_to_its_room_in_order_until_the_limit() -> None:
+    picked = {"a": [1, 2], "b": [3, 4, 5, 6], "c": [7, 8, 9], "d": [10]}
+    rooms = [("a", 5), ("b", 3), ("x", 0), ("c", 10), ("d", 10)]
+    # a is emptied (2 < 5), b gives its room (3), x has no room, c is cut by the limit, d is
+    # never reached: only a counts as having nothing more due.
+    assert claim_plan(rooms, picked, 7) == ([1, 2, 3, 4, 5, 7, 8], ["a"])
+    # Room enough for all: c gives all it has and is emptied too; so is d.
+    assert claim_plan(rooms, picked, 100) == ([1, 2, 3, 4, 5, 7, 8, 9, 10], ["a", "c", "d"])
+    # An endpoint with nothing picked is emptied, one past the limit is not.
+    assert claim_plan([("a", 2), ("e", 4), ("b", 1)], picked, 2) == ([1, 2], [])
+    assert claim_plan([("e", 4), ("a", 2)], picked, 3) == ([1, 2], ["e"])

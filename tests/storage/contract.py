@@ -470,6 +470,27 @@ class StorageContract:
         rest = await storage.claim(T0, 10, 1000, per_endpoint=3, holder="w2")
         assert len(rest) == 2 and {(c.endpoint_id, c.holders) for c in rest} == {(a.id, 2)}
 
+    async def test_a_claim_takes_endpoints_in_due_order_each_to_its_room_until_full(
+        self, storage: Storage
+    ) -> None:
+        """Five endpoints, due one after the other: the claim takes each oldest first, up to
+        its room (none from the one with no room), until its limit is reached; the next claim
+        finds what the endpoints it stopped in or never reached still had."""
+        acct = await account(storage)
+        eps = [await endpoint(storage, acct.id, event_types=(f"e{i}",)) for i in range(5)]
+        counts = [2, 6, 4, 1, 3]
+        ids: list[list[str]] = []
+        for i, count in enumerate(counts):
+            stored = await storage.ingest(
+                acct.id, [message(f"e{i}") for _ in range(count)], T0 + i, WINDOW
+            )
+            ids.append([r.deliveries[0].id for r in stored])
+        rooms = {eps[0].id: 5, eps[1].id: 3, eps[2].id: 10, eps[3].id: 10, eps[4].id: 0}
+        claimed = await storage.claim(T0 + 10, 7, 60_000, allowance=rooms, per_endpoint=100)
+        assert [c.delivery_id for c in claimed] == ids[0] + ids[1][:3] + ids[2][:2]
+        rest = await storage.claim(T0 + 10, 100, 60_000, per_endpoint=100)
+        assert [c.delivery_id for c in rest] == ids[1][3:] + ids[2][2:] + ids[3] + ids[4]
+
     async def test_share_holds_across_claimers_and_due_time_follows_work(
         self, storage: Storage
     ) -> None:
