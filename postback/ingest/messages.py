@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Iterable
+from typing import TypeVar, cast
 
 import msgspec
 
@@ -31,6 +33,8 @@ from postback.ingest.endpoints import EndpointService
 from postback.ingest.event_types import EventTypeRegistry
 
 IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
+T = TypeVar("T")
+
 CALLBACK_ENDPOINT_TTL_S = 10.0
 """How long a callback URL's endpoint id is reused without asking the store again."""
 
@@ -49,6 +53,21 @@ class MessageSubmission(msgspec.Struct, frozen=True, kw_only=True):
     refuse_reuse: bool = True
     """A reused idempotency key must come with the same request (core/idempotency.py);
     False for Postback's own submissions whose racing producers share one key on purpose."""
+
+
+def _item_path(field_prefix: str, index: int) -> str:
+    """Where a batch item's fields are named in errors: ``$[3].`` (nothing for one message)."""
+    return f"{field_prefix}[{index}]." if field_prefix else ""
+
+
+async def _every(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """Await all at once; if any failed, raise the first failure in their order (the first
+    message's), after all have ended, so none is left running unobserved."""
+    outcomes = await asyncio.gather(*awaitables, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return cast(list[T], outcomes)
 
 
 class MessageService:
@@ -85,7 +104,7 @@ class MessageService:
         if len(items) > MAX_BATCH:
             raise InvalidInput(field_prefix or "$", f"at most {MAX_BATCH} messages per batch")
         for i, (account_id, sub) in enumerate(items):
-            at = f"{field_prefix}[{i}]." if field_prefix else ""
+            at = _item_path(field_prefix, i)
             validator = self.event_types.cached_validator(account_id, sub.event_type)
             if validator is None or sub.target_endpoint_id is not None:
                 await self._check(account_id, sub, at)
@@ -137,7 +156,7 @@ class MessageService:
                 )
             except IdempotencyConflict as exc:
                 i = numbered[exc.index][0]  # the position in the whole batch
-                at = f"{field_prefix}[{i}]." if field_prefix else ""
+                at = _item_path(field_prefix, i)
                 raise IdempotencyConflict(exc.key, i, f"{at}idempotency_key") from None
             for (i, _), result in zip(numbered, stored, strict=True):
                 results[i] = result
@@ -207,23 +226,12 @@ class MessageService:
             if known is not None and known[1] > now_s:
                 found[key] = known[0]
             else:
-                new[key] = f"{field_prefix}[{i}].callback_url" if field_prefix else "callback_url"
+                new[key] = f"{_item_path(field_prefix, i)}callback_url"
         if not new:
             return found
-        refusals = await asyncio.gather(
-            *(self.context.check_destination(url, field) for (_, url), field in new.items()),
-            return_exceptions=True,
-        )
-        for refusal in refusals:  # in the order of the messages: the first one is reported
-            if isinstance(refusal, BaseException):
-                raise refusal
-        created = await asyncio.gather(
-            *(asyncio.shield(self._creating(key)) for key in new), return_exceptions=True
-        )
-        for key, endpoint_id in zip(new, created, strict=True):
-            if isinstance(endpoint_id, BaseException):
-                raise endpoint_id
-            found[key] = endpoint_id
+        await _every(self.context.check_destination(url, field) for (_, url), field in new.items())
+        created = await _every(asyncio.shield(self._creating(key)) for key in new)
+        found.update(zip(new, created, strict=True))
         return found
 
     def _creating(self, key: tuple[str, str]) -> asyncio.Task[str]:

@@ -314,7 +314,7 @@ def _pick_due(
     and ``claim_plan`` drops what a bound picked beyond an endpoint's room.
     """
     picked: dict[str, list[list[Any]]] = {}
-    taken = 0  # what claim_plan will take from the endpoints picked so far
+    taken = 0  # what claim_plan takes from the endpoints picked so far
     start, size = 0, 1
     while start < len(fleet_rooms) and taken < limit:
         chunk = fleet_rooms[start : start + size]
@@ -330,12 +330,11 @@ def _pick_due(
             ).fetchone()[0]
             for row in msgspec.json.decode(found):
                 picked.setdefault(row[3], []).append(row)
-        for endpoint_id, room in chunk:
-            rows = picked.get(endpoint_id)
-            if rows:
-                rows.sort(key=lambda r: (r[6], r[7]))  # next_attempt_at, then the index's order
-                taken += min(len(rows), max(0, min(room, limit - taken)))
+        for endpoint_id, _room in chunk:
+            if endpoint_id in picked:
+                picked[endpoint_id].sort(key=lambda r: (r[6], r[7]))  # due time, index order
         start, size = start + size, size * 2
+        taken = len(claim_plan(fleet_rooms[:start], picked, limit)[0])
     return picked
 
 
