@@ -330,9 +330,6 @@ def _pick_due(
             ).fetchone()[0]
             for row in msgspec.json.decode(found):
                 picked.setdefault(row[3], []).append(row)
-        for endpoint_id, _room in chunk:
-            if endpoint_id in picked:
-                picked[endpoint_id].sort(key=lambda r: (r[6], r[7]))  # due time, index order
         start, size = start + size, size * 2
         taken = len(claim_plan(fleet_rooms[:start], picked, limit)[0])
     return picked
@@ -941,7 +938,7 @@ class SQLiteStorage:
                 conn.execute(
                     _Q["lease_deliveries"],
                     {
-                        "rows": msgspec.json.encode(rows),
+                        "ids": msgspec.json.encode([r[0] for r in rows]),
                         "now": now,
                         "lease_until": now + lease_ms,
                         "holder": holder,

@@ -198,16 +198,18 @@ FROM (
 
 -- name: pick_endpoints_due
 -- The oldest due deliveries of each endpoint in :endpoints (a JSON array of ids), at most :room
--- of each, each endpoint's from its own index range (never the rows past its :room), as one JSON
--- array of [id, message_id, account_id, endpoint_id, attempt_count, schedule_base,
--- next_attempt_at, rowid]: one statement for every endpoint of a claim that gets the same room,
--- one step (each step gives up and retakes the GIL: see _set_rows). With 1,000 customers, two
--- statements per endpoint were ~100 µs of the writer per claimed delivery. lease_deliveries
--- then takes what the claim keeps; nothing can come between, the writer being the only writer.
-SELECT json_group_array(json_array(d.id, d.message_id, d.account_id, d.endpoint_id,
-                                   d.attempt_count, d.schedule_base, d.next_attempt_at, d.rowid))
-FROM json_each(:endpoints) AS r
-JOIN deliveries AS d ON d.rowid IN (
+-- of each, each endpoint's from its own index range (never the rows past its :room), as one
+-- JSON array of [id, message_id, account_id, endpoint_id, attempt_count, schedule_base]: one
+-- statement for every endpoint of a claim that gets the same room, one step (each step gives
+-- up and retakes the GIL: see _set_rows). With 1,000 customers, two statements per endpoint
+-- were ~100 µs of the writer per claimed delivery. lease_deliveries then takes the ids the
+-- claim keeps; nothing can come between, the writer thread being the only writer.
+SELECT json_group_array(json_array(id, message_id, account_id, endpoint_id, attempt_count,
+                                   schedule_base))
+FROM (
+  SELECT d.id, d.message_id, d.account_id, d.endpoint_id, d.attempt_count, d.schedule_base
+  FROM json_each(:endpoints) AS r
+  JOIN deliveries AS d ON d.rowid IN (
     SELECT x.rowid FROM deliveries AS x
     WHERE x.endpoint_id = r.value AND x.state = 'pending' AND x.next_attempt_at <= :now
       -- Ordered deliveries (one recipient's status reports) wait for the ones before them
@@ -219,13 +221,15 @@ JOIN deliveries AS d ON d.rowid IN (
                 AND earlier.id < x.id
                 AND earlier.state IN ('pending', 'delivering')))
     ORDER BY x.next_attempt_at
-    LIMIT :room);
+    LIMIT :room)
+-- Each endpoint's rows oldest first (the aggregate keeps this order), as the claim takes them.
+ORDER BY d.endpoint_id, d.next_attempt_at, d.rowid);
 
 -- name: lease_deliveries
--- :rows as pick_endpoints_due returned them (the first element of each is the id).
+-- :ids, a JSON array of the delivery ids a claim keeps.
 UPDATE deliveries SET state = 'delivering', lease_until = :lease_until, updated_at = :now,
                       lease_holder = :holder
-WHERE id IN (SELECT value->>0 FROM json_each(:rows)) AND state = 'pending';
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'pending';
 
 -- name: settle_endpoints_work
 -- The endpoints in :ids (a JSON array) a claim took less from than it asked for: each is due
