@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -536,7 +537,9 @@ class Bench:
                     return False
         return True
 
-    async def stop(self) -> None:
+    async def stop(self, *, keep_files: bool) -> None:
+        """Stop every process; remove the run's directory (its database reaches hundreds of
+        MB) unless the run failed, when its logs are what tells why."""
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -551,6 +554,10 @@ class Bench:
             conn = await asyncpg.connect(self.args.database.split("?")[0])
             await conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
             await conn.close()
+        if keep_files:
+            print(f"logs and database kept in {self.tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def report(phase: Phase) -> None:
@@ -695,10 +702,12 @@ async def main() -> int:
         cases.append(Scenario(f"with {args.scheduled:,} scheduled", scheduled=args.scheduled))
     if args.mix:
         cases.append(Scenario("with slow and failing customers", mix=args.mix, bad=True))
+    finished = False
     try:
         await bench.start()
         if args.rounds > 1 and cases:
             await alternated(bench, baseline, cases, args.rounds)
+            finished = True
             return 0
         base = await bench.phase(baseline)
         report(base)
@@ -721,8 +730,9 @@ async def main() -> int:
                 z = again.delivered / again.seconds
                 line += f"; {z:,.0f}/s in the baseline after the cases: ratio {b / z:.2f}"
             print(f"{line}); serve RSS {phase.rss_mb[0]:.0f} -> {phase.rss_mb[1]:.0f} MB")
+        finished = True
     finally:
-        await bench.stop()
+        await bench.stop(keep_files=not finished)
     return 0
 
 
