@@ -7,6 +7,11 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from postback.core.breaker import (
+    DEFAULT_AFTER_FAILURES,
+    DEFAULT_COOLDOWN_MS,
+    DEFAULT_MAX_COOLDOWN_MS,
+)
 from postback.core.errors import PostbackError
 from postback.core.netguard import parse_networks
 
@@ -65,11 +70,16 @@ class Settings:
     max_in_flight: int = 512
     per_endpoint_concurrency: int = 32
     processes: int = 1
+    """``serve`` processes sharing the port and the database (one Python process is one core)."""
     endpoint_prefetch: int = 512
+    """Deliveries of an endpoint kept leased and ready beyond its share (DispatcherSettings)."""
     hanging_endpoint_concurrency: int = 4
     """An endpoint's share after three timeouts in a row, until it answers again."""
-    """Deliveries of an endpoint kept leased and ready beyond its share (DispatcherSettings)."""
-    """``serve`` processes sharing the port and the database (one Python process is one core)."""
+    breaker_failures: int = DEFAULT_AFTER_FAILURES
+    """Retryable failures in a row that pause an endpoint (its circuit breaker); 0: never."""
+    breaker_pause_s: float = DEFAULT_COOLDOWN_MS / 1000
+    """The first pause; each failed probe after it doubles it."""
+    breaker_max_pause_s: float = DEFAULT_MAX_COOLDOWN_MS / 1000
     log_format: str = "text"
     allow_networks: str = ""
     """CIDRs the SSRF guard lets through (e.g. 127.0.0.0/8 for local development)."""
@@ -129,6 +139,15 @@ class Settings:
             endpoint_prefetch=_int("POSTBACK_ENDPOINT_PREFETCH", 512, 0, 10_000),
             hanging_endpoint_concurrency=_int(
                 "POSTBACK_HANGING_ENDPOINT_CONCURRENCY", 4, 1, 10_000
+            ),
+            breaker_failures=_int(
+                "POSTBACK_BREAKER_FAILURES", DEFAULT_AFTER_FAILURES, 0, 1_000_000
+            ),
+            breaker_pause_s=_int(
+                "POSTBACK_BREAKER_PAUSE_SECONDS", DEFAULT_COOLDOWN_MS // 1000, 1, 86_400
+            ),
+            breaker_max_pause_s=_int(
+                "POSTBACK_BREAKER_MAX_PAUSE_SECONDS", DEFAULT_MAX_COOLDOWN_MS // 1000, 1, 86_400
             ),
             log_format=log_format,
             allow_networks=_networks("POSTBACK_ALLOW_NETWORKS"),

@@ -14,6 +14,7 @@ from aiohttp import web
 from postback.api.app import create_app
 from postback.api.protocol import ApiRunner
 from postback.cli.config import ConfigError, Settings, describe_database, key_file_path
+from postback.core.breaker import BreakerRules
 from postback.core.errors import StorageError, StorageUnavailable
 from postback.core.health import HealthRules
 from postback.core.netguard import parse_networks
@@ -164,6 +165,13 @@ async def run_service(
             per_endpoint=settings.per_endpoint_concurrency,
             prefetch=settings.endpoint_prefetch,
             narrow_share=settings.hanging_endpoint_concurrency,
+            breaker=BreakerRules(
+                after_failures=settings.breaker_failures,
+                cooldown_ms=round(settings.breaker_pause_s * 1000),
+                max_cooldown_ms=round(
+                    max(settings.breaker_max_pause_s, settings.breaker_pause_s) * 1000
+                ),
+            ),
             lease_ms=settings.lease_s * 1000,
             shutdown_timeout_s=settings.shutdown_timeout_s,
             lease_check_interval_s=min(5.0, settings.lease_s / 4),

@@ -92,6 +92,29 @@ def throttled(
     )
 
 
+def broken(
+    pacing: Pacing,
+    now_ms: int,
+    cooldown_ms: int,
+    observed_rate: float,
+    configured_rate: float | None,
+) -> Pacing:
+    """The endpoint's circuit breaker opened (``core.breaker``): pause for the cool-down, then
+    send at ``MIN_RATE_PER_S`` (half-open) until a success starts the climb back."""
+    base = pacing.rate(configured_rate)
+    if base is None:
+        base = max(observed_rate, MIN_RATE_PER_S * 2)
+    ceiling = pacing.ceiling if pacing.ceiling is not None else base
+    paused_until = max(pacing.paused_until_ms, now_ms + cooldown_ms)
+    return Pacing(
+        current_rate=min(base, MIN_RATE_PER_S),
+        ceiling=max(ceiling, MIN_RATE_PER_S),
+        paused_until_ms=paused_until,
+        next_slot_ms=max(pacing.next_slot_ms, paused_until),
+        last_change_ms=now_ms,
+    )
+
+
 def recovered(pacing: Pacing, now_ms: int, configured_rate: float | None) -> Pacing:
     """A 2xx: after a backoff, climb one step towards the ceiling (at most once a second)."""
     if pacing.ceiling is None or pacing.current_rate is None:

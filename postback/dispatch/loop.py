@@ -27,6 +27,7 @@ import msgspec
 
 from postback import __version__
 from postback.core import signing
+from postback.core.breaker import CLOSED, BreakerRules, Streak, after_attempt
 from postback.core.fanout import LeaseOffer, part, reserve_size
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.lifecycle import settle
@@ -41,7 +42,14 @@ from postback.core.model import (
 )
 from postback.core.outcome import AttemptResult, FailureKind, Outcome
 from postback.core.policy import RetryPolicy, resolve_policy
-from postback.core.throttle import Pacing, SendRateMeter, recovered, reserve, throttled
+from postback.core.throttle import (
+    Pacing,
+    SendRateMeter,
+    broken,
+    recovered,
+    reserve,
+    throttled,
+)
 from postback.core.validation import storable_text
 from postback.dispatch.health import HealthKeeper
 from postback.observe.logs import STORAGE_FULL
@@ -93,6 +101,8 @@ class DispatcherSettings:
     """The in-flight share of an endpoint that keeps timing out, until it answers again: each
     of its attempts holds a slot for the whole timeout, and at the full share 16 such
     endpoints would hold every slot of the process (``max_in_flight``)."""
+    breaker: BreakerRules = field(default_factory=BreakerRules)
+    """When an endpoint that fails everything is paused, and for how long (``core.breaker``)."""
 
 
 @dataclass(slots=True)
@@ -111,6 +121,8 @@ class EndpointRuntime:
     meter: SendRateMeter = field(default_factory=SendRateMeter)
     keys: dict[str, bytes] = field(default_factory=dict)
     timeouts_in_a_row: int = 0
+    streak: Streak = CLOSED
+    """Its failures in a row, for the circuit breaker (``core.breaker``)."""
     next_paced_send_s: float = 0.0
     """On the event loop's clock, the earliest this process may make its next paced send to
     the endpoint (``Dispatcher._keep_spacing``)."""
@@ -639,6 +651,7 @@ class Dispatcher:
             meter=previous.meter if previous is not None else SendRateMeter(),
             keys=previous.keys if previous is not None else {},
             timeouts_in_a_row=previous.timeouts_in_a_row if previous is not None else 0,
+            streak=previous.streak if previous is not None else CLOSED,
             next_paced_send_s=previous.next_paced_send_s if previous is not None else 0.0,
         )
         self._runtimes[endpoint_id] = runtime
@@ -749,7 +762,14 @@ class Dispatcher:
             finished_ms,
             self._random.random(),
         )
-        if settlement.outcome is Outcome.THROTTLED or runtime.pacing.ceiling is not None:
+        pause_ms = None
+        if runtime.streak is not CLOSED or settlement.outcome is not Outcome.DELIVERED:
+            runtime.streak, pause_ms = after_attempt(
+                runtime.streak, settlement.outcome, now_ms, finished_ms, self.settings.breaker
+            )
+        if pause_ms is not None:
+            await self._open_breaker(runtime, pause_ms, finished_ms)
+        elif settlement.outcome is Outcome.THROTTLED or runtime.pacing.ceiling is not None:
             await self._update_pacing(runtime, settlement.outcome, result, finished_ms)
         self.metrics.attempt(settlement.outcome.value, result.duration_ms)
         self.health.observe(item, settlement, result, finished_ms)
@@ -830,6 +850,34 @@ class Dispatcher:
             log.warning(
                 "could not share pacing for endpoint %s (database unavailable)", endpoint_id
             )
+
+    async def _open_breaker(self, runtime: EndpointRuntime, pause_ms: int, now_ms: int) -> None:
+        """Pause an endpoint that fails everything, for the whole fleet, then probe it at one
+        request a second (``core.breaker``); what this process holds ready for it goes back."""
+        endpoint_id = runtime.endpoint.id
+        observed = runtime.meter.rate(now_ms)
+        rate = runtime.configured_rate
+
+        def open_(pacing: Pacing) -> Pacing:
+            return broken(pacing, now_ms, pause_ms, observed, rate)
+
+        try:
+            runtime.pacing = await self.storage.pace(endpoint_id, lambda p: _same(open_(p)))
+        except StorageUnavailable:
+            runtime.pacing = open_(runtime.pacing)  # this process at least holds off
+            log.warning(
+                "could not share a pause of endpoint %s (database unavailable)", endpoint_id
+            )
+        self._hand_back_ready(endpoint_id, keep=0)
+        self.metrics.endpoint_change("breaker_open")
+        log.info(
+            "endpoint %s failed %d attempts in a row: paused for %.0f s, then sent one request "
+            "a second until it answers",
+            endpoint_id,
+            runtime.streak.failures,
+            pause_ms / 1000,
+            extra={"event": "endpoint_breaker_open", "endpoint_id": endpoint_id},
+        )
 
     def _alert_dead(self, item: ClaimedDelivery, reason: str, result: AttemptResult) -> None:
         self.metrics.dead(item.event_type)

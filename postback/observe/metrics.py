@@ -235,7 +235,8 @@ class Metrics:
         )
         self._endpoint_changes = Counter(
             "postback_endpoint_state_changes",
-            "Endpoints disabled, re-enabled, starting to fail or recovering, by change.",
+            "Endpoints disabled, re-enabled, starting to fail, recovering or paused by their "
+            "circuit breaker (breaker_open), by change.",
             ["change"],
             registry=own,
         )
@@ -293,7 +294,7 @@ class Metrics:
         self.ingested_total += count
 
     def endpoint_change(self, change: str) -> None:
-        """disabled, enabled, failing, recovered: rare, so no cache."""
+        """disabled, enabled, failing, recovered, breaker_open: rare, so no cache."""
         self._endpoint_changes.labels(change).inc()
 
     @staticmethod

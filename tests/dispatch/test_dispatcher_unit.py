@@ -12,12 +12,13 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from postback.core.breaker import BreakerRules
 from postback.core.errors import PostbackError
 from postback.core.fanout import LeaseOffer
 from postback.core.ids import make_id
@@ -393,6 +394,11 @@ async def test_narrowing_hands_back_what_waited_ready_beyond_the_narrow_share(ri
     """Deliveries leased ahead at the full share (here 8, behind 32 in flight) would wait in
     memory behind four slots: those past the narrow share are handed back and taken again
     within it. None is sent twice, none is lost, and never more than four are in flight."""
+    # The circuit breaker would pause the endpoint at its twentieth timeout in a row; this is
+    # about the narrow share alone.
+    rig.dispatcher.settings = replace(
+        rig.dispatcher.settings, breaker=BreakerRules(after_failures=0)
+    )
     first = HeldAnswers()
     rig.transport.handler = first
     results = await rig.services.messages.submit(
@@ -418,6 +424,51 @@ async def test_narrowing_hands_back_what_waited_ready_beyond_the_narrow_share(ri
         rig.account.id, state=DeliveryState.DELIVERED, limit=100
     )
     assert len(delivered) == 8  # the 32 that timed out wait for their retry
+
+
+async def test_an_endpoint_that_fails_everything_is_paused_then_probed(rig: Rig) -> None:
+    """Retries due at once (a schedule of zeros) are held while the breaker is open: ten
+    first attempts, then nothing until the pause ends, one probe, a pause twice as long, and
+    after a probe that succeeds the endpoint is sent to again. Nothing is dead-lettered."""
+    rig.dispatcher.settings = replace(
+        rig.dispatcher.settings,
+        breaker=BreakerRules(after_failures=3, cooldown_ms=5_000, max_cooldown_ms=60_000),
+    )
+    await rig.services.endpoints.update(
+        rig.account.id,
+        rig.endpoint.id,
+        EndpointUpdate(retry_policy=RetryPolicy(schedule_s=(0.0,) * 5)),
+    )
+    rig.transport.handler = lambda _request: respond(503)
+    await rig.submit_texts(10)
+
+    async def sent_exactly(count: int) -> None:
+        await asyncio.wait_for(rig.transport.wait_for_requests(count), 10)
+        await asyncio.sleep(0.3)  # time for a retry that should not go out
+        assert len(rig.transport.requests) == count
+
+    await sent_exactly(10)  # the first attempts, all started before the breaker opened
+    rig.clock.advance(4.9)
+    rig.dispatcher.wake()
+    await sent_exactly(10)  # still paused
+    rig.clock.advance(0.1)
+    rig.dispatcher.wake()
+    await sent_exactly(11)  # the probe fails: paused for 10 s now
+    rig.clock.advance(9.9)
+    rig.dispatcher.wake()
+    await sent_exactly(11)
+    rig.transport.handler = lambda _request: respond(200)
+    rig.clock.advance(0.1)
+    rig.dispatcher.wake()
+    # The probe succeeds; the next ones follow without the test's clock moving (no pause).
+    await asyncio.wait_for(rig.transport.wait_for_requests(13), 10)
+    dead = await rig.services.deliveries.page(rig.account.id, state=DeliveryState.DEAD, limit=100)
+    assert dead == []
+    delivered = await rig.services.deliveries.page(
+        rig.account.id, state=DeliveryState.DELIVERED, limit=100
+    )
+    assert len(delivered) >= 1
+    assert all(d.attempt_count <= 3 for d in delivered)
 
 
 async def test_beside_another_holder_the_dispatcher_sends_its_part_of_the_share(rig: Rig) -> None:

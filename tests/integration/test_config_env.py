@@ -16,3 +16,20 @@ def test_the_hanging_endpoint_share_is_read_and_checked(monkeypatch: pytest.Monk
         monkeypatch.setenv("POSTBACK_HANGING_ENDPOINT_CONCURRENCY", bad)
         with pytest.raises(ConfigError, match="POSTBACK_HANGING_ENDPOINT_CONCURRENCY"):
             Settings.from_env()
+
+
+def test_the_circuit_breaker_is_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FAILURES", "PAUSE_SECONDS", "MAX_PAUSE_SECONDS"):
+        monkeypatch.delenv(f"POSTBACK_BREAKER_{name}", raising=False)
+    settings = Settings.from_env()
+    assert (settings.breaker_failures, settings.breaker_pause_s) == (20, 5)
+    assert settings.breaker_max_pause_s == 60
+    monkeypatch.setenv("POSTBACK_BREAKER_FAILURES", "0")
+    monkeypatch.setenv("POSTBACK_BREAKER_MAX_PAUSE_SECONDS", "300")
+    settings = Settings.from_env()
+    assert (settings.breaker_failures, settings.breaker_max_pause_s) == (0, 300)
+    for name, bad in (("FAILURES", "-1"), ("PAUSE_SECONDS", "0"), ("MAX_PAUSE_SECONDS", "x")):
+        monkeypatch.setenv(f"POSTBACK_BREAKER_{name}", bad)
+        with pytest.raises(ConfigError, match=f"POSTBACK_BREAKER_{name}"):
+            Settings.from_env()
+        monkeypatch.delenv(f"POSTBACK_BREAKER_{name}")

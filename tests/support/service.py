@@ -47,7 +47,7 @@ class RunningPostback:
 
 
 async def start_postback(
-    database_url: str, admin_token: str = "test-admin-token", **overrides: str
+    database_url: str, admin_token: str = "test-admin-token", **overrides: object
 ) -> RunningPostback:
     """``overrides``: Settings fields, e.g. allow_networks="" to test the SSRF guard."""
     if not database_url.startswith("sqlite"):
