@@ -35,7 +35,7 @@ def health_of(endpoint: EndpointHealth) -> Health:
     if endpoint.attempts and endpoint.failures / endpoint.attempts >= FAILING_SHARE:
         return "failing"
     if endpoint.paced_rate is not None or endpoint.paused_until is not None:
-        return "paced"  # a 429 lowered its rate or paused it (Retry-After)
+        return "paced"  # a 429 lowered its rate or paused it, or its circuit breaker opened
     return "healthy" if endpoint.attempts else "idle"
 
 

@@ -28,10 +28,14 @@ class Switch:
         return web.Response(status=200 if self.up else 503)
 
 
-@pytest.fixture
-async def breaking_postback(sqlite_url: str) -> AsyncIterator[RunningPostback]:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def breaking_postback(
+    request: pytest.FixtureRequest, sqlite_url: str, postgres_url: str
+) -> AsyncIterator[RunningPostback]:
+    """Postback whose breaker opens at five failures, for a second each time."""
+    url = sqlite_url if request.param == "sqlite" else postgres_url
     running = await start_postback(
-        sqlite_url, breaker_failures=5, breaker_pause_s=1.0, breaker_max_pause_s=1.0
+        url, breaker_failures=5, breaker_pause_s=1.0, breaker_max_pause_s=1.0
     )
     try:
         yield running
