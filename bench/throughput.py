@@ -35,6 +35,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -45,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +135,8 @@ class Phase:
     """CPU seconds Postback's processes used in the phase (ingest, dispatch, record)."""
     loop_cpu_s: float = float("nan")
     """Of which their main threads (the event loops): what bounds one process's rate."""
+    attempts: dict[str, int] = field(default_factory=dict)
+    """Attempts made in the phase by outcome, from serve's /metrics (not the workers')."""
 
 
 @dataclass
@@ -256,6 +259,7 @@ class Bench:
                 if sc.scheduled:
                     await self.make_scheduled(pb, sc, base)
                 rss_before = self.serve_rss_mb()
+                attempts_before = await self.attempts_by_outcome()
                 cpu_before = self.postback_cpu_s()
                 loop_cpu_before = self.postback_cpu_s(main_threads=True)
                 healthy = []
@@ -337,6 +341,7 @@ class Bench:
                 rss_after = self.serve_rss_mb()
                 cpu_used = self.postback_cpu_s() - cpu_before
                 loop_cpu_used = self.postback_cpu_s(main_threads=True) - loop_cpu_before
+                attempts_after = await self.attempts_by_outcome()
                 # Each stuck case alone: the next one must not run beside this one's backlog
                 # too (deleting an endpoint dead-letters its deliveries: not measured).
                 for stuck_id in stuck_ids:
@@ -363,6 +368,11 @@ class Bench:
             rss_mb=(rss_before, rss_after),
             cpu_s=cpu_used,
             loop_cpu_s=loop_cpu_used,
+            attempts={
+                outcome: count - attempts_before.get(outcome, 0)
+                for outcome, count in attempts_after.items()
+                if count > attempts_before.get(outcome, 0)
+            },
         )
 
     def mix_targets(self, sc: Scenario, base: str) -> Callable[[int], str] | None:
@@ -497,6 +507,17 @@ class Bench:
             pids |= children
         return sorted(pids)
 
+    async def attempts_by_outcome(self) -> dict[str, int]:
+        """``postback_attempts_total`` by outcome, as serve's /metrics says now."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.api_port)
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        text = (await reader.read()).decode()
+        writer.close()
+        counts: dict[str, int] = {}
+        for match in re.finditer(r'^postback_attempts_total\{outcome="(\w+)"\} (\S+)$', text, re.M):
+            counts[match[1]] = int(float(match[2]))
+        return counts
+
     def postback_cpu_s(self, *, main_threads: bool = False) -> float:
         """user + system CPU of serve and the workers: what the deliveries cost, whatever else
         the machine is doing (the rate itself depends on the load of a shared box). With
@@ -573,6 +594,15 @@ def report(phase: Phase) -> None:
         f"{phase.cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs per delivery (all its processes), "
         f"of which the event loops {phase.loop_cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs"
     )
+    if phase.attempts:
+        made = ", ".join(
+            f"{outcome} {count:,}" for outcome, count in sorted(phase.attempts.items())
+        )
+        print(
+            f"[{phase.name}] attempts {sum(phase.attempts.values()):,} "
+            f"({sum(phase.attempts.values()) / max(phase.delivered, 1):.2f} per healthy "
+            f"delivery; serve's /metrics): {made}"
+        )
     print(
         f"[{phase.name}] latency from 202: p50 {percentile(ack, 0.5) * 1000:,.0f} ms, "
         f"p90 {percentile(ack, 0.9) * 1000:,.0f} ms, p99 {percentile(ack, 0.99) * 1000:,.0f} ms, "
@@ -732,7 +762,7 @@ async def main() -> int:
             print(f"{line}); serve RSS {phase.rss_mb[0]:.0f} -> {phase.rss_mb[1]:.0f} MB")
         finished = True
     finally:
-        await bench.stop(keep_files=not finished)
+        await bench.stop(keep_files=not finished or bool(os.environ.get("BENCH_KEEP")))
     return 0
 
 

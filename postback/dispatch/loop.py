@@ -606,7 +606,9 @@ class Dispatcher:
             pending = asyncio.get_running_loop().create_future()
             self._loading[item.endpoint_id] = pending
             try:
-                loaded = await self._load_runtime(item.endpoint_id, runtime)
+                # What an update must not reset: pacing, meter, keys, credentials, streaks.
+                previous = self._runtimes.get(item.endpoint_id)
+                loaded = await self._load_runtime(item.endpoint_id, previous)
                 pending.set_result(loaded)
             except BaseException as exc:
                 pending.set_exception(exc)
@@ -693,6 +695,12 @@ class Dispatcher:
             if wait > 0:
                 await asyncio.sleep(wait)
             await self._keep_spacing(runtime)
+        paused_until = runtime.pacing.paused_until_ms
+        if paused_until and paused_until > self.clock() * 1000:
+            # Paused since this delivery was taken (a 429's Retry-After, the breaker): it waits
+            # in the store, not in a slot, and keeps its attempt.
+            self._release_later(item.delivery_id, paused_until)
+            return
         await self._attempt(item, runtime)
 
     async def _keep_spacing(self, runtime: EndpointRuntime) -> None:
@@ -861,20 +869,23 @@ class Dispatcher:
         def open_(pacing: Pacing) -> Pacing:
             return broken(pacing, now_ms, pause_ms, observed, rate)
 
+        # Here first, before the write is awaited: meanwhile a freed slot would start what is
+        # ready for the endpoint, and that attempt's failure would read as a failed probe.
+        runtime.pacing = open_(runtime.pacing)
+        self._hand_back_ready(endpoint_id, keep=0)
+        self.metrics.endpoint_change("breaker_open")
+        failures = runtime.streak.failures
         try:
             runtime.pacing = await self.storage.pace(endpoint_id, lambda p: _same(open_(p)))
         except StorageUnavailable:
-            runtime.pacing = open_(runtime.pacing)  # this process at least holds off
             log.warning(
                 "could not share a pause of endpoint %s (database unavailable)", endpoint_id
             )
-        self._hand_back_ready(endpoint_id, keep=0)
-        self.metrics.endpoint_change("breaker_open")
         log.info(
             "endpoint %s failed %d attempts in a row: paused for %.0f s, then sent one request "
             "a second until it answers",
             endpoint_id,
-            runtime.streak.failures,
+            failures,
             pause_ms / 1000,
             extra={"event": "endpoint_breaker_open", "endpoint_id": endpoint_id},
         )

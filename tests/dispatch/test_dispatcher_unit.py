@@ -427,9 +427,10 @@ async def test_narrowing_hands_back_what_waited_ready_beyond_the_narrow_share(ri
 
 
 async def test_an_endpoint_that_fails_everything_is_paused_then_probed(rig: Rig) -> None:
-    """Retries due at once (a schedule of zeros) are held while the breaker is open: ten
-    first attempts, then nothing until the pause ends, one probe, a pause twice as long, and
-    after a probe that succeeds the endpoint is sent to again. Nothing is dead-lettered."""
+    """Retries due at once (a schedule of zeros) are held while the breaker is open: after the
+    third failure nothing goes out until the pause ends, then one probe, a pause twice as
+    long, and after a probe that succeeds the endpoint is sent to again. Nothing is
+    dead-lettered."""
     rig.dispatcher.settings = replace(
         rig.dispatcher.settings,
         breaker=BreakerRules(after_failures=3, cooldown_ms=5_000, max_cooldown_ms=60_000),
@@ -447,21 +448,26 @@ async def test_an_endpoint_that_fails_everything_is_paused_then_probed(rig: Rig)
         await asyncio.sleep(0.3)  # time for a retry that should not go out
         assert len(rig.transport.requests) == count
 
-    await sent_exactly(10)  # the first attempts, all started before the breaker opened
+    await asyncio.wait_for(rig.transport.wait_for_requests(3), 10)
+    await asyncio.sleep(0.3)
+    # The third failure opened it: those of the ten already sending finished, the others went
+    # back to the store unsent, with their attempt unused.
+    first = len(rig.transport.requests)
+    assert 3 <= first <= 10
     rig.clock.advance(4.9)
     rig.dispatcher.wake()
-    await sent_exactly(10)  # still paused
+    await sent_exactly(first)  # still paused
     rig.clock.advance(0.1)
     rig.dispatcher.wake()
-    await sent_exactly(11)  # the probe fails: paused for 10 s now
+    await sent_exactly(first + 1)  # the probe fails: paused for 10 s now
     rig.clock.advance(9.9)
     rig.dispatcher.wake()
-    await sent_exactly(11)
+    await sent_exactly(first + 1)
     rig.transport.handler = lambda _request: respond(200)
     rig.clock.advance(0.1)
     rig.dispatcher.wake()
     # The probe succeeds; the next ones follow without the test's clock moving (no pause).
-    await asyncio.wait_for(rig.transport.wait_for_requests(13), 10)
+    await asyncio.wait_for(rig.transport.wait_for_requests(first + 3), 10)
     dead = await rig.services.deliveries.page(rig.account.id, state=DeliveryState.DEAD, limit=100)
     assert dead == []
     delivered = await rig.services.deliveries.page(
@@ -469,6 +475,35 @@ async def test_an_endpoint_that_fails_everything_is_paused_then_probed(rig: Rig)
     )
     assert len(delivered) >= 1
     assert all(d.attempt_count <= 3 for d in delivered)
+
+
+async def test_an_endpoint_update_keeps_what_the_dispatcher_learnt_about_it(rig: Rig) -> None:
+    """Changing an endpoint (here its headers) reloads it: its open breaker, failure streak and
+    pacing carry over, so new messages to it still wait for the pause to end."""
+    rig.dispatcher.settings = replace(
+        rig.dispatcher.settings,
+        breaker=BreakerRules(after_failures=3, cooldown_ms=5_000, max_cooldown_ms=60_000),
+    )
+    rig.transport.handler = lambda _request: respond(503)
+    await rig.submit_texts(3)
+    await asyncio.wait_for(rig.transport.wait_for_requests(3), 10)
+    await asyncio.sleep(0.3)
+    await rig.services.endpoints.update(
+        rig.account.id, rig.endpoint.id, EndpointUpdate(headers={"x-tenant": "7"})
+    )
+    await rig.submit_texts(5)
+    rig.dispatcher.wake()
+    await asyncio.sleep(0.5)
+    assert len(rig.transport.requests) == 3
+    rig.clock.advance(5)
+    rig.dispatcher.wake()
+    await asyncio.wait_for(rig.transport.wait_for_requests(4), 10)
+    assert rig.transport.requests[-1].headers["x-tenant"] == "7"  # the update is in force
+    # The probe failed and the streak (one trip already) opened the breaker again: the others,
+    # given send slots a second apart, wait for the longer pause. A fresh streak would have
+    # let two more through (three failures to open) on the next slots.
+    await asyncio.sleep(2.5)
+    assert len(rig.transport.requests) == 4
 
 
 async def test_beside_another_holder_the_dispatcher_sends_its_part_of_the_share(rig: Rig) -> None:
