@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from postback.core.outcome import Outcome
 
-DEFAULT_AFTER_FAILURES = 20
+DEFAULT_AFTER_FAILURES = 10
 DEFAULT_COOLDOWN_MS = 5_000
 """The first pause: Sinch's first retry comes 5 s after a failure."""
 DEFAULT_MAX_COOLDOWN_MS = 60_000

@@ -117,6 +117,22 @@ def _protect(response: web.StreamResponse, frame_ancestors: str = "") -> None:
     response.headers["Cache-Control"] = "no-store"
 
 
+def reached_over_https(request: web.Request) -> bool:
+    """Whether the browser is on HTTPS: this connection, or, behind a proxy that ends TLS,
+    what the proxy says (``X-Forwarded-Proto``, RFC 7239 ``Forwarded: proto=``). Only the
+    cookie's ``Secure`` flag rests on it: a client that lies gets a cookie it cannot send back
+    over plain HTTP, nothing more."""
+    if request.secure:
+        return True
+    forwarded_proto = request.headers.get("X-Forwarded-Proto", "")
+    if forwarded_proto.split(",")[0].strip().lower() == "https":
+        return True
+    forwarded = request.headers.get("Forwarded", "").split(",")[0]
+    return any(
+        part.strip().lower().replace('"', "") == "proto=https" for part in forwarded.split(";")
+    )
+
+
 def set_session(request: web.Request, response: web.StreamResponse, token: str) -> None:
     response.set_cookie(
         COOKIE,
@@ -124,7 +140,7 @@ def set_session(request: web.Request, response: web.StreamResponse, token: str) 
         path="/ui",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=reached_over_https(request),
         max_age=tokens.SESSION_TTL_MS // 1000,
     )
 

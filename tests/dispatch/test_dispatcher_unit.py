@@ -394,7 +394,7 @@ async def test_narrowing_hands_back_what_waited_ready_beyond_the_narrow_share(ri
     """Deliveries leased ahead at the full share (here 8, behind 32 in flight) would wait in
     memory behind four slots: those past the narrow share are handed back and taken again
     within it. None is sent twice, none is lost, and never more than four are in flight."""
-    # The circuit breaker would pause the endpoint at its twentieth timeout in a row; this is
+    # The circuit breaker would pause the endpoint at its tenth timeout in a row; this is
     # about the narrow share alone.
     rig.dispatcher.settings = replace(
         rig.dispatcher.settings, breaker=BreakerRules(after_failures=0)

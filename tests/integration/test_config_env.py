@@ -22,7 +22,7 @@ def test_the_circuit_breaker_is_read_and_checked(monkeypatch: pytest.MonkeyPatch
     for name in ("FAILURES", "PAUSE_SECONDS", "MAX_PAUSE_SECONDS"):
         monkeypatch.delenv(f"POSTBACK_BREAKER_{name}", raising=False)
     settings = Settings.from_env()
-    assert (settings.breaker_failures, settings.breaker_pause_s) == (20, 5)
+    assert (settings.breaker_failures, settings.breaker_pause_s) == (10, 5)
     assert settings.breaker_max_pause_s == 60
     monkeypatch.setenv("POSTBACK_BREAKER_FAILURES", "0")
     monkeypatch.setenv("POSTBACK_BREAKER_MAX_PAUSE_SECONDS", "300")

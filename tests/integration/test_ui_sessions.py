@@ -82,6 +82,30 @@ async def _portal(postback: RunningPostback, account_id: str) -> tuple[aiohttp.C
     return browser, match.group(1)
 
 
+@pytest.mark.parametrize(
+    ("headers", "secure"),
+    [
+        ({}, False),
+        ({"X-Forwarded-Proto": "https"}, True),
+        ({"X-Forwarded-Proto": "https, http"}, True),
+        ({"Forwarded": 'for=192.0.2.60;proto="https";by=203.0.113.43'}, True),
+        ({"X-Forwarded-Proto": "http"}, False),
+    ],
+)
+async def test_the_session_cookie_is_secure_behind_a_proxy_that_ends_tls(
+    postback: RunningPostback, headers: dict[str, str], secure: bool
+) -> None:
+    """Behind a proxy that terminates TLS the connection is plain HTTP; the proxy's word that
+    the browser is on HTTPS makes the session cookie ``Secure``."""
+    async with postback.client() as admin:
+        acme = await admin.create_account("acme")
+        link = await admin.create_portal_session(acme.id)
+    async with session() as browser, browser.get(link.url, headers=headers) as opened:
+        assert opened.status == 200
+        attributes = [a.strip().lower() for a in opened.headers["Set-Cookie"].split(";")]
+        assert ("secure" in attributes) is secure
+
+
 async def test_portal_search_and_bulk_replay_stay_in_the_account(
     postback: RunningPostback, receiver: Receiver
 ) -> None:
