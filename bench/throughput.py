@@ -14,6 +14,7 @@ events through POST /v1/messages/batch, and prints deliveries/s and latency perc
     python bench/throughput.py --endpoints 1 --scheduled 1000000  # future retries: rate, memory
     python bench/throughput.py --mix 1000                       # 1,000 customer URLs, then with
                                                                 # 2 % slow and 2 % failing ones
+    python bench/throughput.py --mix 1000 --mix-bad fail        # ... with the failing ones only
 
 Every case is printed beside the baseline of the same run (ratio), with serve's RSS. With
 `--rounds N` the baseline and the cases alternate N times, each case is compared with the
@@ -21,6 +22,9 @@ baselines just before and after it, and the median ratio is printed (rate, and e
 per healthy delivery): this machine's speed drifts by a fifth within a minute.
 
     python bench/throughput.py --endpoints 1 --stuck hang --backlog 100000 --rounds 3
+
+Each phase also prints the attempts serve made, by outcome (its /metrics). The run's directory
+(database, logs) is removed at the end unless the run failed or BENCH_KEEP=1 is set.
 
 Latency is measured from the moment the batch's 202 reached the submitter to the moment the
 receiver got the callback (both clocks are this machine's); "from submit" starts before the POST.
@@ -378,7 +382,8 @@ class Bench:
     def mix_targets(self, sc: Scenario, base: str) -> Callable[[int], str] | None:
         """Many customers: message k goes to one of ``sc.mix`` URLs; with ``sc.bad`` 2 % of
         the URLs answer after 300 ms and 2 % answer 503, and together they take a tenth of
-        the messages."""
+        the messages (``--mix-bad`` keeps one kind only, the other's messages going to fast
+        URLs)."""
         if not sc.mix:
             return None
         n_bad = max(1, sc.mix // 50)
@@ -388,6 +393,8 @@ class Bench:
             if sc.bad and k % 10 == 0:
                 bad = (k // 10) % (2 * n_bad)
                 kind = "delay" if bad < n_bad else "fail"
+                if kind not in self.args.mix_bad:
+                    return f"{base}/fast{(k * 7919) % n_fast}"
                 return f"{base}/{kind}{bad}"
             return f"{base}/fast{(k * 7919) % n_fast}"
 
@@ -694,6 +701,13 @@ async def main() -> int:
         type=int,
         default=0,
         help="N customer URLs (per-message callback_url); compared with 2%% slow + 2%% failing",
+    )
+    parser.add_argument(
+        "--mix-bad",
+        default="delay,fail",
+        type=lambda v: set(v.split(",")),
+        help="which bad customers the mix's case has: delay (300 ms), fail (503), or both; "
+        "the messages of the others go to fast URLs",
     )
     parser.add_argument(
         "--rounds",
