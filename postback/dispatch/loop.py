@@ -175,6 +175,8 @@ class Dispatcher:
         """When the claim loop last went round (``/readyz`` checks it is not stuck)."""
         self.user_agent = f"Postback/{__version__}"
         self._runtimes: dict[str, EndpointRuntime] = {}
+        self._active: set[str] = set()
+        """Loaded endpoints the claim must be told about (``_endpoint_limits``)."""
         self._endpoints_of: dict[str, set[str]] = {}
         """Loaded endpoints by account: an ingest is for one account (``lease_offer``)."""
         self._loading: dict[str, asyncio.Future[EndpointRuntime | None]] = {}
@@ -456,14 +458,38 @@ class Dispatcher:
             await asyncio.wait_for(stop.wait(), timeout=seconds)
 
     def _endpoint_limits(self, now: float) -> tuple[list[str], dict[str, int], dict[str, int]]:
-        """Endpoints not to claim now; the room of the others, and their reserves."""
+        """Endpoints not to claim now; the room of the others, and their reserves.
+
+        Only the endpoints in ``_active`` are looked at: an idle one (nothing held here, no
+        pace or pause, its full share, a reserve no bigger than an unknown endpoint's) gets
+        exactly what the store gives an endpoint it is not told about, so it is dropped from
+        the set. With thousands of customer endpoints loaded, going over all of them twice a
+        claim cost milliseconds of the event loop, and more with every endpoint loaded."""
         exclude: list[str] = []
         allowance: dict[str, int] = {}
         reserves: dict[str, int] = {}
         now_ms = int(now * 1000)
-        for endpoint_id, runtime in self._runtimes.items():
+        settings = self.settings
+        unknown_reserve = reserve_size(0, settings.per_endpoint, settings.prefetch, 0)
+        idle: list[str] = []
+        runtimes = self._runtimes
+        for endpoint_id in self._active:
+            runtime = runtimes.get(endpoint_id)
+            if runtime is None:
+                idle.append(endpoint_id)
+                continue
             holding = self._holding(endpoint_id)
             reserve = self._reserve(runtime, now_ms)
+            if (
+                not holding
+                and reserve <= unknown_reserve
+                and runtime.configured_rate is None
+                and not runtime.pacing.is_paced(None, now_ms)
+                and endpoint_id not in self._narrowed
+                and endpoint_id not in self._holders
+            ):
+                idle.append(endpoint_id)
+                continue
             room = self._share(endpoint_id) + reserve - holding
             rate = runtime.pacing.rate(runtime.configured_rate)
             if rate is not None:
@@ -474,6 +500,7 @@ class Dispatcher:
             else:
                 allowance[endpoint_id] = room
                 reserves[endpoint_id] = reserve
+        self._active.difference_update(idle)
         return exclude, allowance, reserves
 
     async def _start_batch(self, claimed: list[ClaimedDelivery]) -> None:
@@ -515,6 +542,7 @@ class Dispatcher:
         leased, for the next slot the endpoint frees."""
         endpoint_id = item.endpoint_id
         self._unsettled[item.delivery_id] = endpoint_id
+        self._active.add(endpoint_id)
         if item.holders > 1:
             self._holders[endpoint_id] = item.holders
         elif self._holders:
@@ -657,6 +685,7 @@ class Dispatcher:
             next_paced_send_s=previous.next_paced_send_s if previous is not None else 0.0,
         )
         self._runtimes[endpoint_id] = runtime
+        self._active.add(endpoint_id)
         self._endpoints_of.setdefault(endpoint.account_id, set()).add(endpoint_id)
         return runtime
 
