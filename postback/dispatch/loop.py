@@ -196,6 +196,9 @@ class Dispatcher:
         self._unsettled: dict[str, str] = {}
         """Deliveries leased to this process whose outcome is not written yet (delivery ->
         endpoint): the store counts them as in flight, and must not count them twice."""
+        self._unsettled_by_endpoint: dict[str, int] = {}
+        """The same, counted per endpoint (``own_in_flight``: it was a walk over all of them
+        twice a claim and once an ingest, tens of thousands when recording fell behind)."""
         self._buffered: set[str] = set()
         """Deliveries whose record or release waits in the buffers for the next flush."""
         """Attempts started and not finished, per endpoint: this process's part of its share."""
@@ -325,7 +328,11 @@ class Dispatcher:
         limit = self.settings.max_in_flight
         if self.settings.prefetch:
             limit += max(limit, self.settings.prefetch)
-        return limit - len(self._held) - self._ready_count
+        # Results still waiting to be written count too, past a few flushes' worth: when the
+        # writer falls behind, sending on would pile up tens of thousands of them in memory,
+        # each one a duplicate send should the process die before its flush.
+        unrecorded = len(self._buffered) - 4 * self.settings.record_batch
+        return limit - len(self._held) - self._ready_count - max(0, unrecorded)
 
     def _holding(self, endpoint_id: str) -> int:
         """An endpoint's deliveries leased here: in flight and ready."""
@@ -541,7 +548,10 @@ class Dispatcher:
         """Send now if the endpoint has a free slot (and the process one); else keep it ready,
         leased, for the next slot the endpoint frees."""
         endpoint_id = item.endpoint_id
-        self._unsettled[item.delivery_id] = endpoint_id
+        if item.delivery_id not in self._unsettled:
+            self._unsettled[item.delivery_id] = endpoint_id
+            counts = self._unsettled_by_endpoint
+            counts[endpoint_id] = counts.get(endpoint_id, 0) + 1
         self._active.add(endpoint_id)
         if item.holders > 1:
             self._holders[endpoint_id] = item.holders
@@ -571,7 +581,7 @@ class Dispatcher:
         def finished(_task: asyncio.Task[None]) -> None:
             self._held.pop(delivery_id, None)
             if delivery_id not in self._buffered:
-                self._unsettled.pop(delivery_id, None)  # no write will come for it
+                self._settled(delivery_id)  # no write will come for it
             left = held[endpoint_id] - 1
             if left:
                 held[endpoint_id] = left
@@ -944,10 +954,18 @@ class Dispatcher:
 
     def own_in_flight(self) -> dict[str, int]:
         """Per endpoint, the deliveries the store counts as in flight that are this process's."""
-        counts: dict[str, int] = {}
-        for endpoint_id in self._unsettled.values():
-            counts[endpoint_id] = counts.get(endpoint_id, 0) + 1
-        return counts
+        return dict(self._unsettled_by_endpoint)
+
+    def _settled(self, delivery_id: str) -> None:
+        """Its outcome is written (or none will be): the store no longer counts it here."""
+        endpoint_id = self._unsettled.pop(delivery_id, None)
+        if endpoint_id is not None:
+            counts = self._unsettled_by_endpoint
+            left = counts[endpoint_id] - 1
+            if left:
+                counts[endpoint_id] = left
+            else:
+                del counts[endpoint_id]
 
     async def _flush_loop(self) -> None:
         while not (self._drained and not self._records and not self._releases):
@@ -990,7 +1008,7 @@ class Dispatcher:
             raise
         for delivery_id in [r.delivery_id for r in records] + [d for d, _ in releases]:
             self._buffered.discard(delivery_id)
-            self._unsettled.pop(delivery_id, None)
+            self._settled(delivery_id)
         self.metrics.fold()
         await self.health.flush()
 
