@@ -506,6 +506,42 @@ async def test_an_endpoint_update_keeps_what_the_dispatcher_learnt_about_it(rig:
     assert len(rig.transport.requests) == 4
 
 
+async def test_a_writer_that_falls_behind_holds_back_new_sends(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results waiting to be written past four flushes' worth take the process's capacity:
+    with recording stuck, only so many deliveries go out (each unwritten result is a
+    duplicate send should the process die); once it writes again, the rest follow."""
+    rig.dispatcher.settings = replace(
+        rig.dispatcher.settings, record_batch=2, max_in_flight=4, prefetch=0
+    )
+    unblocked = asyncio.Event()
+    record = rig.storage.record
+
+    async def stuck_record(records):  # type: ignore[no-untyped-def]
+        await unblocked.wait()
+        await record(records)
+
+    monkeypatch.setattr(rig.storage, "record", stuck_record)
+    rig.transport.handler = lambda _request: respond(200)
+    await rig.submit_texts(40)
+    await asyncio.wait_for(rig.transport.wait_for_requests(8), 10)
+    await asyncio.sleep(0.5)
+    # Four flushes' worth (8) unwritten, plus at most the four slots: never all 40.
+    assert len(rig.transport.requests) <= 8 + 4
+    unblocked.set()
+    await asyncio.wait_for(rig.transport.wait_for_requests(40), 10)
+
+    async def all_delivered() -> bool:
+        page = await rig.services.deliveries.page(
+            rig.account.id, state=DeliveryState.DELIVERED, limit=100
+        )
+        return len(page) == 40
+
+    await wait_until(all_delivered, 10)
+    assert len({r.message_id for r in rig.transport.requests}) == 40
+
+
 async def test_beside_another_holder_the_dispatcher_sends_its_part_of_the_share(rig: Rig) -> None:
     """Another process holds some of the endpoint's deliveries: this dispatcher sends at most
     its part of the share, ceil(32 / 2), until a lease says it is alone again; then all 32."""
