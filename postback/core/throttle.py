@@ -74,22 +74,12 @@ def throttled(
     ``observed_rate`` is what this worker measured itself sending; it stands in for the rate
     of an endpoint that had no limit until now.
     """
-    base = pacing.rate(configured_rate)
-    if base is None:
-        base = max(observed_rate, MIN_RATE_PER_S * 2)
-    ceiling = pacing.ceiling if pacing.ceiling is not None else base
+    base = _sending_at(pacing, observed_rate, configured_rate)
     # Halved, but not below MIN_RATE_PER_S, and never above the rate it slows down from (an
     # endpoint configured below MIN_RATE_PER_S stays at its own limit).
     new_rate = min(base, max(MIN_RATE_PER_S, base / 2.0))
     pause_ms = round((retry_after_s if retry_after_s is not None else 1.0 / new_rate) * 1000)
-    paused_until = max(pacing.paused_until_ms, now_ms + pause_ms)
-    return Pacing(
-        current_rate=new_rate,
-        ceiling=ceiling,
-        paused_until_ms=paused_until,
-        next_slot_ms=max(pacing.next_slot_ms, paused_until),
-        last_change_ms=now_ms,
-    )
+    return _backed_off(pacing, now_ms, pause_ms, new_rate, base)
 
 
 def broken(
@@ -101,14 +91,24 @@ def broken(
 ) -> Pacing:
     """The endpoint's circuit breaker opened (``core.breaker``): pause for the cool-down, then
     send at ``MIN_RATE_PER_S`` (half-open) until a success starts the climb back."""
+    base = _sending_at(pacing, observed_rate, configured_rate)
+    return _backed_off(pacing, now_ms, cooldown_ms, min(base, MIN_RATE_PER_S), base)
+
+
+def _sending_at(pacing: Pacing, observed_rate: float, configured_rate: float | None) -> float:
+    """The rate a backoff slows down from: the one in force, else (an endpoint with no limit)
+    what this worker measured itself sending."""
     base = pacing.rate(configured_rate)
-    if base is None:
-        base = max(observed_rate, MIN_RATE_PER_S * 2)
-    ceiling = pacing.ceiling if pacing.ceiling is not None else base
-    paused_until = max(pacing.paused_until_ms, now_ms + cooldown_ms)
+    return base if base is not None else max(observed_rate, MIN_RATE_PER_S * 2)
+
+
+def _backed_off(pacing: Pacing, now_ms: int, pause_ms: int, rate: float, base: float) -> Pacing:
+    """Paused for ``pause_ms``, then sending at ``rate``; recovery climbs back to the rate
+    before the first backoff (``base`` if this is the first)."""
+    paused_until = max(pacing.paused_until_ms, now_ms + pause_ms)
     return Pacing(
-        current_rate=min(base, MIN_RATE_PER_S),
-        ceiling=max(ceiling, MIN_RATE_PER_S),
+        current_rate=rate,
+        ceiling=pacing.ceiling if pacing.ceiling is not None else base,
         paused_until_ms=paused_until,
         next_slot_ms=max(pacing.next_slot_ms, paused_until),
         last_change_ms=now_ms,
