@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from postback.core.wire import DeliveryOut
-from tests.integration.test_pacing import max_in_window
+from tests.integration.test_pacing import LoopLag, max_in_window
 from tests.support.payloads import mo_text
 from tests.support.receiver import Receiver, sequence, status
 from tests.support.service import RunningPostback, wait_until
@@ -36,8 +36,14 @@ async def test_deliver_retry_and_dead_letter_on_postgres(
 
 
 async def test_rate_limit_on_postgres(postback_pg: RunningPostback, receiver: Receiver) -> None:
-    async with await postback_pg.new_account() as pb:
-        await pb.create_endpoint(receiver.url("/limited"), rate_limit_per_s=20)
-        await pb.send_batch([{"event_type": "t", "payload": {"n": i}} for i in range(40)])
-        arrivals = await receiver.wait_for("/limited", 40, timeout=15)
-    assert max_in_window([a.at for a in arrivals]) <= 21
+    with LoopLag() as lag:
+        async with await postback_pg.new_account() as pb:
+            await pb.create_endpoint(receiver.url("/limited"), rate_limit_per_s=20)
+            await pb.send_batch([{"event_type": "t", "payload": {"n": i}} for i in range(40)])
+            arrivals = await receiver.wait_for("/limited", 40, timeout=15)
+    # As on SQLite (test_pacing.test_rate_limit_is_exact): a stall of the loop the receiver
+    # shares with Postback holds back the receipt of a request already sent, and the receiver
+    # stamps it together with the next (seen once in a full run: two arrivals 0.2 ms apart,
+    # then 50 ms apart). Allowed only when such a stall was measured.
+    held_back = 2 if lag.most > 0.05 else 0
+    assert max_in_window([a.at for a in arrivals]) <= 21 + held_back
