@@ -205,6 +205,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._records: list[AttemptRecord] = []
         self._records_ready = asyncio.Event()
+        self._health_timer: asyncio.TimerHandle | None = None
         self._releases: list[tuple[str, int]] = []
         self._stopping = False
         self._drained = False
@@ -968,6 +969,15 @@ class Dispatcher:
                 del counts[endpoint_id]
 
     async def _flush_loop(self) -> None:
+        try:
+            await self._flush_records()
+        finally:
+            if self._health_timer is not None:
+                self._health_timer.cancel()
+                self._health_timer = None
+        await self._flush_health(force=True)
+
+    async def _flush_records(self) -> None:
         while not (self._drained and not self._records and not self._releases):
             await self._records_ready.wait()
             if not self._stopping and len(self._records) < self.settings.record_batch:
@@ -1010,7 +1020,17 @@ class Dispatcher:
             self._buffered.discard(delivery_id)
             self._settled(delivery_id)
         self.metrics.fold()
-        await self.health.flush()
+        await self._flush_health(force=self._stopping)
+
+    async def _flush_health(self, *, force: bool) -> None:
+        later_s = await self.health.flush(force=force)
+        if later_s is not None and self._health_timer is None:
+            self._health_timer = asyncio.get_running_loop().call_later(later_s, self._health_due)
+
+    def _health_due(self) -> None:
+        """Held-back health is due: wake the flusher, records or not."""
+        self._health_timer = None
+        self._records_ready.set()
 
     async def _record_apart(self, records: list[AttemptRecord], refusal: StorageError) -> None:
         """Record one by one a batch the store refused. A refused record is tried once more

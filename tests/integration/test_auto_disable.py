@@ -146,3 +146,64 @@ async def test_a_week_of_failures_disables_after_five_days_and_operators_hear_on
     assert stored is not None and not stored.disabled
     report = await services.health.report(account.id, slow.id)
     assert report.health.failing_since == clock.ms and report.health.consecutive_failures == 1
+
+
+async def test_successes_alone_are_written_once_a_second_and_a_failure_or_recovery_at_once(
+    storage: Storage,
+) -> None:
+    start = 1_800_000_000_000
+    clock = Clock(start)
+    services = Services.build(storage, clock=clock, allowed_networks=TEST_ALLOWED)
+    account, _ = await services.accounts.create("steady")
+    await services.event_types.create(account.id, "t", ANY_OBJECT)
+    endpoint, _ = await services.endpoints.create(
+        account.id, EndpointCreate(url="http://127.0.0.1:9/steady")
+    )
+    keeper = HealthKeeper(storage, Metrics(), clock=clock)
+    delivered = Settlement(
+        outcome=Outcome.DELIVERED,
+        state=DeliveryState.DELIVERED,
+        next_attempt_at=0,
+        dead_reason=None,
+    )
+
+    async def stored_successes() -> int:
+        states = await storage.health_states([endpoint.id])
+        return states[endpoint.id].successes if endpoint.id in states else 0
+
+    def attempt(n: int, settlement: Settlement, status: int) -> None:
+        keeper.observe(
+            failed_attempt(endpoint.id, account.id, n),
+            settlement,
+            AttemptResult(status_code=status, duration_ms=5.0),
+            clock.ms,
+        )
+
+    attempt(1, delivered, 200)
+    assert await keeper.flush() is None  # the first write is not held back
+    assert await stored_successes() == 1
+    clock.ms += 200
+    attempt(2, delivered, 200)
+    later = await keeper.flush()
+    assert later is not None and 0.79 < later <= 0.8  # a second after the last write
+    assert await stored_successes() == 1
+    clock.ms += 800
+    assert await keeper.flush() is None
+    assert await stored_successes() == 2
+
+    clock.ms += 100
+    attempt(3, RETRY, 503)  # a failure is written at once
+    assert await keeper.flush() is None
+    health = (await storage.health_states([endpoint.id]))[endpoint.id]
+    assert health.consecutive_failures == 1
+    clock.ms += 100
+    attempt(4, delivered, 200)  # and so is the recovery of an endpoint last seen failing
+    assert await keeper.flush() is None
+    health = (await storage.health_states([endpoint.id]))[endpoint.id]
+    assert health.consecutive_failures == 0 and health.successes == 3
+
+    clock.ms += 100
+    attempt(5, delivered, 200)
+    assert await keeper.flush() is not None
+    assert await keeper.flush(force=True) is None  # shutdown writes what is held back
+    assert await stored_successes() == 4
