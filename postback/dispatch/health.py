@@ -9,7 +9,8 @@ per change, counts it, and announces it through the operational webhooks.
 Successes alone are written at most once a second (``SUCCESSES_EVERY_S``): with a thousand
 customers a record flush touched hundreds of health rows that only moved a counter and a
 timestamp, ~5 µs of the writer per delivery. A failure, an answer that disables, or a success
-of an endpoint last seen failing is written with the next flush, as before.
+of an endpoint last seen failing is written with the next flush, as before (that endpoint's
+delta only: a few failing customers do not bring the others' successes forward).
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ class HealthKeeper:
         self._accounts: dict[str, str] = {}
         self._account_rules: dict[str, tuple[float, HealthRules]] = {}
         self._dead: list[OperationalEvent] = []
-        self._urgent = False
-        """Something in the deltas may change an endpoint's status: write with the next flush."""
+        self._urgent: set[str] = set()
+        """Endpoints whose delta may change their status: written with the next flush."""
         self._unhealthy: set[str] = set()
         """Endpoints whose health, as last written here, had a failure streak."""
         self._written_at = float("-inf")
@@ -107,7 +108,7 @@ class HealthKeeper:
         succeeded = state is DeliveryState.DELIVERED or state is DeliveryState.ABORTED
         disable_reason = immediate_disable_reason(result.status_code, control)
         if not succeeded or disable_reason is not None or item.endpoint_id in self._unhealthy:
-            self._urgent = True
+            self._urgent.add(item.endpoint_id)
         delta.observe(
             succeeded=succeeded,
             dead=state is DeliveryState.DEAD,
@@ -127,16 +128,21 @@ class HealthKeeper:
         if not self._deltas:
             return None
         wait_s = self._written_at + SUCCESSES_EVERY_S - self.clock()
-        if wait_s > 0 and not (force or self._urgent):
-            return wait_s
-        await self._write()
-        return None
+        if wait_s <= 0 or force:
+            self._written_at = self.clock()
+            await self._write(self._deltas)
+            return SUCCESSES_EVERY_S if self._deltas else None  # kept after a storage error
+        if self._urgent:
+            urgent = {e: self._deltas.pop(e) for e in self._urgent if e in self._deltas}
+            await self._write(urgent)
+        return wait_s if self._deltas else None
 
-    async def _write(self) -> None:
-        deltas, self._deltas = self._deltas, {}
-        self._urgent = False
-        self._written_at = self.clock()
-        accounts, self._accounts = self._accounts, {}
+    async def _write(self, deltas: dict[str, HealthDelta]) -> None:
+        """Write ``deltas`` (taken out of ``self._deltas``); on a storage error put them back."""
+        if deltas is self._deltas:
+            self._deltas = {}
+        self._urgent.difference_update(deltas)
+        accounts = {e: self._accounts.pop(e) for e in deltas}
         now_ms = int(self.clock() * 1000)
         try:
             rules = {e: await self._rules_for(accounts[e], now_ms) for e in deltas}
@@ -154,7 +160,7 @@ class HealthKeeper:
             for endpoint_id, delta in deltas.items():
                 self._deltas.setdefault(endpoint_id, delta)  # newer ones are lost: counts only
                 self._accounts.setdefault(endpoint_id, accounts[endpoint_id])
-            self._urgent = True
+                self._urgent.add(endpoint_id)
             return
         events: list[OperationalEvent] = []
         for endpoint_id, (changes, reason, health) in decided.items():

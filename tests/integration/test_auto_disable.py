@@ -202,8 +202,20 @@ async def test_successes_alone_are_written_once_a_second_and_a_failure_or_recove
     health = (await storage.health_states([endpoint.id]))[endpoint.id]
     assert health.consecutive_failures == 0 and health.successes == 3
 
+    # A failing customer's failures do not bring the others' successes forward.
+    other, _ = await services.endpoints.create(
+        account.id, EndpointCreate(url="http://127.0.0.1:9/other")
+    )
     clock.ms += 100
     attempt(5, delivered, 200)
+    keeper.observe(
+        failed_attempt(other.id, account.id, 6),
+        RETRY,
+        AttemptResult(status_code=503, duration_ms=5.0),
+        clock.ms,
+    )
     assert await keeper.flush() is not None
+    states = await storage.health_states([endpoint.id, other.id])
+    assert states[other.id].consecutive_failures == 1 and states[endpoint.id].successes == 3
     assert await keeper.flush(force=True) is None  # shutdown writes what is held back
     assert await stored_successes() == 4
