@@ -161,6 +161,27 @@ def reserve_size(send_rate: float, share: int, most: int, lasts_s: float) -> int
     return max(min(share, most), min(wanted, most))
 
 
+def worth_counting(offer: LeaseOffer, wanted: Mapping[str, int]) -> dict[str, int]:
+    """The endpoints of ``wanted`` (new deliveries per endpoint) that ``lease_counts`` could
+    lease anything to: those the dispatcher has room for, in order, until their room covers
+    its free slots.
+
+    Why: the store counts each one's leases across the fleet first (``EndpointLoad``), ~5 µs
+    an endpoint on SQLite. With a thousand customers a batch of 500 names ~400 endpoints, and
+    a busy dispatcher has room for a few of them: counting all of them was ~10 % of the
+    writer's time."""
+    worth: dict[str, int] = {}
+    left = offer.total
+    for endpoint_id, n in wanted.items():
+        if left <= 0:
+            break
+        room = offer.room.get(endpoint_id, 0)
+        if room > 0:
+            worth[endpoint_id] = n
+            left -= min(n, room)
+    return worth
+
+
 def lease_counts(
     offer: LeaseOffer, wanted: Mapping[str, int], loads: Mapping[str, EndpointLoad]
 ) -> tuple[dict[str, int], dict[str, int]]:

@@ -570,7 +570,7 @@ class PostgresStorage:
     ) -> LeasePlan:
         if lease is None:
             return LeasePlan.none()
-        wanted = LeasePlan.wanted(fresh)
+        wanted = LeasePlan.wanted(fresh, lease)
         if not wanted:
             return LeasePlan.none()
         sql, args = _bind(

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from postback.core.fanout import EndpointLoad, LeaseOffer, lease_counts
+from postback.core.fanout import EndpointLoad, LeaseOffer, lease_counts, worth_counting
 from postback.core.health import EMPTY_BUCKETS, Backlog, HealthState
 from postback.core.model import (
     Account,
@@ -293,15 +293,15 @@ class LeasePlan:
         return cls(({}, {}), {}, 0, 0)
 
     @staticmethod
-    def wanted(fresh: list[tuple[NewMessage, list[Delivery]]]) -> dict[str, int]:
+    def wanted(fresh: list[tuple[NewMessage, list[Delivery]]], lease: LeaseOffer) -> dict[str, int]:
         """New deliveries per endpoint the fast path could take (ordered ones wait their turn
-        in the claim path)."""
+        in the claim path), of the endpoints ``lease`` may take any of (``worth_counting``)."""
         wanted: dict[str, int] = {}
         for message, deliveries in fresh:
             if message.ordering_key is None:
                 for delivery in deliveries:
                     wanted[delivery.endpoint_id] = wanted.get(delivery.endpoint_id, 0) + 1
-        return wanted
+        return worth_counting(lease, wanted)
 
     @classmethod
     def of(

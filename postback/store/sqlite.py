@@ -803,7 +803,7 @@ class SQLiteStorage:
     ) -> LeasePlan:
         if lease is None:
             return LeasePlan.none()
-        wanted = LeasePlan.wanted(fresh)
+        wanted = LeasePlan.wanted(fresh, lease)
         if not wanted:
             return LeasePlan.none()
         found = conn.execute(

@@ -12,6 +12,7 @@ from postback.core.fanout import (
     lease_counts,
     part,
     reserve_size,
+    worth_counting,
 )
 from postback.core.model import NewMessage
 
@@ -92,6 +93,22 @@ def test_the_fast_path_takes_the_whole_share_alone_and_its_part_beside_others() 
     counts, holders = lease_counts(offer, {"ep_a": 50, "ep_b": 50, "ep_c": 5}, loads)
     assert counts == {"ep_a": 5, "ep_b": 5}
     assert holders == {"ep_a": 1, "ep_b": 2}
+
+
+def test_only_endpoints_the_fast_path_could_lease_to_are_counted_in_the_store() -> None:
+    offer = LeaseOffer(
+        lease_ms=1000,
+        total=10,
+        share=4,
+        room={"ep_a": 4, "ep_b": 0, "ep_c": 9, "ep_d": 9, "ep_e": 9},
+    )
+    wanted = {"ep_x": 3, "ep_a": 6, "ep_b": 2, "ep_c": 5, "ep_d": 1, "ep_e": 1}
+    # ep_x is not loaded and ep_b has no room: nothing could be leased to them. ep_a (4 of
+    # its 6), ep_c (5) and ep_d (1) may take all 10 free slots between them: ep_e could take
+    # nothing even if they were all free across the fleet, so it is not counted.
+    assert worth_counting(offer, wanted) == {"ep_a": 6, "ep_c": 5, "ep_d": 1}
+    none_free = LeaseOffer(lease_ms=1000, total=0, share=4, room={"ep_a": 4})
+    assert worth_counting(none_free, wanted) == {}
 
 
 def test_a_reserve_lasts_its_time_at_the_endpoints_rate_within_bounds() -> None:
