@@ -5,7 +5,7 @@
 
 Checks ``--old`` out into a temporary git worktree and runs ``bench/throughput.py`` (this
 checkout's copy, so both sides are measured alike) with the given arguments, alternating old
-and new ``--rounds`` times, each side importing Postback from its own tree. Prints each pair
+and new ``--rounds`` times (old first in odd rounds, new first in even ones), each side importing Postback from its own tree. Prints each pair
 side by side (rate, CPU per delivery of all Postback's processes and of their event loops,
 p99 latency from the 202) and the new/old ratio of each pair and their median. The machine's
 speed drifts by tens of percent between minutes, so only pairs taken minutes apart compare;
@@ -109,8 +109,14 @@ def main() -> int:
         try:
             pairs = []
             for round_ in range(1, args.rounds + 1):
-                old = run(old_tree, bench_args)
-                new = run(ROOT, bench_args)
+                # ABBA: old first in odd rounds, new first in even ones, so that the
+                # machine's drift over a run does not always favour the same side.
+                if round_ % 2:
+                    old = run(old_tree, bench_args)
+                    new = run(ROOT, bench_args)
+                else:
+                    new = run(ROOT, bench_args)
+                    old = run(old_tree, bench_args)
                 pairs.append((old, new))
                 for phase in old:
                     o, n = old[phase], new.get(phase, Figures())
