@@ -533,7 +533,8 @@ class Bench:
         return sorted(pids)
 
     async def attempts_by_outcome(self) -> dict[str, int]:
-        """``postback_attempts_total`` by outcome, as serve's /metrics says now."""
+        """``postback_attempts_total`` by outcome and ``postback_deliveries_taken_total`` by
+        path (as "taken fast", "taken claim"), as serve's /metrics says now."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.api_port)
         writer.write(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
         text = (await reader.read()).decode()
@@ -541,6 +542,10 @@ class Bench:
         counts: dict[str, int] = {}
         for match in re.finditer(r'^postback_attempts_total\{outcome="(\w+)"\} (\S+)$', text, re.M):
             counts[match[1]] = int(float(match[2]))
+        for match in re.finditer(
+            r'^postback_deliveries_taken_total\{path="(\w+)"\} (\S+)$', text, re.M
+        ):
+            counts[f"taken {match[1]}"] = int(float(match[2]))
         return counts
 
     def postback_cpu_s(self, *, main_threads: bool = False) -> float:
@@ -621,14 +626,15 @@ def report(phase: Phase) -> None:
         f"of which the event loops {phase.loop_cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs; "
         f"the receiver {phase.receiver_cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs"
     )
-    if phase.attempts:
-        made = ", ".join(
-            f"{outcome} {count:,}" for outcome, count in sorted(phase.attempts.items())
-        )
+    attempts = {k: v for k, v in phase.attempts.items() if not k.startswith("taken ")}
+    taken = {k[6:]: v for k, v in phase.attempts.items() if k.startswith("taken ")}
+    if attempts:
+        made = ", ".join(f"{outcome} {count:,}" for outcome, count in sorted(attempts.items()))
+        paths = ", ".join(f"{path} {count:,}" for path, count in sorted(taken.items()))
         print(
-            f"[{phase.name}] attempts {sum(phase.attempts.values()):,} "
-            f"({sum(phase.attempts.values()) / max(phase.delivered, 1):.2f} per healthy "
-            f"delivery; serve's /metrics): {made}"
+            f"[{phase.name}] attempts {sum(attempts.values()):,} "
+            f"({sum(attempts.values()) / max(phase.delivered, 1):.2f} per healthy "
+            f"delivery; serve's /metrics): {made}; deliveries taken by path: {paths or '-'}"
         )
     print(
         f"[{phase.name}] latency from 202: p50 {percentile(ack, 0.5) * 1000:,.0f} ms, "

@@ -343,6 +343,8 @@ class Dispatcher:
     def accept(self, leased: list[ClaimedDelivery]) -> None:
         """Deliveries an ingest committed already leased to this dispatcher: send them now,
         with no claim query and no payload read."""
+        if leased:
+            self.metrics.taken(len(leased), fast=True)
         for item in leased:
             self._start(item, None)
 
@@ -513,6 +515,8 @@ class Dispatcher:
 
     async def _start_batch(self, claimed: list[ClaimedDelivery]) -> None:
         """Start attempts; paced endpoints first get send slots from the shared pacing state."""
+        if claimed:
+            self.metrics.taken(len(claimed), fast=False)
         by_endpoint: dict[str, list[ClaimedDelivery]] = {}
         for item in claimed:
             by_endpoint.setdefault(item.endpoint_id, []).append(item)

@@ -240,6 +240,16 @@ class Metrics:
             ["change"],
             registry=own,
         )
+        self._taken = Counter(
+            "postback_deliveries_taken",
+            "Deliveries this process took to send, by path: fast (leased by the ingest that "
+            "stored them, in this process) or claim (claimed from the store: retries, other "
+            "nodes' ingests, what the fast path had no room for).",
+            ["path"],
+            registry=own,
+        )
+        self._taken_fast = self._taken.labels("fast")
+        self._taken_claim = self._taken.labels("claim")
         self._attempt_tally = _Tally(self._attempt_seconds)
         self._latency_tally = _Tally(self._latency)
         self._counts = _Counts()
@@ -275,6 +285,10 @@ class Metrics:
     def delivered(self, created_at_ms: int, delivered_at_ms: int, event_type: str = "") -> None:
         self._counts.add(self._child(self._delivered, self._delivered_children, event_type))
         self._latency_tally.observe(max(delivered_at_ms - created_at_ms, 0) / 1000)
+
+    def taken(self, count: int, *, fast: bool) -> None:
+        """Once per batch taken (an ingest's leases, a claim), not per delivery."""
+        (self._taken_fast if fast else self._taken_claim).inc(count)
 
     def fold(self) -> None:
         """Add what the hot path tallied to the library's values (each record flush, and

@@ -120,6 +120,9 @@ async def test_serve_and_two_workers_metrics_add_up(
         assert total(texts, "postback_delivery_latency_seconds_count") == count
         assert total(texts, "postback_deliveries_delivered_total", event_type="t") == count
         assert total(texts, "postback_messages_ingested_total") == 0  # submitted directly
+        # Submitted straight to the store: no ingest leased any of them, all were claimed.
+        assert total(texts, "postback_deliveries_taken_total", path="claim") == count
+        assert total(texts, "postback_deliveries_taken_total", path="fast") == 0
         for text in texts:  # process metrics and the fleet-wide gauges in every process
             assert samples(text, "process_resident_memory_bytes")
             assert samples(text, "postback_deliveries_due") == {(): 0.0}
