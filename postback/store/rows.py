@@ -245,12 +245,9 @@ def delivery_filter(
         params[name] = value
         return ":" + name
 
-    if state is not None:
-        # A literal, not a parameter: a partial index (an endpoint's pending, in-flight or dead
-        # deliveries) serves only a query that names its state.
-        where.append(f"state = '{DeliveryState(state).value}'")
     for column, value, op in (
         ("message_id", message_id, "="),
+        ("state", state.value if state else None, "="),
         ("endpoint_id", endpoint_id, "="),
         ("event_type", event_type, "="),
         ("created_at", since, ">="),

@@ -94,13 +94,9 @@ UPDATE endpoints SET deleted = 1, updated_at = :now
 WHERE id = :id AND account_id = :account_id AND deleted = 0;
 
 -- name: kill_endpoint_deliveries
--- Each live state through its own partial index (no index has (endpoint_id, state): 0011).
 UPDATE deliveries SET state = 'dead', dead_reason = 'endpoint deleted', next_attempt_at = NULL,
        lease_until = NULL, updated_at = :now
-WHERE rowid IN (SELECT rowid FROM deliveries WHERE endpoint_id = :endpoint_id AND state = 'pending'
-                UNION ALL
-                SELECT rowid FROM deliveries
-                WHERE endpoint_id = :endpoint_id AND state = 'delivering');
+WHERE endpoint_id = :endpoint_id AND state IN ('pending', 'delivering');
 
 -- name: callback_endpoint
 SELECT id FROM endpoints
@@ -481,10 +477,8 @@ LEFT JOIN (SELECT d.endpoint_id, count(*) AS attempts,
            FROM attempts x JOIN deliveries d ON d.id = x.delivery_id
            WHERE x.id >= :since_id
            GROUP BY d.endpoint_id) AS t ON t.endpoint_id = e.id
-LEFT JOIN (SELECT endpoint_id, count(*) AS backlog
-           FROM (SELECT endpoint_id FROM deliveries WHERE state = 'pending'
-                 UNION ALL
-                 SELECT endpoint_id FROM deliveries WHERE state = 'delivering')
+LEFT JOIN (SELECT endpoint_id, count(*) AS backlog FROM deliveries
+           WHERE state IN ('pending', 'delivering')
            GROUP BY endpoint_id) AS b ON b.endpoint_id = e.id
 LEFT JOIN endpoint_pacing p ON p.endpoint_id = e.id
 WHERE e.deleted = 0 AND (:account_id IS NULL OR e.account_id = :account_id)
@@ -577,18 +571,12 @@ WHERE consecutive_failures > 0
 ORDER BY consecutive_failures DESC, endpoint_id LIMIT :limit;
 
 -- name: endpoint_backlog
--- Each state through its own partial index, as kill_endpoint_deliveries.
 SELECT endpoint_id, state, count(*),
        sum(CASE WHEN next_attempt_at <= :now THEN 1 ELSE 0 END), min(created_at),
        min(next_attempt_at)
-FROM (SELECT endpoint_id, state, next_attempt_at, created_at FROM deliveries
-      WHERE endpoint_id IN (SELECT value FROM json_each(:ids)) AND state = 'pending'
-      UNION ALL
-      SELECT endpoint_id, state, next_attempt_at, created_at FROM deliveries
-      WHERE endpoint_id IN (SELECT value FROM json_each(:ids)) AND state = 'delivering'
-      UNION ALL
-      SELECT endpoint_id, state, next_attempt_at, created_at FROM deliveries
-      WHERE endpoint_id IN (SELECT value FROM json_each(:ids)) AND state = 'dead')
+FROM deliveries
+WHERE endpoint_id IN (SELECT value FROM json_each(:ids))
+  AND state IN ('pending', 'delivering', 'dead')
 GROUP BY endpoint_id, state;
 
 -- name: ensure_health
