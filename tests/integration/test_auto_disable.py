@@ -65,6 +65,15 @@ def failed_attempt(endpoint_id: str, account_id: str, n: int) -> ClaimedDelivery
     )
 
 
+START = 1_800_000_000_000
+
+
+def services_at(storage: Storage, start: int) -> tuple[Clock, Services]:
+    """Services on ``storage`` whose clock stands at ``start`` (ms) until a test moves it."""
+    clock = Clock(start)
+    return clock, Services.build(storage, clock=clock, allowed_networks=TEST_ALLOWED)
+
+
 RETRY = Settlement(
     outcome=Outcome.RETRY, state=DeliveryState.PENDING, next_attempt_at=0, dead_reason=None
 )
@@ -73,9 +82,8 @@ RETRY = Settlement(
 async def test_a_week_of_failures_disables_after_five_days_and_operators_hear_once(
     storage: Storage,
 ) -> None:
-    start = 1_800_000_000_000
-    clock = Clock(start)
-    services = Services.build(storage, clock=clock, allowed_networks=TEST_ALLOWED)
+    start = START
+    clock, services = services_at(storage, start)
     await services.operations.register("http://127.0.0.1:9/ops", None)
     account, _ = await services.accounts.create("week")
     await services.event_types.create(account.id, "t", ANY_OBJECT)
@@ -151,9 +159,7 @@ async def test_a_week_of_failures_disables_after_five_days_and_operators_hear_on
 async def test_successes_alone_are_written_once_a_second_and_a_failure_or_recovery_at_once(
     storage: Storage,
 ) -> None:
-    start = 1_800_000_000_000
-    clock = Clock(start)
-    services = Services.build(storage, clock=clock, allowed_networks=TEST_ALLOWED)
+    clock, services = services_at(storage, START)
     account, _ = await services.accounts.create("steady")
     await services.event_types.create(account.id, "t", ANY_OBJECT)
     endpoint, _ = await services.endpoints.create(
