@@ -5,11 +5,12 @@
 
 Checks ``--old`` out into a temporary git worktree and runs ``bench/throughput.py`` (this
 checkout's copy, so both sides are measured alike) with the given arguments, alternating old
-and new ``--rounds`` times (old first in odd rounds, new first in even ones), each side importing Postback from its own tree. Prints each pair
-side by side (rate, CPU per delivery of all Postback's processes and of their event loops,
-p99 latency from the 202) and the new/old ratio of each pair and their median. The machine's
-speed drifts by tens of percent between minutes, so only pairs taken minutes apart compare;
-report them all. The worktree is removed at the end.
+and new ``--rounds`` times (old first in odd rounds, new first in even ones), each side
+importing Postback from its own tree. Prints each pair side by side (rate, CPU per delivery of
+all Postback's processes and of their event loops, p99 latency from the 202) and the new/old
+ratio of each pair and their median. The machine's speed drifts by tens of percent between
+minutes, so only pairs taken minutes apart compare; report them all. The worktree is removed
+at the end.
 """
 
 from __future__ import annotations
