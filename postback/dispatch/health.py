@@ -130,7 +130,8 @@ class HealthKeeper:
         wait_s = self._written_at + SUCCESSES_EVERY_S - self.clock()
         if wait_s <= 0 or force:
             self._written_at = self.clock()
-            await self._write(self._deltas)
+            everything, self._deltas = self._deltas, {}
+            await self._write(everything)
             return SUCCESSES_EVERY_S if self._deltas else None  # kept after a storage error
         if self._urgent:
             urgent = {e: self._deltas.pop(e) for e in self._urgent if e in self._deltas}
@@ -139,8 +140,6 @@ class HealthKeeper:
 
     async def _write(self, deltas: dict[str, HealthDelta]) -> None:
         """Write ``deltas`` (taken out of ``self._deltas``); on a storage error put them back."""
-        if deltas is self._deltas:
-            self._deltas = {}
         self._urgent.difference_update(deltas)
         accounts = {e: self._accounts.pop(e) for e in deltas}
         now_ms = int(self.clock() * 1000)
