@@ -215,21 +215,33 @@ def batch_from_row(row: Any) -> BatchRecord:
 def delivery_filter(
     account_id: str,
     *,
+    limit: int,
+    **filters: Any,
+) -> tuple[str, dict[str, Any]]:
+    """``WHERE … ORDER BY … LIMIT`` of a delivery listing (newest first): the conditions of
+    ``delivery_conditions`` with the same arguments."""
+    where, params = delivery_conditions(account_id, **filters)
+    params["limit"] = limit
+    return " WHERE " + " AND ".join(where) + " ORDER BY id DESC LIMIT :limit", params
+
+
+def delivery_conditions(
+    account_id: str,
+    *,
     message_id: str | None,
     state: DeliveryState | None,
     endpoint_id: str | None,
     since: int | None,
     until: int | None,
     after: str | None,
-    limit: int,
     event_type: str | None = None,
     batch_id: str | None = None,
     recipient: str | None = None,
     idempotency_key: str | None = None,
     idempotency_condition: str = "",
-) -> tuple[str, dict[str, Any]]:
-    """``WHERE … ORDER BY … LIMIT`` of a delivery listing (newest first), with ``:name``
-    parameters that both dialects bind; only given filters appear.
+) -> tuple[list[str], dict[str, Any]]:
+    """The conditions of a delivery listing on unqualified ``deliveries`` columns, with
+    ``:name`` parameters that both dialects bind; only given filters appear.
 
     ``batch_id`` and ``recipient`` match the ordering key ``<batch_id>/<recipient>`` of batch
     delivery reports: no index covers them, so they scan the account's deliveries (newest
@@ -238,16 +250,19 @@ def delivery_filter(
     ``delivery_by_idempotency_key`` condition as ``idempotency_condition``.
     """
     where = ["account_id = :account_id"]
-    params: dict[str, Any] = {"account_id": account_id, "limit": limit}
+    params: dict[str, Any] = {"account_id": account_id}
 
     def bind(value: Any) -> str:
         name = f"p{len(params)}"
         params[name] = value
         return ":" + name
 
+    if state is not None:
+        # A literal, not a parameter: a partial index (an endpoint's pending, in-flight or dead
+        # deliveries) serves only a query that names its state.
+        where.append(f"state = '{DeliveryState(state).value}'")
     for column, value, op in (
         ("message_id", message_id, "="),
-        ("state", state.value if state else None, "="),
         ("endpoint_id", endpoint_id, "="),
         ("event_type", event_type, "="),
         ("created_at", since, ">="),
@@ -266,7 +281,7 @@ def delivery_filter(
     if idempotency_key is not None:
         params["idempotency_key"] = idempotency_key
         where.append(idempotency_condition)
-    return " WHERE " + " AND ".join(where) + " ORDER BY id DESC LIMIT :limit", params
+    return where, params
 
 
 class LeasePlan:

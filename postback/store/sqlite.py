@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import queue
 import sqlite3
@@ -72,6 +73,7 @@ from postback.store.rows import (
     backlog_from_row,
     backlog_from_rows,
     batch_from_row,
+    delivery_conditions,
     delivery_filter,
     delivery_from_row,
     endpoint_from_row,
@@ -89,10 +91,15 @@ from postback.store.rows import (
 from postback.store.sealing import Sealer
 
 T = TypeVar("T")
+log = logging.getLogger("postback.store.sqlite")
 _DELIVERY_IDS = MonotonicIds("dlv")  # ordered deliveries rely on id order
 Write = Callable[[sqlite3.Connection], Any]
 
 MAX_WRITES_PER_COMMIT = 512
+
+# How often the writer lists new deliveries in endpoint_deliveries (migration 0011): each
+# endpoint's page is then written about once a second, not at every commit.
+LIST_NEW_DELIVERIES_EVERY_S = 1.0
 
 
 def _translate(exc: sqlite3.Error) -> Exception:
@@ -131,6 +138,8 @@ class _WriterThread(threading.Thread):
         self.ready = threading.Event()
         self.open_error: BaseException | None = None
         self.lock_fd = -1
+        self.list_every_s = LIST_NEW_DELIVERIES_EVERY_S
+        self._listed_at = 0.0
 
     def run(self) -> None:
         try:
@@ -203,6 +212,8 @@ class _WriterThread(threading.Thread):
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((job, value, None))
+            if time.monotonic() - self._listed_at >= self.list_every_s:
+                self._list_new_deliveries(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -213,6 +224,30 @@ class _WriterThread(threading.Thread):
             outcomes = [(job, None, err) for job in batch]
         for job, value, error in outcomes:
             job.loop.call_soon_threadsafe(_settle_future, job.future, value, error)
+
+    def _list_new_deliveries(self, conn: sqlite3.Connection) -> None:
+        """Add the deliveries committed since the last time to endpoint_deliveries, in this
+        transaction, so the rowid up to which it lists moves with it."""
+        self._listed_at = time.monotonic()
+        conn.execute("SAVEPOINT listing")
+        try:
+            upto, same, newest, newest_id = conn.execute(_Q["endpoint_deliveries_upto"]).fetchone()
+            if not same:
+                # Rowids were handed out again (the newest rows were deleted by hand): list
+                # every row again, or the ones given those rowids would never be listed.
+                upto = 0
+            newest = newest or 0
+            if newest != upto or not same:
+                conn.execute(_Q["list_new_deliveries"], {"after": upto, "upto": newest})
+                conn.execute(
+                    _Q["set_endpoint_deliveries_upto"], {"upto": newest, "upto_id": newest_id}
+                )
+        except sqlite3.Error as exc:
+            # The batch's own writes still commit; listings read the newer rows from
+            # `deliveries` until a later try succeeds.
+            conn.execute("ROLLBACK TO listing")
+            log.warning("could not list new deliveries by endpoint: %s", _translate(exc))
+        conn.execute("RELEASE listing")
 
 
 def _settle_future(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -225,6 +260,29 @@ def _settle_future(future: asyncio.Future[Any], value: Any, error: BaseException
 
 
 _Q = load_queries("sqlite")
+
+# The partial index by endpoint of each live state: an endpoint's deliveries in one of them are
+# found through it (named: the planner would walk the account's index), not endpoint_deliveries.
+_STATE_INDEXED = {
+    DeliveryState.PENDING: "deliveries_endpoint_due",
+    DeliveryState.DELIVERING: "deliveries_endpoint_in_flight",
+    DeliveryState.DEAD: "deliveries_dead",
+}
+
+
+def _endpoint_listing(
+    account_id: str, endpoint_id: str, after: str | None, limit: int, filters: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """One endpoint's deliveries, newest first: what endpoint_deliveries lists (migration 0011)
+    walked from its primary key, and the newer rows read from ``deliveries`` itself."""
+    where, params = delivery_conditions(account_id, endpoint_id=None, after=None, **filters)
+    listed = newer = " AND ".join(where)
+    if after is not None:
+        params["after"] = after
+        listed += " AND h.delivery_id < :after"
+        newer += " AND id < :after"
+    params.update(endpoint_id=endpoint_id, limit=limit)
+    return _Q["endpoint_delivery_columns"].format(listed=listed, since=newer), params
 
 
 def _insert_event_types(conn: sqlite3.Connection, endpoint: Endpoint) -> None:
@@ -855,22 +913,27 @@ class SQLiteStorage:
         recipient: str | None = None,
         idempotency_key: str | None = None,
     ) -> list[Delivery]:
-        clause, params = delivery_filter(
-            account_id,
-            message_id=message_id,
-            state=state,
-            endpoint_id=endpoint_id,
-            since=since,
-            until=until,
-            after=after,
-            limit=limit,
-            event_type=event_type,
-            batch_id=batch_id,
-            recipient=recipient,
-            idempotency_key=idempotency_key,
-            idempotency_condition=_Q["delivery_by_idempotency_key"],
-        )
-        sql = _Q["delivery_columns"] + clause
+        filters: dict[str, Any] = {
+            "message_id": message_id,
+            "state": state,
+            "since": since,
+            "until": until,
+            "event_type": event_type,
+            "batch_id": batch_id,
+            "recipient": recipient,
+            "idempotency_key": idempotency_key,
+            "idempotency_condition": _Q["delivery_by_idempotency_key"],
+        }
+        if endpoint_id is not None and message_id is None and state not in _STATE_INDEXED:
+            sql, params = _endpoint_listing(account_id, endpoint_id, after, limit, filters)
+        else:
+            clause, params = delivery_filter(
+                account_id, endpoint_id=endpoint_id, after=after, limit=limit, **filters
+            )
+            sql = _Q["delivery_columns"]
+            if endpoint_id is not None and message_id is None and state is not None:
+                sql += " INDEXED BY " + _STATE_INDEXED[state]
+            sql += clause
 
         def read(conn: sqlite3.Connection) -> list[Delivery]:
             return [delivery_from_row(r) for r in conn.execute(sql, params)]
@@ -1059,7 +1122,7 @@ class SQLiteStorage:
         def write(conn: sqlite3.Connection) -> int:
             rows = conn.execute(_Q["purge_messages"], {"before_id": before_id, "limit": limit})
             ids = json.dumps([r[0] for r in rows])
-            for name in ("purge_attempts", "purge_deliveries"):
+            for name in ("purge_attempts", "purge_endpoint_deliveries", "purge_deliveries"):
                 conn.execute(_Q[name], {"ids": ids})
             deleted = conn.execute(_Q["purge_message_rows"], {"ids": ids}).rowcount
             conn.execute(_Q["purge_idempotency_keys"], {"before": before})

@@ -25,6 +25,24 @@ class TestSQLiteStorage(StorageContract):
         await storage.close()
 
 
+class TestSQLiteStorageListedAtOnce(StorageContract):
+    """The contract again with every commit listing its new deliveries in endpoint_deliveries
+    (migration 0011), where the default does so once a second: listings by endpoint read it,
+    not the newest rows of ``deliveries``, so both halves of those queries are proven."""
+
+    @pytest.fixture
+    async def storage(  # type: ignore[override]
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> AsyncIterator[Storage]:
+        import postback.store.sqlite as sqlite_store
+
+        monkeypatch.setattr(sqlite_store, "LIST_NEW_DELIVERIES_EVERY_S", 0.0)
+        storage = open_storage(f"sqlite:///{tmp_path / 'contract.db'}", Sealer.ephemeral())
+        await storage.open()
+        yield storage
+        await storage.close()
+
+
 class TestPostgresStorage(StorageContract):
     @pytest.fixture
     async def storage(self) -> AsyncIterator[Storage]:  # type: ignore[override]

@@ -83,6 +83,10 @@ async def test_dialects_define_the_same_tables_and_columns(tmp_path: Path) -> No
         pg_schema.setdefault(row["table_name"], set()).add(row["column_name"])
     # PostgreSQL keeps a surrogate key for signing secrets where SQLite has its rowid.
     pg_schema["signing_secrets"].discard("id")
+    # SQLite lists deliveries by endpoint in a table of its own (its migration 0011), where
+    # PostgreSQL keeps an index.
+    for table in ("endpoint_deliveries", "endpoint_deliveries_upto"):
+        assert sqlite_schema.pop(table)
     assert sqlite_schema == pg_schema
 
 

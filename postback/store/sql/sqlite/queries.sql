@@ -94,9 +94,13 @@ UPDATE endpoints SET deleted = 1, updated_at = :now
 WHERE id = :id AND account_id = :account_id AND deleted = 0;
 
 -- name: kill_endpoint_deliveries
+-- Each live state through its own partial index (no index has (endpoint_id, state): 0011).
 UPDATE deliveries SET state = 'dead', dead_reason = 'endpoint deleted', next_attempt_at = NULL,
        lease_until = NULL, updated_at = :now
-WHERE endpoint_id = :endpoint_id AND state IN ('pending', 'delivering');
+WHERE rowid IN (SELECT rowid FROM deliveries WHERE endpoint_id = :endpoint_id AND state = 'pending'
+                UNION ALL
+                SELECT rowid FROM deliveries
+                WHERE endpoint_id = :endpoint_id AND state = 'delivering');
 
 -- name: callback_endpoint
 SELECT id FROM endpoints
@@ -363,15 +367,23 @@ WHERE endpoint_id = :endpoint_id;
 -- name: purge_messages
 -- Messages older than the retention whose deliveries are all finished; ids are time-ordered,
 -- so the primary key index finds the old ones without a scan.
+-- The newest delivery's message is kept: if the newest rows went, SQLite would give the next
+-- insert a rowid already below endpoint_deliveries_upto (0011), and it would be listed late.
 SELECT m.id FROM messages m
 WHERE m.id < :before_id
   AND NOT EXISTS (SELECT 1 FROM deliveries d
                   WHERE d.message_id = m.id AND d.state IN ('pending', 'delivering'))
+  AND m.id <> coalesce((SELECT message_id FROM deliveries ORDER BY rowid DESC LIMIT 1), '')
 LIMIT :limit;
 
 -- name: purge_attempts
 DELETE FROM attempts WHERE delivery_id IN (
     SELECT id FROM deliveries WHERE message_id IN (SELECT value FROM json_each(:ids)));
+
+-- name: purge_endpoint_deliveries
+DELETE FROM endpoint_deliveries WHERE (endpoint_id, delivery_id) IN (
+    SELECT endpoint_id, id FROM deliveries
+    WHERE message_id IN (SELECT value FROM json_each(:ids)));
 
 -- name: purge_deliveries
 DELETE FROM deliveries WHERE message_id IN (SELECT value FROM json_each(:ids));
@@ -477,8 +489,10 @@ LEFT JOIN (SELECT d.endpoint_id, count(*) AS attempts,
            FROM attempts x JOIN deliveries d ON d.id = x.delivery_id
            WHERE x.id >= :since_id
            GROUP BY d.endpoint_id) AS t ON t.endpoint_id = e.id
-LEFT JOIN (SELECT endpoint_id, count(*) AS backlog FROM deliveries
-           WHERE state IN ('pending', 'delivering')
+LEFT JOIN (SELECT endpoint_id, count(*) AS backlog
+           FROM (SELECT endpoint_id FROM deliveries WHERE state = 'pending'
+                 UNION ALL
+                 SELECT endpoint_id FROM deliveries WHERE state = 'delivering')
            GROUP BY endpoint_id) AS b ON b.endpoint_id = e.id
 LEFT JOIN endpoint_pacing p ON p.endpoint_id = e.id
 WHERE e.deleted = 0 AND (:account_id IS NULL OR e.account_id = :account_id)
@@ -497,9 +511,13 @@ LIMIT :limit;
 
 -- name: endpoint_activity
 -- Attempts to one endpoint per time bucket since :since_id, for the plots.
+-- The endpoint's deliveries from endpoint_deliveries, and the newest from the table itself.
 SELECT x.started_at / :bucket_ms AS bucket, count(*), sum(x.outcome <> 'delivered')
-FROM attempts x JOIN deliveries d ON d.id = x.delivery_id
-WHERE d.endpoint_id = :endpoint_id AND x.id >= :since_id
+FROM (SELECT delivery_id AS id FROM endpoint_deliveries WHERE endpoint_id = :endpoint_id
+      UNION ALL
+      SELECT id FROM deliveries NOT INDEXED
+      WHERE rowid > (SELECT upto FROM endpoint_deliveries_upto) AND endpoint_id = :endpoint_id) d
+CROSS JOIN attempts x ON x.delivery_id = d.id AND x.id >= :since_id
 GROUP BY bucket
 ORDER BY bucket;
 
@@ -571,12 +589,18 @@ WHERE consecutive_failures > 0
 ORDER BY consecutive_failures DESC, endpoint_id LIMIT :limit;
 
 -- name: endpoint_backlog
+-- Each state through its own partial index, as kill_endpoint_deliveries.
 SELECT endpoint_id, state, count(*),
        sum(CASE WHEN next_attempt_at <= :now THEN 1 ELSE 0 END), min(created_at),
        min(next_attempt_at)
-FROM deliveries
-WHERE endpoint_id IN (SELECT value FROM json_each(:ids))
-  AND state IN ('pending', 'delivering', 'dead')
+FROM (SELECT endpoint_id, state, next_attempt_at, created_at FROM deliveries
+      WHERE endpoint_id IN (SELECT value FROM json_each(:ids)) AND state = 'pending'
+      UNION ALL
+      SELECT endpoint_id, state, next_attempt_at, created_at FROM deliveries
+      WHERE endpoint_id IN (SELECT value FROM json_each(:ids)) AND state = 'delivering'
+      UNION ALL
+      SELECT endpoint_id, state, next_attempt_at, created_at FROM deliveries
+      WHERE endpoint_id IN (SELECT value FROM json_each(:ids)) AND state = 'dead')
 GROUP BY endpoint_id, state;
 
 -- name: ensure_health
@@ -649,3 +673,39 @@ UPDATE deliveries SET state = 'pending', next_attempt_at = :now, dead_reason = N
        schedule_base = attempt_count, updated_at = :now
 WHERE endpoint_id = :endpoint_id AND state = 'dead' AND updated_at >= :dead_since
 RETURNING id;
+
+-- name: endpoint_deliveries_upto
+-- Up to which rowid endpoint_deliveries lists, whether that rowid still holds the delivery it
+-- held then, and the newest rowid and delivery now.
+SELECT u.upto, u.upto_id IS (SELECT id FROM deliveries WHERE rowid = u.upto), n.rowid, n.id
+FROM endpoint_deliveries_upto u
+LEFT JOIN (SELECT rowid, id FROM deliveries ORDER BY rowid DESC LIMIT 1) n;
+
+-- name: list_new_deliveries
+-- Sorted as the primary key, so the inserts walk each endpoint's pages once, in order.
+INSERT OR IGNORE INTO endpoint_deliveries (endpoint_id, delivery_id)
+SELECT endpoint_id, id FROM deliveries WHERE rowid > :after AND rowid <= :upto
+ORDER BY endpoint_id, id;
+
+-- name: set_endpoint_deliveries_upto
+UPDATE endpoint_deliveries_upto SET upto = :upto, upto_id = :upto_id;
+
+-- name: endpoint_delivery_columns
+-- The delivery listing by endpoint (sqlite.py adds the filters): what endpoint_deliveries
+-- lists, newest first from its primary key, and what came since from the table itself (NOT
+-- INDEXED: a range of rowids, never the account's index, which the planner would pick).
+SELECT * FROM (
+    SELECT d.id, d.message_id, d.account_id, d.endpoint_id, d.state, d.attempt_count,
+           d.next_attempt_at, d.last_status_code, d.last_error, d.dead_reason, d.created_at,
+           d.updated_at, d.event_type
+    FROM endpoint_deliveries h CROSS JOIN deliveries d ON d.id = h.delivery_id
+    WHERE h.endpoint_id = :endpoint_id AND {listed}
+    ORDER BY h.delivery_id DESC LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+    SELECT id, message_id, account_id, endpoint_id, state, attempt_count, next_attempt_at,
+           last_status_code, last_error, dead_reason, created_at, updated_at, event_type
+    FROM deliveries d NOT INDEXED
+    WHERE rowid > (SELECT upto FROM endpoint_deliveries_upto) AND endpoint_id = :endpoint_id
+      AND {since})
+ORDER BY 1 DESC LIMIT :limit;
