@@ -270,11 +270,37 @@ _STATE_INDEXED = {
 }
 
 
-def _endpoint_listing(
-    account_id: str, endpoint_id: str, after: str | None, limit: int, filters: dict[str, Any]
+def delivery_listing(
+    account_id: str,
+    *,
+    endpoint_id: str | None = None,
+    message_id: str | None = None,
+    state: DeliveryState | None = None,
+    after: str | None = None,
+    limit: int = 100,
+    **filters: Any,
 ) -> tuple[str, dict[str, Any]]:
-    """One endpoint's deliveries, newest first: what endpoint_deliveries lists (migration 0011)
-    walked from its primary key, and the newer rows read from ``deliveries`` itself."""
+    """The SQL and parameters of a delivery listing (``Storage.list_deliveries``' filters).
+
+    One endpoint's deliveries come from endpoint_deliveries (migration 0011), walked newest
+    first from its primary key, and the rows committed since it was filled, read from
+    ``deliveries`` by rowid; in a live state, from that state's partial index.
+    """
+    filters.update(
+        message_id=message_id,
+        state=state,
+        idempotency_condition=_Q["delivery_by_idempotency_key"],
+    )
+    if endpoint_id is None or message_id is not None:
+        clause, params = delivery_filter(
+            account_id, endpoint_id=endpoint_id, after=after, limit=limit, **filters
+        )
+        return _Q["delivery_columns"] + clause, params
+    if state in _STATE_INDEXED:
+        clause, params = delivery_filter(
+            account_id, endpoint_id=endpoint_id, after=after, limit=limit, **filters
+        )
+        return f"{_Q['delivery_columns']} INDEXED BY {_STATE_INDEXED[state]}{clause}", params
     where, params = delivery_conditions(account_id, endpoint_id=None, after=None, **filters)
     listed = newer = " AND ".join(where)
     if after is not None:
@@ -913,27 +939,20 @@ class SQLiteStorage:
         recipient: str | None = None,
         idempotency_key: str | None = None,
     ) -> list[Delivery]:
-        filters: dict[str, Any] = {
-            "message_id": message_id,
-            "state": state,
-            "since": since,
-            "until": until,
-            "event_type": event_type,
-            "batch_id": batch_id,
-            "recipient": recipient,
-            "idempotency_key": idempotency_key,
-            "idempotency_condition": _Q["delivery_by_idempotency_key"],
-        }
-        if endpoint_id is not None and message_id is None and state not in _STATE_INDEXED:
-            sql, params = _endpoint_listing(account_id, endpoint_id, after, limit, filters)
-        else:
-            clause, params = delivery_filter(
-                account_id, endpoint_id=endpoint_id, after=after, limit=limit, **filters
-            )
-            sql = _Q["delivery_columns"]
-            if endpoint_id is not None and message_id is None and state is not None:
-                sql += " INDEXED BY " + _STATE_INDEXED[state]
-            sql += clause
+        sql, params = delivery_listing(
+            account_id,
+            message_id=message_id,
+            state=state,
+            endpoint_id=endpoint_id,
+            since=since,
+            until=until,
+            after=after,
+            limit=limit,
+            event_type=event_type,
+            batch_id=batch_id,
+            recipient=recipient,
+            idempotency_key=idempotency_key,
+        )
 
         def read(conn: sqlite3.Connection) -> list[Delivery]:
             return [delivery_from_row(r) for r in conn.execute(sql, params)]
