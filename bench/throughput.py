@@ -219,7 +219,7 @@ class Bench:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-        processes = [] if self.args.processes == "1" else ["--processes", self.args.processes]
+        processes = ["--processes", self.args.processes] if self.args.processes else []
         self.spawn(["serve", "--port", str(self.api_port), *processes], "serve.log")
         for i in range(self.args.workers):
             self.spawn(["worker"], f"worker{i}.log")
@@ -705,7 +705,9 @@ async def main() -> int:
     parser.add_argument("--database", default="sqlite", help="'sqlite' or a postgresql:// URL")
     parser.add_argument("--workers", type=int, default=0, help="extra `postback worker` processes")
     parser.add_argument(
-        "--processes", default="1", help="`serve --processes` (a number, or auto: one per core)"
+        "--processes",
+        default="",
+        help="`serve --processes` (a number, or auto: one per core); default: serve's own",
     )
     parser.add_argument(
         "--slow-endpoint", action="store_true", help="run with and without a hanging endpoint"
@@ -757,7 +759,7 @@ async def main() -> int:
     bench = Bench(args)
     print(
         f"Postback bench: python {platform.python_version()}, {os.cpu_count()} cores, "
-        f"database {args.database}, processes {args.processes}, workers {args.workers}, messages {args.messages}, "
+        f"database {args.database}, processes {args.processes or 'the default'}, workers {args.workers}, messages {args.messages}, "
         f"endpoints {args.endpoints}, batch {args.batch}, concurrency {args.concurrency}, "
         f"rate {args.rate or 'max'}"
     )

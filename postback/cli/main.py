@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from postback import __version__
-from postback.cli.config import Settings
+from postback.cli.config import Settings, available_cores
 from postback.client import DEFAULT_URL, APIError, Client
 from postback.core import wire as s
 from postback.core.errors import PostbackError
@@ -181,7 +181,7 @@ def _port(text: str) -> int:
 def _processes(text: str) -> int:
     """``--processes``: 1-256, or ``auto`` for one per core."""
     if text == "auto":
-        return os.cpu_count() or 1
+        return available_cores()
     if not text.isdigit() or not 1 <= int(text) <= 256:
         raise argparse.ArgumentTypeError(f"must be from 1 to 256 or auto, got {text!r}")
     return int(text)
@@ -957,8 +957,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--processes",
         type=_processes,
-        help="serve processes sharing the port and the database, one per core to use "
-        "(default: $POSTBACK_PROCESSES or 1)",
+        help="serve processes sharing the port and the database, or auto: one per core "
+        "(default: $POSTBACK_PROCESSES, else 2 on a machine with two cores or more)",
     )
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     worker = command(sub, "worker", "run the dispatcher only", db=True)

@@ -33,3 +33,25 @@ def test_the_circuit_breaker_is_read_and_checked(monkeypatch: pytest.MonkeyPatch
         with pytest.raises(ConfigError, match=f"POSTBACK_BREAKER_{name}"):
             Settings.from_env()
         monkeypatch.delenv(f"POSTBACK_BREAKER_{name}")
+
+
+def test_serve_runs_two_processes_by_default_where_there_are_two_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import postback.cli.config as config
+
+    monkeypatch.delenv("POSTBACK_PROCESSES", raising=False)
+    for cores, expected in ((1, 1), (2, 2), (64, 2)):
+        monkeypatch.setattr(config.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert config.available_cores() == cores
+        assert Settings.from_env().processes == expected
+        assert Settings().processes == expected
+        monkeypatch.setenv("POSTBACK_PROCESSES", "auto")
+        assert Settings.from_env().processes == cores
+        monkeypatch.delenv("POSTBACK_PROCESSES")
+    monkeypatch.setenv("POSTBACK_PROCESSES", "3")
+    assert Settings.from_env().processes == 3
+    for bad in ("0", "two", "257"):
+        monkeypatch.setenv("POSTBACK_PROCESSES", bad)
+        with pytest.raises(ConfigError, match="POSTBACK_PROCESSES"):
+            Settings.from_env()

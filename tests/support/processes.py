@@ -64,6 +64,9 @@ def postback_env(database_url: str, **extra: str) -> dict[str, str]:
     env["POSTBACK_DATABASE_URL"] = database_url
     env["POSTBACK_SECRET_KEY"] = TEST_SECRET_KEY
     env["POSTBACK_ALLOW_NETWORKS"] = LOOPBACK
+    # One process unless a test asks for more: a SIGKILL must crash the whole service, not a
+    # supervisor whose children then shut down cleanly (test_serve_processes covers several).
+    env["POSTBACK_PROCESSES"] = "1"
     env.update(extra)
     return env
 
