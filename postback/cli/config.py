@@ -16,6 +16,9 @@ from postback.core.errors import PostbackError
 from postback.core.netguard import parse_networks
 
 DEFAULT_DATABASE_URL = "sqlite:///./postback.db"
+PROCESS_INDEX_ENV = "POSTBACK_PROCESS_INDEX"
+"""Set by ``serve --processes`` in each child to its index: only the first says at INFO where it
+listens and when it stops (not once per process)."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -434,6 +435,12 @@ def cmd_serve_processes(args: argparse.Namespace, count: int) -> int:
         metrics = ["--metrics-port", str(args.metrics_port), "--metrics-host", args.metrics_host]
         return child_argv(base + (metrics if index == 0 and args.metrics_port else []))
 
+    logging.getLogger("postback.cli.serve").info(
+        "starting %d serve processes on port %d, sharing the database (POSTBACK_PROCESSES=1 "
+        "for a single one)",
+        count,
+        args.port,
+    )
     supervisor = Supervisor(
         count,
         argv_for,

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from postback.cli.config import PROCESS_INDEX_ENV
 from postback.cli.serve import cannot_listen
 
 log = logging.getLogger("postback.cli.processes")
@@ -137,7 +138,8 @@ class Supervisor:
             self._shutdown(children)
 
     def _start(self, child: _Child) -> None:
-        child.process = subprocess.Popen(child.argv, env=self.env, preexec_fn=_die_with_parent)
+        env = {**self.env, PROCESS_INDEX_ENV: str(child.index)}
+        child.process = subprocess.Popen(child.argv, env=env, preexec_fn=_die_with_parent)
         child.started_at = time.monotonic()
         child.restart_at = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,13 @@ from aiohttp import web
 
 from postback.api.app import create_app
 from postback.api.protocol import ApiRunner
-from postback.cli.config import ConfigError, Settings, describe_database, key_file_path
+from postback.cli.config import (
+    PROCESS_INDEX_ENV,
+    ConfigError,
+    Settings,
+    describe_database,
+    key_file_path,
+)
 from postback.core.breaker import BreakerRules
 from postback.core.errors import StorageError, StorageUnavailable
 from postback.core.health import HealthRules
@@ -32,6 +39,10 @@ from postback.transports.http1 import HTTP1Transport
 from postback.transports.sns import SNSTransport
 
 log = logging.getLogger("postback.cli.serve")
+
+# Where it listens and when it stops, said once: by a lone serve, or the first of several
+# (`serve --processes`; the others say it at DEBUG).
+_STARTUP = logging.DEBUG if os.environ.get(PROCESS_INDEX_ENV, "0") != "0" else logging.INFO
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
 """Client address, request line, status, size, seconds: no headers (they may carry keys)."""
@@ -137,7 +148,7 @@ async def run_service(
     await storage.open(migrate=_migrates_itself(settings))
     # Absolute, so a process started from another directory (and so another SQLite file,
     # whose API keys differ) is noticed at once.
-    log.info("database: %s", describe_database(settings.database_url))
+    log.log(_STARTUP, "database: %s", describe_database(settings.database_url))
     metrics = Metrics()
     rules = HealthRules(
         disable_after_ms=settings.disable_after_s * 1000,
@@ -217,7 +228,7 @@ async def run_service(
                 await site.start()
             except OSError as exc:
                 raise cannot_listen(host, port, exc) from None
-            log.info("API listening on http://%s:%d (docs at /docs)", host, port)
+            log.log(_STARTUP, "API listening on http://%s:%d (docs at /docs)", host, port)
         if metrics_port is not None:
             ops = web.AppRunner(
                 create_ops_app(metrics, readiness),
@@ -248,7 +259,9 @@ async def run_service(
             )
         if dispatch:
             tasks.append(asyncio.create_task(dispatcher.run(stop), name="postback-dispatcher"))
-            log.info("dispatcher started (database %s)", settings.database_url.split("://")[0])
+            log.log(
+                _STARTUP, "dispatcher started (database %s)", settings.database_url.split("://")[0]
+            )
         tasks.append(
             asyncio.create_task(
                 run_sweeper(storage, settings.retention_days, stop), name="postback-retention"
@@ -264,7 +277,7 @@ async def run_service(
         if ready is not None:
             ready.set()
         await stop.wait()
-        log.info("shutting down")
+        log.log(_STARTUP, "shutting down")
     finally:
         stop.set()
         for running in runners:

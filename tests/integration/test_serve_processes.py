@@ -163,3 +163,31 @@ async def test_a_second_service_on_the_same_port_is_refused_and_the_first_keeps_
     finally:
         first.kill()
         second.kill()
+
+
+async def test_serve_uses_two_cores_by_default_and_says_where_it_listens_once(
+    tmp_path: Path,
+) -> None:
+    from postback.cli.config import available_cores
+
+    port = free_port()
+    env = postback_env(f"sqlite:///{tmp_path / 'pb.db'}", POSTBACK_ADMIN_TOKEN="admin")
+    del env["POSTBACK_PROCESSES"]  # what a new user runs: no setting at all
+    log_path = tmp_path / "serve.log"
+    parent = PostbackProcess(["serve", "--port", str(port)], env, log_path).start()
+    assert parent.proc is not None
+    try:
+        async with Client(f"http://127.0.0.1:{port}", admin_token="admin") as admin:
+            await wait_healthy(admin)
+        expected = min(2, available_cores())
+        if expected > 1:
+            await wait_for(lambda: len(children_of(parent.proc.pid)) == expected)  # type: ignore[union-attr]
+            await wait_for(lambda: log_path.read_text().count("dispatcher started") == 1)
+        assert parent.terminate(timeout=60) == 0
+        text = log_path.read_text()
+        assert text.count("API listening on") == 1, text
+        assert text.count("shutting down") == 1, text
+        if expected > 1:
+            assert f"starting {expected} serve processes on port {port}" in text
+    finally:
+        parent.kill()
