@@ -117,3 +117,36 @@ async def test_purge_forgets_listed_deliveries_and_keeps_the_newest_message(
     [later] = await storage.ingest(acct.id, [message()], T0 + WINDOW, WINDOW)
     found = [d.id for d in await storage.list_deliveries(acct.id, endpoint_id=ep.id)]
     assert found == [later.deliveries[0].id, newest]
+
+
+async def test_migration_0011_lists_the_deliveries_already_stored(tmp_path: Path) -> None:
+    """A database from before 0011, with deliveries in it: the migration lists them all, so a
+    listing by endpoint after the upgrade finds every one through endpoint_deliveries."""
+    path = tmp_path / "old.db"
+    storage = SQLiteStorage(str(path), Sealer.ephemeral())
+    await storage.open()
+    acct = await account(storage)
+    ep = await endpoint(storage, acct.id)
+    results = await storage.ingest(acct.id, [message() for _ in range(5)], T0, WINDOW)
+    await storage.close()
+    with sqlite3.connect(path) as conn:  # back to schema version 10
+        conn.executescript(
+            "DROP TABLE endpoint_deliveries; DROP TABLE endpoint_deliveries_upto;"
+            "CREATE INDEX deliveries_by_endpoint ON deliveries(endpoint_id, state);"
+            "DELETE FROM schema_migrations WHERE version = 11;"
+        )
+    storage = SQLiteStorage(str(path), Sealer.ephemeral())
+    await storage.open()
+    try:
+        listing_every(storage, 3600)  # nothing listed by the writer: only the migration
+        ids = sorted((r.deliveries[0].id for r in results), reverse=True)
+        assert listed(storage) == set(ids)
+        found = await storage.list_deliveries(acct.id, endpoint_id=ep.id)
+        assert [d.id for d in found] == ids
+        with sqlite3.connect(path) as conn:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            upto = conn.execute("SELECT upto FROM endpoint_deliveries_upto").fetchone()[0]
+            newest = conn.execute("SELECT max(rowid) FROM deliveries").fetchone()[0]
+        assert "deliveries_by_endpoint" not in names and upto == newest
+    finally:
+        await storage.close()
