@@ -10,6 +10,7 @@ mode lets proceed while the writer writes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import json
@@ -126,6 +127,18 @@ class _PendingWrite:
     fn: Write
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    ingested: int = 0
+    """Messages this write stores (an ingest), 0 for any other write: see INGESTED_PER_COMMIT."""
+
+
+# Messages one commit stores at most (an ingest larger than this goes alone). Every other write
+# (recording attempts, claims, the API's) joins the next commit whatever is queued, and ingests
+# wait for a later one. At saturation the ingest runs ahead of the sends: commits of several
+# batches of 500 took so long that the attempts waiting to be recorded passed the dispatcher's
+# bound, and it stopped sending while the writer stored messages (docs/deployment.md, session
+# 17). Bounding ingest per commit bounds how long a record waits; the ingest feels the
+# backpressure instead, as its 202 comes later.
+INGESTED_PER_COMMIT = 1000
 
 
 class _WriterThread(threading.Thread):
@@ -140,6 +153,8 @@ class _WriterThread(threading.Thread):
         self.lock_fd = -1
         self.list_every_s = LIST_NEW_DELIVERIES_EVERY_S
         self._listed_at = 0.0
+        self._others: list[_PendingWrite] = []  # queued writes other than ingests
+        self._ingests: collections.deque[_PendingWrite] = collections.deque()
 
     def run(self) -> None:
         try:
@@ -155,32 +170,50 @@ class _WriterThread(threading.Thread):
             return
         self.ready.set()
         try:
-            while True:
-                first = self.jobs.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = self._gather(batch)
-                if self._commit(conn, batch, stop):
-                    return
+            stop = False
+            while not stop or self._others or self._ingests:
+                if not stop and not self._others and not self._ingests:
+                    first = self.jobs.get()
+                    if first is None:
+                        return
+                    self._sort(first)
+                if not stop:
+                    stop = self._gather()
+                stop = self._commit(conn, stop)
         finally:
             conn.close()
             os.close(self.lock_fd)
 
-    def _gather(self, batch: list[_PendingWrite]) -> bool:
-        """Add the writes already queued to ``batch``; True if the stop sentinel was among them."""
-        while len(batch) < MAX_WRITES_PER_COMMIT:
+    def _sort(self, job: _PendingWrite) -> None:
+        (self._ingests if job.ingested else self._others).append(job)
+
+    def _gather(self) -> bool:
+        """Take the writes already queued; True if the stop sentinel was among them."""
+        while len(self._others) + len(self._ingests) < MAX_WRITES_PER_COMMIT:
             try:
                 nxt = self.jobs.get_nowait()
             except queue.Empty:
                 return False
             if nxt is None:
                 return True
-            batch.append(nxt)
+            self._sort(nxt)
         return False
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_PendingWrite], stop: bool) -> bool:
-        """Commit ``batch`` under the file lock; True if the stop sentinel was taken meanwhile."""
+    def _next_batch(self) -> list[_PendingWrite]:
+        """Every write but ingests, and ingests in order up to INGESTED_PER_COMMIT messages
+        (at least one, so that they never wait for good)."""
+        batch, self._others = self._others, []
+        ingested = 0
+        while self._ingests and len(batch) < MAX_WRITES_PER_COMMIT:
+            job = self._ingests[0]
+            if ingested and ingested + job.ingested > INGESTED_PER_COMMIT:
+                break
+            ingested += job.ingested
+            batch.append(self._ingests.popleft())
+        return batch
+
+    def _commit(self, conn: sqlite3.Connection, stop: bool) -> bool:
+        """Commit the next batch under the file lock; True if the stop sentinel was taken."""
         # Processes sharing the file (serve --processes, workers) queue for it here: a blocked
         # flock wakes the moment the holder is done, where SQLite's own busy handler would
         # poll with sleeps of 1 to 100 ms. The GIL is released while waiting.
@@ -190,8 +223,8 @@ class _WriterThread(threading.Thread):
             # than waiting for the lock a second time: under contention, fewer and larger
             # commits (each pays BEGIN, COMMIT's fsync and two lock hand-overs once).
             if not stop:
-                stop = self._gather(batch)
-            self._commit_locked(conn, batch)
+                stop = self._gather()
+            self._commit_locked(conn, self._next_batch())
         finally:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
         return stop
@@ -571,12 +604,12 @@ class SQLiteStorage:
                 conn.close()
             self._reader_conns.clear()
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, ingested: int = 0) -> T:
         if self._writer is None:
             raise StorageError("storage is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._writer.jobs.put(_PendingWrite(fn, future, loop))
+        self._writer.jobs.put(_PendingWrite(fn, future, loop, ingested))
         return await future
 
     def _reader(self) -> sqlite3.Connection:
@@ -876,7 +909,7 @@ class SQLiteStorage:
                 for leased_ids in [{c.delivery_id for c in leased_by_message.get(r.message_id, [])}]
             ]
 
-        return await self._write(write)
+        return await self._write(write, ingested=max(1, len(messages)))
 
     @staticmethod
     def _lease_plan(

@@ -153,3 +153,64 @@ async def test_sqlite_writes_queued_while_another_process_holds_the_file_join_on
         assert marks == [*(f"SELECT '{n}'" for n in ("first", "second", "bad", "third")), "COMMIT"]
     finally:
         await storage.close()
+
+
+async def test_sqlite_commits_every_other_write_first_and_ingests_a_bounded_amount_each(
+    tmp_path: Path,
+) -> None:
+    """Writes queued together: what is not an ingest (recording attempts, claims) goes in the
+    next commit, ingests in order up to INGESTED_PER_COMMIT messages a commit (at least one),
+    so a record never waits behind several large batches of new messages."""
+    import asyncio
+    import fcntl
+    import os
+    import sqlite3
+
+    import postback.store.sqlite as sqlite_store
+
+    path = tmp_path / "ingest-bound.db"
+    storage = open_storage(f"sqlite:///{path}", Sealer.ephemeral())
+    await storage.open()
+    statements: list[str] = []
+    write = storage._write  # type: ignore[attr-defined]
+    await write(lambda conn: conn.set_trace_callback(statements.append))
+    statements.clear()  # that write's own COMMIT
+
+    def job(name: str) -> Callable[[sqlite3.Connection], str]:
+        def run(conn: sqlite3.Connection) -> str:
+            conn.execute(f"SELECT '{name}'")
+            return name
+
+        return run
+
+    assert sqlite_store.INGESTED_PER_COMMIT == 1000
+    holder = os.open(f"{path}.lock", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as another process would: everything below queues
+    try:
+        sizes = {"big": 600, "next": 600, "small": 300, "huge": 5000}
+        queued = [asyncio.ensure_future(write(job(n), ingested=k)) for n, k in sizes.items()]
+        queued.append(asyncio.ensure_future(write(job("record"))))
+
+        async def taken() -> bool:  # the writer took them all and waits for the lock
+            return bool(storage._writer.jobs.empty())  # type: ignore[attr-defined]
+
+        await wait_until(taken, interval=0.005)
+        await asyncio.sleep(0.05)
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+    try:
+        assert await asyncio.gather(*queued) == [*sizes, "record"]
+        marks = [s for s in statements if s.startswith("SELECT '") or s == "COMMIT"]
+        assert marks == [
+            "SELECT 'record'",
+            "SELECT 'big'",
+            "COMMIT",
+            "SELECT 'next'",
+            "SELECT 'small'",
+            "COMMIT",
+            "SELECT 'huge'",
+            "COMMIT",
+        ]
+    finally:
+        await storage.close()
