@@ -1065,6 +1065,47 @@ class StorageContract:
         assert await storage.list_deliveries(other.id, idempotency_key="order-7") == []
         assert len(await storage.list_deliveries(other.id, batch_id="b1")) == 1
 
+    async def test_every_filter_combines_with_an_endpoint(self, storage: Storage) -> None:
+        """An endpoint's listing is its own query on SQLite (migration 0011): each filter
+        holds there too, beside a second endpoint of the same account."""
+        acme = await account(storage)
+        first = await endpoint(storage, acme.id)
+        second = await endpoint(storage, acme.id)
+        results = await storage.ingest(
+            acme.id,
+            [
+                message("report", ordering_key="b1/46700000001"),
+                message("report", ordering_key="b2/46700000002"),
+                message("other", idempotency_key="order-7"),
+            ],
+            T0,
+            WINDOW,
+        )
+        mine = {d.id for r in results for d in r.deliveries if d.endpoint_id == first.id}
+        assert len(mine) == 3
+
+        async def found(**filters: object) -> list[str]:
+            listed = await storage.list_deliveries(acme.id, endpoint_id=first.id, **filters)  # type: ignore[arg-type]
+            assert all(d.endpoint_id == first.id for d in listed)
+            return sorted(d.event_type for d in listed)
+
+        assert await found() == ["other", "report", "report"]
+        assert await found(event_type="report") == ["report", "report"]
+        assert await found(batch_id="b1") == ["report"]
+        assert await found(recipient="46700000002") == ["report"]
+        assert await found(idempotency_key="order-7") == ["other"]
+        assert await found(message_id=results[2].message_id) == ["other"]
+        assert await found(since=T0, until=T0 + 1) == ["other", "report", "report"]
+        assert await found(until=T0) == []
+        assert await found(state=DeliveryState.PENDING) == ["other", "report", "report"]
+        assert await found(state=DeliveryState.DELIVERED) == []
+        newest_first = await storage.list_deliveries(acme.id, endpoint_id=first.id, limit=2)
+        rest = await storage.list_deliveries(
+            acme.id, endpoint_id=first.id, after=newest_first[-1].id
+        )
+        assert [d.id for d in newest_first + rest] == sorted(mine, reverse=True)
+        assert len(await storage.list_deliveries(acme.id, endpoint_id=second.id)) == 3
+
     # -- operations: backlog, endpoint health, auto-disable, readiness ----------------------------
 
     async def test_backlog_counts_by_state_and_oldest_pending(self, storage: Storage) -> None:
