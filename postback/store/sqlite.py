@@ -324,16 +324,13 @@ def delivery_listing(
         state=state,
         idempotency_condition=_Q["delivery_by_idempotency_key"],
     )
-    if endpoint_id is None or message_id is not None:
+    by_endpoint = endpoint_id is not None and message_id is None
+    if not by_endpoint or state in _STATE_INDEXED:
         clause, params = delivery_filter(
             account_id, endpoint_id=endpoint_id, after=after, limit=limit, **filters
         )
-        return _Q["delivery_columns"] + clause, params
-    if state in _STATE_INDEXED:
-        clause, params = delivery_filter(
-            account_id, endpoint_id=endpoint_id, after=after, limit=limit, **filters
-        )
-        return f"{_Q['delivery_columns']} INDEXED BY {_STATE_INDEXED[state]}{clause}", params
+        index = f" INDEXED BY {_STATE_INDEXED[state]}" if by_endpoint and state else ""
+        return _Q["delivery_columns"] + index + clause, params
     where, params = delivery_conditions(account_id, endpoint_id=None, after=None, **filters)
     listed = newer = " AND ".join(where)
     if after is not None:
