@@ -197,7 +197,11 @@ class Bench:
             POSTBACK_SECRET_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
             POSTBACK_ALLOW_NETWORKS="127.0.0.0/8",
             POSTBACK_LOG_FORMAT="text",
+            # One metrics directory for serve's processes and the workers: serve's /metrics
+            # then counts the whole fleet's attempts and claims.
+            PROMETHEUS_MULTIPROC_DIR=str(self.tmp / "metrics"),
         )
+        (self.tmp / "metrics").mkdir()
         self.api_port = free_port()
         self.receiver_port = free_port()
 
@@ -546,6 +550,8 @@ class Bench:
             r'^postback_deliveries_taken_total\{path="(\w+)"\} (\S+)$', text, re.M
         ):
             counts[f"taken {match[1]}"] = int(float(match[2]))
+        for match in re.finditer(r'^postback_claims_total\{result="(\w+)"\} (\S+)$', text, re.M):
+            counts[f"claims {match[1]}"] = int(float(match[2]))
         return counts
 
     def postback_cpu_s(self, *, main_threads: bool = False) -> float:
@@ -600,14 +606,15 @@ class Bench:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        if self.schema:
+        if self.schema and not keep_files:
             import asyncpg
 
             conn = await asyncpg.connect(self.args.database.split("?")[0])
             await conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
             await conn.close()
         if keep_files:
-            print(f"logs and database kept in {self.tmp}", file=sys.stderr)
+            schema = f" (PostgreSQL schema {self.schema})" if self.schema else ""
+            print(f"logs and database kept in {self.tmp}{schema}", file=sys.stderr)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -626,8 +633,9 @@ def report(phase: Phase) -> None:
         f"of which the event loops {phase.loop_cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs; "
         f"the receiver {phase.receiver_cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs"
     )
-    attempts = {k: v for k, v in phase.attempts.items() if not k.startswith("taken ")}
+    attempts = {k: v for k, v in phase.attempts.items() if not k.startswith(("taken ", "claims "))}
     taken = {k[6:]: v for k, v in phase.attempts.items() if k.startswith("taken ")}
+    claims = {k[7:]: v for k, v in phase.attempts.items() if k.startswith("claims ")}
     if attempts:
         made = ", ".join(f"{outcome} {count:,}" for outcome, count in sorted(attempts.items()))
         paths = ", ".join(f"{path} {count:,}" for path, count in sorted(taken.items()))
@@ -635,6 +643,13 @@ def report(phase: Phase) -> None:
             f"[{phase.name}] attempts {sum(attempts.values()):,} "
             f"({sum(attempts.values()) / max(phase.delivered, 1):.2f} per healthy "
             f"delivery; serve's /metrics): {made}; deliveries taken by path: {paths or '-'}"
+        )
+        all_claims = sum(claims.values())
+        print(
+            f"[{phase.name}] claims {all_claims:,}, of which empty "
+            f"{claims.get('empty', 0):,} ({claims.get('empty', 0) / max(all_claims, 1):.0%}); "
+            f"{taken.get('claim', 0) / max(claims.get('rows', 0), 1):,.0f} deliveries per claim "
+            "that took any"
         )
     print(
         f"[{phase.name}] latency from 202: p50 {percentile(ack, 0.5) * 1000:,.0f} ms, "

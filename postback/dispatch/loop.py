@@ -409,6 +409,7 @@ class Dispatcher:
                         reserves=reserves,
                         holder=self.holder,
                     )
+                    self.metrics.claimed(len(claimed))
                 backoff = 0.1
             except StorageUnavailable as exc:
                 if isinstance(exc, StorageFull):

@@ -250,6 +250,16 @@ class Metrics:
         )
         self._taken_fast = self._taken.labels("fast")
         self._taken_claim = self._taken.labels("claim")
+        self._claims = Counter(
+            "postback_claims",
+            "Claim statements this process ran against the store, by result: rows (it took "
+            "deliveries) or empty (nothing it could take). Many empty claims are wasted "
+            "database round trips.",
+            ["result"],
+            registry=own,
+        )
+        self._claims_rows = self._claims.labels("rows")
+        self._claims_empty = self._claims.labels("empty")
         self._attempt_tally = _Tally(self._attempt_seconds)
         self._latency_tally = _Tally(self._latency)
         self._counts = _Counts()
@@ -289,6 +299,10 @@ class Metrics:
     def taken(self, count: int, *, fast: bool) -> None:
         """Once per batch taken (an ingest's leases, a claim), not per delivery."""
         (self._taken_fast if fast else self._taken_claim).inc(count)
+
+    def claimed(self, count: int) -> None:
+        """Once per claim statement, with what it took."""
+        (self._claims_rows if count else self._claims_empty).inc()
 
     def fold(self) -> None:
         """Add what the hot path tallied to the library's values (each record flush, and

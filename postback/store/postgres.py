@@ -755,36 +755,24 @@ class PostgresStorage:
         if not records:
             return
         attempts = [r.attempt for r in records]
-        async with self._tx() as conn:
-            sql, args = _bind(
-                "insert_attempts",
-                {
-                    "ids": [a.id for a in attempts],
-                    "delivery_ids": [a.delivery_id for a in attempts],
-                    "attempt_numbers": [a.attempt_number for a in attempts],
-                    "started_ats": [a.started_at for a in attempts],
-                    "durations": [a.duration_ms for a in attempts],
-                    "outcomes": [a.outcome for a in attempts],
-                    "status_codes": [a.status_code for a in attempts],
-                    "errors": [a.error for a in attempts],
-                    "bodies": [a.response_body for a in attempts],
-                },
-            )
-            await conn.execute(sql, *args)
-            sql, args = _bind(
-                "settle_deliveries",
-                {
-                    "delivery_ids": [r.delivery_id for r in records],
-                    "states": [r.state.value for r in records],
-                    "attempt_numbers": [r.attempt.attempt_number for r in records],
-                    "next_attempt_ats": [r.next_attempt_at for r in records],
-                    "status_codes": [r.attempt.status_code for r in records],
-                    "errors": [r.attempt.error for r in records],
-                    "dead_reasons": [r.dead_reason for r in records],
-                    "nows": [r.now for r in records],
-                },
-            )
-            await conn.execute(sql, *args)
+        await self._execute(
+            "record_attempts",
+            {
+                "ids": [a.id for a in attempts],
+                "delivery_ids": [r.delivery_id for r in records],
+                "attempt_numbers": [a.attempt_number for a in attempts],
+                "started_ats": [a.started_at for a in attempts],
+                "durations": [a.duration_ms for a in attempts],
+                "outcomes": [a.outcome for a in attempts],
+                "status_codes": [a.status_code for a in attempts],
+                "errors": [a.error for a in attempts],
+                "bodies": [a.response_body for a in attempts],
+                "states": [r.state.value for r in records],
+                "next_attempt_ats": [r.next_attempt_at for r in records],
+                "dead_reasons": [r.dead_reason for r in records],
+                "nows": [r.now for r in records],
+            },
+        )
 
     async def release(self, delivery_ids: Collection[str], due_at: int) -> None:
         async with self._tx() as conn:

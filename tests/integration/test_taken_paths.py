@@ -35,3 +35,31 @@ async def test_an_endpoint_the_dispatcher_knows_gets_its_deliveries_by_the_fast_
             return now if sum(now.values()) == 6 else None
 
         assert await wait_until(counted) == {"fast": 5.0, "claim": 1.0}
+
+
+async def claims(url: str) -> dict[str, float]:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as answer:
+        text = await answer.text()
+    pattern = r'^postback_claims_total\{result="(\w+)"\} (\S+)$'
+    return {m[1]: float(m[2]) for m in re.finditer(pattern, text, re.M)}
+
+
+async def test_claims_are_counted_by_whether_they_took_anything(
+    postback: RunningPostback, receiver: Receiver
+) -> None:
+    async with await postback.new_account() as pb:
+        await pb.create_endpoint(receiver.url("/hook"))
+        await pb.send("t", {"n": 0})
+        await receiver.wait_for("/hook")
+        await pb.send_batch([{"event_type": "t", "payload": {"n": n}} for n in range(1, 6)])
+        await receiver.wait_for("/hook", 6)
+
+        async def settled() -> dict[str, float] | None:
+            now = await claims(postback.url)
+            return now if now.get("empty", 0) >= 1 else None
+
+        # One claim took the first delivery; the fast path took the rest. A finished attempt
+        # wakes the claim loop, which then finds nothing: an empty claim.
+        counted = await wait_until(settled)
+        assert counted["rows"] == 1.0
+        assert counted["empty"] >= 1.0

@@ -283,16 +283,19 @@ FROM endpoints e
 WHERE e.id = ANY(:ids::text[]) AND NOT e.disabled AND NOT e.deleted
 ORDER BY e.id;
 
--- name: insert_attempts
-INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, outcome,
-                      status_code, error, response_body)
-SELECT * FROM unnest(:ids::text[], :delivery_ids::text[], :attempt_numbers::int[],
-                     :started_ats::bigint[], :durations::float8[], :outcomes::text[],
-                     :status_codes::int[], :errors::text[], :bodies::text[])
--- A batch retried after an ambiguous failure (connection lost at COMMIT) is written once.
-ON CONFLICT (id) DO NOTHING;
-
--- name: settle_deliveries
+-- name: record_attempts
+-- The attempts and their deliveries' new states in one statement: atomic without an explicit
+-- transaction, so recording is one round trip instead of four (BEGIN, two statements, COMMIT)
+-- and no row stays locked while this process's busy event loop gets round to the next one.
+WITH recorded AS (
+    INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, outcome,
+                          status_code, error, response_body)
+    SELECT * FROM unnest(:ids::text[], :delivery_ids::text[], :attempt_numbers::int[],
+                         :started_ats::bigint[], :durations::float8[], :outcomes::text[],
+                         :status_codes::int[], :errors::text[], :bodies::text[])
+    -- A batch retried after an ambiguous failure (connection lost at COMMIT) is written once.
+    ON CONFLICT (id) DO NOTHING
+)
 -- Only deliveries still in flight are settled: one deleted or replayed meanwhile keeps its state.
 UPDATE deliveries d SET state = s.state, attempt_count = s.attempt_number,
        next_attempt_at = s.next_attempt_at, lease_until = NULL,
