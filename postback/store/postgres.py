@@ -24,7 +24,6 @@ import msgspec
 from postback.core.fanout import (
     LeaseOffer,
     delivery_targets,
-    fleet_room,
     new_deliveries,
 )
 from postback.core.health import Backlog, EndpointBacklog, HealthState
@@ -437,6 +436,18 @@ class PostgresStorage:
         *,
         lease: LeaseOffer | None = None,
     ) -> list[IngestResult]:
+        # Read before the transaction (each statement reads its own snapshot either way), so
+        # the transaction holds no lock while it waits for this answer.
+        event_types = sorted({m.event_type for m in messages})
+        subscribed: dict[str, list[str]] = {t: [] for t in event_types}
+        for event_type, endpoint_id in await self._fetch(
+            "subscribed_endpoints", {"account_id": account_id, "event_types": event_types}
+        ):
+            subscribed[event_type].append(endpoint_id)
+        if lease is None and all(m.idempotency_key is None for m in messages):
+            # Nothing to check first and no advisory locks to hold: one statement is atomic.
+            async with self._conn() as conn:
+                return await self._insert_fresh(conn, account_id, messages, now, None, subscribed)
         async with self._tx() as conn:
             results: list[IngestResult | None] = []
             fresh: list[NewMessage] = []
@@ -474,9 +485,7 @@ class PostgresStorage:
                 results.append(
                     IngestResult(message_id=original, deliveries=deliveries, duplicate=True)
                 )
-            created = await self._insert_fresh(conn, account_id, fresh, now, lease)
-            if any(d.state is DeliveryState.PENDING for r in created for d in r.deliveries):
-                await conn.execute(_Q["notify_work"])
+            created = await self._insert_fresh(conn, account_id, fresh, now, lease, subscribed)
         created_iter = iter(created)
         return [r if r is not None else next(created_iter) for r in results]
 
@@ -487,27 +496,12 @@ class PostgresStorage:
         messages: list[NewMessage],
         now: int,
         lease: LeaseOffer | None,
+        subscribed: Mapping[str, list[str]],
     ) -> list[IngestResult]:
+        """Insert new messages and their deliveries (and wake idle dispatchers) in one
+        statement, leasing what ``lease`` has room for to the local dispatcher."""
         if not messages:
             return []
-        sql, args = _bind(
-            "insert_messages",
-            {
-                "account_id": account_id,
-                "now": now,
-                "ids": [m.id for m in messages],
-                "event_types": [m.event_type for m in messages],
-                "payloads": [m.payload for m in messages],
-                "keys": [m.idempotency_key for m in messages],
-            },
-        )
-        await conn.execute(sql, *args)
-        subscribed: dict[str, list[str]] = {}
-        for event_type in {m.event_type for m in messages}:
-            sql, args = _bind(
-                "subscribed_endpoints", {"account_id": account_id, "event_type": event_type}
-            )
-            subscribed[event_type] = [r[0] for r in await conn.fetch(sql, *args)]
 
         def next_id() -> str:
             return _DELIVERY_IDS.next_from(now, os.urandom)
@@ -553,12 +547,20 @@ class PostgresStorage:
                     delivery = msgspec.structs.replace(delivery, state=DeliveryState.DELIVERING)
                 shown.append(delivery)
             results.append(IngestResult(message_id=message.id, deliveries=shown, leased=leased))
-        if columns["ids"]:
-            sql, args = _bind(
-                "insert_deliveries",
-                {"account_id": account_id, "now": now, "holder": plan.holder, **columns},
-            )
-            await conn.execute(sql, *args)
+        sql, args = _bind(
+            "insert_messages_and_deliveries",
+            {
+                "account_id": account_id,
+                "now": now,
+                "holder": plan.holder,
+                "message_rows": [m.id for m in messages],
+                "message_event_types": [m.event_type for m in messages],
+                "payloads": [m.payload for m in messages],
+                "keys": [m.idempotency_key for m in messages],
+                **columns,
+            },
+        )
+        await conn.execute(sql, *args)
         return results
 
     @staticmethod
@@ -670,69 +672,25 @@ class PostgresStorage:
         rooms = dict(allowance or {})
         own = dict(own_in_flight or {})
         ahead = dict(reserves or {})
-        async with self._tx() as conn:
-            sql, args = _bind(
-                "claim_ready_endpoints",
-                {
-                    "now": now,
-                    "exclude": list(exclude_endpoints),
-                    "endpoints": max(limit, 64),
-                    "holder": holder,
-                },
-            )
-            ready = await conn.fetch(sql, *args)
-            if not ready:
-                return []
-            # The statement applies core.fanout.fleet_room's rule to these.
-            reserve = {r[0]: ahead.get(r[0], prefetch) for r in ready}
-            asked = {
-                e: min(rooms.get(e, per_endpoint + lead), per_endpoint + lead)
-                for e, lead in reserve.items()
-            }
-            sql, args = _bind(
-                "claim_endpoints",
-                {
-                    "endpoint_ids": list(asked),
-                    "rooms": list(asked.values()),
-                    "owns": [own.get(e, 0) for e in asked],
-                    "prefetches": [reserve[e] for e in asked],
-                    "now": now,
-                    "limit": limit,
-                    "lease_until": now + lease_ms,
-                    "share": per_endpoint,
-                    "holder": holder,
-                },
-            )
-            rows = await conn.fetch(sql, *args)
-            taken: dict[str, int] = {}
-            room_left: dict[str, int] = {}
-            for r in rows:
-                taken[r[3]] = taken.get(r[3], 0) + 1
-                room_left[r[3]] = r[11]
-            # An endpoint that gave less than it had room for has nothing more due now.
-            short = [
-                (r[0], r[1])
-                for r in ready
-                if len(rows) < limit
-                and taken.get(r[0], 0)
-                < room_left.get(
-                    r[0],
-                    fleet_room(
-                        asked[r[0]],
-                        reserve[r[0]],
-                        own.get(r[0], 0),
-                        max(0, r[2] - own.get(r[0], 0)),
-                        r[3],
-                        per_endpoint,
-                    ).room,
-                )
-            ]
-            if short:
-                sql, args = _bind(
-                    "settle_endpoint_work",
-                    {"endpoint_ids": [s[0] for s in short], "versions": [s[1] for s in short]},
-                )
-                await conn.execute(sql, *args)
+        rows = await self._fetch(
+            "claim",
+            {
+                "now": now,
+                "lease_until": now + lease_ms,
+                "limit": limit,
+                "endpoints": max(limit, 64),
+                "holder": holder,
+                "share": per_endpoint,
+                "exclude": list(exclude_endpoints),
+                "room_ids": list(rooms),
+                "rooms": list(rooms.values()),
+                "own_ids": list(own),
+                "owns": list(own.values()),
+                "reserve_ids": list(ahead),
+                "reserves": list(ahead.values()),
+                "default_reserve": prefetch,
+            },
+        )
         return [
             ClaimedDelivery(
                 delivery_id=r[0],
@@ -746,7 +704,7 @@ class PostgresStorage:
                 message_created_at=r[8],
                 endpoint_updated_at=r[9],
                 paced=r[10],
-                holders=r[12],
+                holders=r[11],
             )
             for r in rows
         ]

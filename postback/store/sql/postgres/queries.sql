@@ -122,11 +122,15 @@ FOR UPDATE;
 UPDATE endpoints SET updated_at = greatest(updated_at + 1, :now) WHERE id = :id;
 
 -- name: subscribed_endpoints
-SELECT e.id FROM endpoints e
-WHERE e.account_id = :account_id AND NOT e.disabled AND NOT e.deleted AND NOT e.is_callback_url
+-- The endpoints subscribed to each of a batch's event types, in one round trip.
+SELECT t.event_type, e.id
+FROM unnest(:event_types::text[]) AS t(event_type)
+JOIN endpoints e ON e.account_id = :account_id
+WHERE NOT e.disabled AND NOT e.deleted AND NOT e.is_callback_url
   AND (e.all_event_types OR EXISTS (
-        SELECT 1 FROM endpoint_event_types t
-        WHERE t.event_type = :event_type AND t.endpoint_id = e.id));
+        SELECT 1 FROM endpoint_event_types x
+        WHERE x.event_type = t.event_type AND x.endpoint_id = e.id))
+ORDER BY t.event_type, e.id;
 
 -- name: claim_idempotency_key
 -- Insert the key, or take over one older than the window; no row back means a live duplicate.
@@ -142,23 +146,32 @@ RETURNING message_id;
 -- name: find_idempotency_key
 SELECT message_id, fingerprint FROM idempotency_keys WHERE account_id = :account_id AND key = :key;
 
--- name: insert_messages
-INSERT INTO messages (id, account_id, event_type, payload, idempotency_key, created_at)
-SELECT id, :account_id, event_type, payload, key, :now
-FROM unnest(:ids::text[], :event_types::text[], :payloads::bytea[], :keys::text[])
-     AS m(id, event_type, payload, key);
-
--- name: insert_deliveries
--- state 'delivering' with a lease: handed straight to the local dispatcher (the fast path),
--- whose holder id is :holder.
-INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
-                        next_attempt_at, lease_until, created_at, updated_at, ordering_key,
-                        lease_holder)
-SELECT id, message_id, :account_id, endpoint_id, event_type, state, :now, lease_until, :now,
-       :now, ordering_key, CASE WHEN state = 'delivering' THEN :holder::text END
-FROM unnest(:ids::text[], :message_ids::text[], :endpoint_ids::text[], :event_types::text[],
-            :ordering_keys::text[], :states::text[], :lease_untils::bigint[])
-     AS d(id, message_id, endpoint_id, event_type, ordering_key, state, lease_until);
+-- name: insert_messages_and_deliveries
+-- A batch's messages, their deliveries and the wake-up of idle dispatchers in one statement:
+-- one round trip where there were three, and the endpoints' advisory locks taken by
+-- endpoint_loads are held for this one statement and the COMMIT, not for three round trips
+-- to an event loop busy sending. A delivery in state 'delivering' with a lease is handed
+-- straight to the local dispatcher (the fast path), whose holder id is :holder. The foreign
+-- key from a delivery to its message is checked at the end of the statement, when both are in.
+WITH new_messages AS (
+    INSERT INTO messages (id, account_id, event_type, payload, idempotency_key, created_at)
+    SELECT id, :account_id, event_type, payload, key, :now
+    FROM unnest(:message_rows::text[], :message_event_types::text[], :payloads::bytea[],
+                :keys::text[])
+         AS m(id, event_type, payload, key)
+), new_deliveries AS (
+    INSERT INTO deliveries (id, message_id, account_id, endpoint_id, event_type, state,
+                            next_attempt_at, lease_until, created_at, updated_at, ordering_key,
+                            lease_holder)
+    SELECT id, message_id, :account_id, endpoint_id, event_type, state, :now, lease_until, :now,
+           :now, ordering_key, CASE WHEN state = 'delivering' THEN :holder::text END
+    FROM unnest(:ids::text[], :message_ids::text[], :endpoint_ids::text[], :event_types::text[],
+                :ordering_keys::text[], :states::text[], :lease_untils::bigint[])
+         AS d(id, message_id, endpoint_id, event_type, ordering_key, state, lease_until)
+    RETURNING state
+)
+SELECT pg_notify('postback_work', '')
+WHERE EXISTS (SELECT 1 FROM new_deliveries WHERE state = 'pending');
 
 -- name: notify_work
 SELECT pg_notify('postback_work', '');
@@ -184,89 +197,14 @@ FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
 WHERE a.delivery_id = :delivery_id AND d.account_id = :account_id AND a.id > :after
 ORDER BY a.id LIMIT :limit;
 
--- name: claim_ready_endpoints
--- Endpoints with due work that may be sent to now (not disabled, deleted, paused by a 429 or
--- excluded by the dispatcher), oldest due first. Reads one row per endpoint, never the
--- deliveries of endpoints it skips. Claimers serialize per endpoint on a transaction advisory
--- lock taken without waiting (another claimer has it: skip), so the in-flight share counted
--- next holds across the fleet.
-SELECT w.endpoint_id, w.version, f.in_flight, f.other_holders
-FROM endpoint_work w
-CROSS JOIN LATERAL (
-    SELECT count(*) AS in_flight,
-           count(DISTINCT x.lease_holder) FILTER (WHERE x.lease_holder <> :holder::text)
-               AS other_holders
-    FROM deliveries x WHERE x.endpoint_id = w.endpoint_id AND x.state = 'delivering'
-) AS f
-JOIN endpoints e ON e.id = w.endpoint_id AND NOT e.disabled AND NOT e.deleted
-WHERE w.due_at <= :now AND NOT (w.endpoint_id = ANY(:exclude::text[]))
-  AND NOT EXISTS (SELECT 1 FROM endpoint_pacing p
-                  WHERE p.endpoint_id = w.endpoint_id AND p.paused_until > :now)
-  AND pg_try_advisory_xact_lock(7460, hashtext(w.endpoint_id))
-ORDER BY w.due_at
-LIMIT :endpoints;
-
--- name: claim_endpoints
--- Each ready endpoint's oldest due deliveries from its own index range, at most its share
--- minus what is in flight for it anywhere; SKIP LOCKED never waits on another transaction.
-WITH ask AS (
-    -- :rooms is the caller's allowance by its own count (its part of the share plus the
-    -- endpoint's :prefetches, minus what it holds); :owns, its deliveries the count below
-    -- includes. The rest is the others'. With none held elsewhere the caller has the whole
-    -- share; else at most its part of :share split among the holders, plus its own reserve
-    -- (fleet_room in core/fanout.py).
-    SELECT a.endpoint_id,
-           CASE WHEN o.others = 0 THEN a.room
-                ELSE least(a.room, (:share::int + o.holders - 1) / o.holders + a.prefetch - a.own)
-           END AS room,
-           CASE WHEN o.others = 0 THEN 1 ELSE o.holders END AS holders
-    FROM unnest(:endpoint_ids::text[], :rooms::int[], :owns::int[], :prefetches::int[])
-         AS a(endpoint_id, room, own, prefetch)
-    CROSS JOIN LATERAL (
-        SELECT greatest(0, count(*) - a.own) AS others,
-               greatest(1, count(DISTINCT x.lease_holder)
-                               FILTER (WHERE x.lease_holder <> :holder::text)) + 1 AS holders
-        FROM deliveries x WHERE x.endpoint_id = a.endpoint_id AND x.state = 'delivering'
-    ) AS o
-), picked AS (
-    SELECT d.id, d.next_attempt_at, ask.room, ask.holders FROM ask
-    CROSS JOIN LATERAL (
-        SELECT id, next_attempt_at FROM deliveries
-        WHERE endpoint_id = ask.endpoint_id AND state = 'pending' AND next_attempt_at <= :now
-          -- Ordered deliveries (one recipient's status reports) wait for the ones before
-          -- them to the same endpoint to finish.
-          AND (ordering_key IS NULL OR NOT EXISTS (
-                  SELECT 1 FROM deliveries AS earlier
-                  WHERE earlier.endpoint_id = deliveries.endpoint_id
-                    AND earlier.ordering_key = deliveries.ordering_key
-                    AND earlier.id < deliveries.id
-                    AND earlier.state IN ('pending', 'delivering')))
-        ORDER BY next_attempt_at
-        LIMIT greatest(ask.room, 0)
-        FOR UPDATE SKIP LOCKED
-    ) AS d
-    ORDER BY d.next_attempt_at
-    LIMIT :limit
-)
-UPDATE deliveries d SET state = 'delivering', lease_until = :lease_until, updated_at = :now,
-                       lease_holder = :holder::text
-FROM picked, messages m, endpoints e
-WHERE d.id = picked.id AND m.id = d.message_id AND e.id = d.endpoint_id
-RETURNING d.id, d.message_id, d.account_id, d.endpoint_id, d.attempt_count, d.schedule_base,
-          m.event_type, m.payload, m.created_at, e.updated_at,
-          coalesce((SELECT p.current_rate IS NOT NULL OR p.paused_until > :now
-                    FROM endpoint_pacing p WHERE p.endpoint_id = d.endpoint_id), false),
-          picked.room, picked.holders;
-
--- name: settle_endpoint_work
--- After a claim took less than it could: the endpoint is due again at its next pending
--- delivery (or never, until a trigger marks it). Only if nobody marked it since the claim
--- looked (compare-and-set on version; see migration 0005).
-UPDATE endpoint_work w SET due_at = coalesce(
-    (SELECT min(next_attempt_at) FROM deliveries d
-     WHERE d.endpoint_id = w.endpoint_id AND d.state = 'pending'), 9223372036854775807)
-FROM unnest(:endpoint_ids::text[], :versions::bigint[]) AS s(endpoint_id, version)
-WHERE w.endpoint_id = s.endpoint_id AND w.version = s.version;
+-- name: claim
+-- One call, one round trip, one transaction: the function (migration 0012) takes the ready
+-- endpoints' advisory locks, works out each one's room across the fleet, leases their oldest
+-- due deliveries and settles the endpoints that gave less than their room.
+SELECT * FROM postback_claim(:now, :lease_until, :limit, :endpoints, :holder::text, :share,
+                             :exclude::text[], :room_ids::text[], :rooms::int[],
+                             :own_ids::text[], :owns::int[], :reserve_ids::text[],
+                             :reserves::int[], :default_reserve);
 
 -- name: endpoint_loads
 -- For the fast path at ingest: in-flight count and pacing of the endpoints a batch targets;
