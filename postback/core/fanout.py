@@ -71,6 +71,9 @@ class LeaseOffer(msgspec.Struct, frozen=True):
     own: Mapping[str, int] = {}
     """Per endpoint, deliveries the store counts as in flight that are the dispatcher's own
     (already within ``room``): not counted twice."""
+    sending: Mapping[str, int] = {}
+    """Per endpoint, of ``own``, those still being sent or held ready (``fleet_room``);
+    absent: all of them."""
     room: Mapping[str, int] = {}
     """Endpoints the dispatcher has loaded: how many more it can hold for each. Others get
     none: their configuration (a rate limit, say) is not known here yet."""
@@ -96,7 +99,13 @@ def part(share: int, holders: int) -> int:
 
 
 def fleet_room(
-    allowance: int, reserve: int, own: int, others: int, other_holders: int, share: int
+    allowance: int,
+    reserve: int,
+    own: int,
+    others: int,
+    other_holders: int,
+    share: int,
+    sending: int | None = None,
 ) -> FleetRoom:
     """How many more deliveries of one endpoint a process may lease now, and among how many
     processes the endpoint's share is split.
@@ -112,11 +121,17 @@ def fleet_room(
     drain down to their smaller part, so for that moment in flight can pass the share by up to
     the newcomer's part. Without a lease per holder a sole holder's reserve would count
     against the share and keep every other process away from the endpoint for good.
+
+    ``sending``: of ``own``, those the process is still sending or holds ready (default: all).
+    The rest are finished attempts whose results are not written yet: still in flight to the
+    store, they hold no slot at the endpoint. Counted against the part, a few hundred of them
+    waiting for a record flush left the process no room, and its claims came back empty.
     """
     if others <= 0:
         return FleetRoom(allowance, 1)
     holders = max(other_holders, 1) + 1
-    return FleetRoom(min(allowance, part(share, holders) + reserve - own), holders)
+    held = own if sending is None else min(sending, own)
+    return FleetRoom(min(allowance, part(share, holders) + reserve - held), holders)
 
 
 def claim_plan(
@@ -208,6 +223,7 @@ def lease_counts(
             max(0, load.in_flight - own),
             load.other_holders,
             offer.share,
+            offer.sending.get(endpoint_id),
         )
         take = max(0, min(n, fleet.room, total))
         if take:

@@ -19,7 +19,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -263,11 +263,13 @@ class Dispatcher:
                 continue
             reserve = reserves[endpoint_id] = self._reserve(runtime, now_ms)
             room[endpoint_id] = self._share(endpoint_id) + reserve - self._holding(endpoint_id)
+        own = self.own_in_flight()
         return LeaseOffer(
             lease_ms=self.settings.lease_ms,
             total=free,
             share=self.settings.per_endpoint,
-            own=self.own_in_flight(),
+            own=own,
+            sending=self._sending(own),
             room=room,
             prefetch=reserves,
             holder=self.holder,
@@ -394,6 +396,7 @@ class Dispatcher:
                 limit = min(capacity, self.settings.claim_batch)
                 if limit > 0:
                     exclude, allowance, reserves = self._endpoint_limits(now)
+                    own = self.own_in_flight()
                     claimed = await self.storage.claim(
                         now_ms,
                         limit,
@@ -401,7 +404,8 @@ class Dispatcher:
                         exclude_endpoints=exclude,
                         allowance=allowance,
                         per_endpoint=self.settings.per_endpoint,
-                        own_in_flight=self.own_in_flight(),
+                        own_in_flight=own,
+                        own_sending=self._sending(own),
                         # An endpoint not loaded here yet: its rate is unknown.
                         prefetch=reserve_size(
                             0, self.settings.per_endpoint, self.settings.prefetch, 0
@@ -961,6 +965,12 @@ class Dispatcher:
     def own_in_flight(self) -> dict[str, int]:
         """Per endpoint, the deliveries the store counts as in flight that are this process's."""
         return dict(self._unsettled_by_endpoint)
+
+    def _sending(self, own: Mapping[str, int]) -> dict[str, int]:
+        """Of ``own``, per endpoint, what is in flight or ready here: the rest are finished
+        attempts waiting for a record flush, which hold no slot at the endpoint
+        (``core.fanout.fleet_room``)."""
+        return {endpoint_id: self._holding(endpoint_id) for endpoint_id in own}
 
     def _settled(self, delivery_id: str) -> None:
         """Its outcome is written (or none will be): the store no longer counts it here."""

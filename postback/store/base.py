@@ -169,6 +169,7 @@ class Storage(Protocol):
         prefetch: int = 0,
         reserves: Mapping[str, int] | None = None,
         holder: str = "",
+        own_sending: Mapping[str, int] | None = None,
     ) -> list[ClaimedDelivery]:
         """Move up to ``limit`` due deliveries to ``delivering`` under a lease held by
         ``holder``.
@@ -177,8 +178,9 @@ class Storage(Protocol):
         ``core.fanout.fleet_room`` allows: ``allowance[endpoint]`` (else ``per_endpoint`` plus
         the reserve) while no other holder has any of it in flight, else at most the caller's
         part of the share (``per_endpoint`` split among the holders) plus its reserve
-        (``reserves[endpoint]``, else ``prefetch``), minus ``own_in_flight[endpoint]`` (the
-        caller's own part of what the store counts in flight). None for
+        (``reserves[endpoint]``, else ``prefetch``), minus what the caller still sends or
+        holds ready of its own part of what the store counts in flight
+        (``own_sending[endpoint]``, else ``own_in_flight[endpoint]``). None for
         ``exclude_endpoints``, disabled or 429-paused ones; each delivery carries how many
         holders its endpoint has. The cost never grows with rows that cannot be taken.
         """

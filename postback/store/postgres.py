@@ -668,9 +668,11 @@ class PostgresStorage:
         prefetch: int = 0,
         reserves: Mapping[str, int] | None = None,
         holder: str = "",
+        own_sending: Mapping[str, int] | None = None,
     ) -> list[ClaimedDelivery]:
         rooms = dict(allowance or {})
         own = dict(own_in_flight or {})
+        sending = dict(own_sending or {})
         ahead = dict(reserves or {})
         rows = await self._fetch(
             "claim",
@@ -686,6 +688,8 @@ class PostgresStorage:
                 "rooms": list(rooms.values()),
                 "own_ids": list(own),
                 "owns": list(own.values()),
+                # Of each own count, what is still sent or ready (fleet_room's ``sending``).
+                "sendings": [min(sending.get(e, n), n) for e, n in own.items()],
                 "reserve_ids": list(ahead),
                 "reserves": list(ahead.values()),
                 "default_reserve": prefetch,

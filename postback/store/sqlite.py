@@ -1019,9 +1019,11 @@ class SQLiteStorage:
         prefetch: int = 0,
         reserves: Mapping[str, int] | None = None,
         holder: str = "",
+        own_sending: Mapping[str, int] | None = None,
     ) -> list[ClaimedDelivery]:
         rooms = dict(allowance or {})
         own = dict(own_in_flight or {})
+        sending = dict(own_sending or {})
         ahead = dict(reserves or {})
         exclude = json.dumps(list(exclude_endpoints))
 
@@ -1040,7 +1042,13 @@ class SQLiteStorage:
                     rooms.get(endpoint_id, per_endpoint + reserve), per_endpoint + reserve
                 )
                 fleet = fleet_room(
-                    allowed, reserve, mine, max(0, in_flight - mine), other_holders, per_endpoint
+                    allowed,
+                    reserve,
+                    mine,
+                    max(0, in_flight - mine),
+                    other_holders,
+                    per_endpoint,
+                    sending.get(endpoint_id),
                 )
                 holders[endpoint_id] = fleet.holders
                 fleet_rooms.append((endpoint_id, fleet.room))

@@ -67,6 +67,18 @@ def test_holders_split_the_share_and_each_keeps_its_own_reserve() -> None:
     assert fleet_room(11, 3, 0, 2, 0, 8) == (7, 2)
 
 
+def test_finished_attempts_waiting_to_be_recorded_hold_no_slot_at_the_endpoint() -> None:
+    # Share 8 between two holders, reserve 3: the caller's part and reserve is 7. Of its 5
+    # own leases, 4 are finished attempts not yet recorded and 1 is still being sent.
+    assert fleet_room(11, 3, 5, 9, 1, 8, sending=1) == (6, 2)
+    # Counted as held, they would leave it 2.
+    assert fleet_room(11, 3, 5, 9, 1, 8) == (2, 2)
+    # What it sends is never taken as more than what the store counts as its own.
+    assert fleet_room(11, 3, 5, 9, 1, 8, sending=9) == (2, 2)
+    # Alone with the endpoint, its own count (the allowance) decides, as before.
+    assert fleet_room(5, 3, 2, 0, 0, 4, sending=0) == (5, 1)
+
+
 def test_a_holders_part_rounds_up_within_one_per_holder() -> None:
     assert [part(32, k) for k in (1, 2, 3, 5, 32, 40)] == [32, 16, 11, 7, 1, 1]
     for share in range(1, 40):

@@ -203,7 +203,7 @@ ORDER BY a.id LIMIT :limit;
 -- due deliveries and settles the endpoints that gave less than their room.
 SELECT * FROM postback_claim(:now, :lease_until, :limit, :endpoints, :holder::text, :share,
                              :exclude::text[], :room_ids::text[], :rooms::int[],
-                             :own_ids::text[], :owns::int[], :reserve_ids::text[],
+                             :own_ids::text[], :owns::int[], :sendings::int[], :reserve_ids::text[],
                              :reserves::int[], :default_reserve);
 
 -- name: endpoint_loads

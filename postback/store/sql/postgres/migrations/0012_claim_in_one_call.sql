@@ -10,7 +10,8 @@
 CREATE FUNCTION postback_claim(
     p_now bigint, p_lease_until bigint, p_limit integer, p_endpoints integer, p_holder text,
     p_share integer, p_exclude text[], p_room_ids text[], p_rooms integer[],
-    p_own_ids text[], p_owns integer[], p_reserve_ids text[], p_reserves integer[],
+    p_own_ids text[], p_owns integer[], p_sendings integer[], p_reserve_ids text[],
+    p_reserves integer[],
     p_default_reserve integer)
 RETURNS TABLE (delivery_id text, message_id text, account_id text, endpoint_id text,
                attempt_count integer, schedule_base integer, event_type text, payload bytea,
@@ -59,23 +60,26 @@ BEGIN
 
     -- Each one's room: what the caller asks (its allowance, else the share plus its reserve),
     -- and, when others hold some of it too, no more than its part of the share plus its own
-    -- reserve, minus what it holds (core.fanout.fleet_room).
+    -- reserve, minus what it still sends or holds ready (core.fanout.fleet_room): of its own
+    -- leases (p_owns), finished attempts not yet recorded hold no slot at the endpoint.
     SELECT array_agg(a.endpoint_id ORDER BY a.n),
            array_agg(CASE WHEN f.others = 0 THEN a.asked
                           ELSE least(a.asked,
-                                     (p_share + f.holders - 1) / f.holders + a.reserve - a.own)
+                                     (p_share + f.holders - 1) / f.holders + a.reserve
+                                     - a.sending)
                      END ORDER BY a.n),
            array_agg(CASE WHEN f.others = 0 THEN 1 ELSE f.holders END ORDER BY a.n)
     INTO ask_ids, ask_rooms, ask_holders
     FROM (
         SELECT r.endpoint_id, r.n, coalesce(o.own, 0) AS own,
+               coalesce(o.sending, 0) AS sending,
                coalesce(v.reserve, p_default_reserve) AS reserve,
                least(coalesce(m.room, p_share + coalesce(v.reserve, p_default_reserve)),
                      p_share + coalesce(v.reserve, p_default_reserve)) AS asked
         FROM unnest(ready_ids) WITH ORDINALITY AS r(endpoint_id, n)
         LEFT JOIN unnest(p_room_ids, p_rooms) AS m(endpoint_id, room)
                ON m.endpoint_id = r.endpoint_id
-        LEFT JOIN unnest(p_own_ids, p_owns) AS o(endpoint_id, own)
+        LEFT JOIN unnest(p_own_ids, p_owns, p_sendings) AS o(endpoint_id, own, sending)
                ON o.endpoint_id = r.endpoint_id
         LEFT JOIN unnest(p_reserve_ids, p_reserves) AS v(endpoint_id, reserve)
                ON v.endpoint_id = r.endpoint_id
