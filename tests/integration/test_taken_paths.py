@@ -11,11 +11,16 @@ from tests.support.receiver import Receiver
 from tests.support.service import RunningPostback, wait_until
 
 
-async def taken(url: str) -> dict[str, float]:
+async def by_label(url: str, counter: str, label: str) -> dict[str, float]:
+    """One counter's values by its one label, as ``/metrics`` says now."""
     async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as answer:
         text = await answer.text()
-    pattern = r'^postback_deliveries_taken_total\{path="(\w+)"\} (\S+)$'
+    pattern = rf'^{counter}\{{{label}="(\w+)"\}} (\S+)$'
     return {m[1]: float(m[2]) for m in re.finditer(pattern, text, re.M)}
+
+
+async def taken(url: str) -> dict[str, float]:
+    return await by_label(url, "postback_deliveries_taken_total", "path")
 
 
 async def test_an_endpoint_the_dispatcher_knows_gets_its_deliveries_by_the_fast_path(
@@ -38,10 +43,7 @@ async def test_an_endpoint_the_dispatcher_knows_gets_its_deliveries_by_the_fast_
 
 
 async def claims(url: str) -> dict[str, float]:
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as answer:
-        text = await answer.text()
-    pattern = r'^postback_claims_total\{result="(\w+)"\} (\S+)$'
-    return {m[1]: float(m[2]) for m in re.finditer(pattern, text, re.M)}
+    return await by_label(url, "postback_claims_total", "result")
 
 
 async def test_claims_are_counted_by_whether_they_took_anything(
