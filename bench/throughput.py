@@ -823,6 +823,15 @@ async def main() -> int:
             if again is not None:
                 z = again.delivered / again.seconds
                 line += f"; {z:,.0f}/s in the baseline after the cases: ratio {b / z:.2f}"
+            if args.rate:
+                # At a steady offered rate the baseline offered more healthy traffic than a
+                # case that gives some of it to bad customers: the fair reading is how much of
+                # what was offered to the healthy ones they got.
+                offered = phase.delivered / (phase.messages / args.rate)
+                line += (
+                    f"; of the {offered:,.0f}/s offered to them they got {b / offered:.0%}, "
+                    f"the baseline {a / (base.delivered / (base.messages / args.rate)):.0%}"
+                )
             print(f"{line}); serve RSS {phase.rss_mb[0]:.0f} -> {phase.rss_mb[1]:.0f} MB")
         finished = True
     finally:
