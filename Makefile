@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck unit serve bench clean browser
+.PHONY: demo test lint typecheck unit serve bench clean browser native
 
 $(BIN)/.installed-runtime: requirements-build.txt requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,17 @@ $(BIN)/.installed-dev: $(BIN)/.installed-runtime requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	touch $@
 
+# mypyc compiles the dispatcher's hot modules (postback/native.py lists them) into
+# postback/.native; Postback uses them only while they match their sources, and runs the
+# sources where they do not or where compiling fails (no C compiler: a message, not an error).
+# The step is a no-op when the build is current.
+$(BIN)/.installed-native: $(BIN)/.installed-runtime requirements-native.txt
+	$(PIP) install -r requirements-native.txt
+	touch $@
+
+native: $(BIN)/.installed-native
+	$(BIN)/python -m postback.native_build
+
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright; no browser
 # build is downloaded. Installed here when missing (needs root, as on CI); without it those
 # tests fail rather than skip.
@@ -30,7 +41,7 @@ browser:
 demo: $(BIN)/.installed-runtime
 	$(BIN)/python examples/demo.py
 
-test: $(BIN)/.installed-dev browser lint typecheck
+test: $(BIN)/.installed-dev native browser lint typecheck
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed-dev
@@ -40,11 +51,11 @@ lint: $(BIN)/.installed-dev
 typecheck: $(BIN)/.installed-dev
 	$(BIN)/mypy
 
-serve: $(BIN)/.installed-runtime
+serve: $(BIN)/.installed-runtime native
 	$(BIN)/postback serve
 
-bench: $(BIN)/.installed-runtime
+bench: $(BIN)/.installed-runtime native
 	$(BIN)/python bench/throughput.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache postback/.native postback/.native.old

@@ -56,6 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from postback import native  # noqa: E402
 from postback.client import Client  # noqa: E402
 
 RECEIVER = r"""
@@ -776,7 +777,7 @@ async def main() -> int:
         f"Postback bench: python {platform.python_version()}, {os.cpu_count()} cores, "
         f"database {args.database}, processes {args.processes or 'the default'}, workers {args.workers}, messages {args.messages}, "
         f"endpoints {args.endpoints}, batch {args.batch}, concurrency {args.concurrency}, "
-        f"rate {args.rate or 'max'}"
+        f"rate {args.rate or 'max'}; {native.status()}"
     )
     baseline = Scenario("baseline", mix=args.mix)
     cases: list[Scenario] = []

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from postback import native as _native
+
+_native.install()  # the compiled hot modules, where built from the current sources
+
 __version__ = "0.1.0"
 
 __all__ = ["APIError", "Client", "PostbackError", "SyncClient", "__version__"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from postback import native
 from postback.api.app import create_app
 from postback.api.protocol import ApiRunner
 from postback.cli.config import (
@@ -260,7 +261,10 @@ async def run_service(
         if dispatch:
             tasks.append(asyncio.create_task(dispatcher.run(stop), name="postback-dispatcher"))
             log.log(
-                _STARTUP, "dispatcher started (database %s)", settings.database_url.split("://")[0]
+                _STARTUP,
+                "dispatcher started (database %s; %s)",
+                settings.database_url.split("://")[0],
+                native.status(),
             )
         tasks.append(
             asyncio.create_task(

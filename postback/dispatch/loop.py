@@ -382,6 +382,7 @@ class Dispatcher:
             self.last_tick = time.monotonic()
             now = self.clock()
             now_ms = int(now * 1000)
+            failed = False
             try:
                 if now >= next_renewal:
                     await self._renew_leases(now_ms)
@@ -420,12 +421,14 @@ class Dispatcher:
                     STORAGE_FULL.occurred(str(exc))  # once, then once a minute: not per try
                 else:
                     log.warning("storage unavailable, retrying in %.1f s: %s", backoff, exc)
-                await self._sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
+                failed = True
             except Exception:
                 # Never let one bad batch stop delivery: log it, back off, go on.
                 log.exception("claiming deliveries failed; retrying in %.1f s", backoff)
+                failed = True
+            # The back-off waits outside the handlers: compiled by mypyc, a coroutine that
+            # awaited inside an `except` raised the handled exception again later.
+            if failed:
                 await self._sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -998,6 +1001,7 @@ class Dispatcher:
             if not self._stopping and len(self._records) < self.settings.record_batch:
                 await asyncio.sleep(self.settings.record_linger_s)
             self._records_ready.clear()
+            retry_in_s = 0.0
             try:
                 await self._flush_once()
             except StorageUnavailable as exc:
@@ -1005,11 +1009,12 @@ class Dispatcher:
                     STORAGE_FULL.occurred(str(exc))
                 else:
                     log.warning("could not record attempts yet (%s); retrying", exc)
-                await asyncio.sleep(0.5)
-                self._records_ready.set()
+                retry_in_s = 0.5
             except Exception:
                 log.exception("recording attempts failed; retrying")
-                await asyncio.sleep(1.0)
+                retry_in_s = 1.0
+            if retry_in_s:  # awaited outside the handlers (see _claim_loop)
+                await asyncio.sleep(retry_in_s)
                 self._records_ready.set()
 
     async def _flush_once(self) -> None:
@@ -1017,14 +1022,17 @@ class Dispatcher:
         releases, self._releases = self._releases, []
         try:
             if records:
+                refused: StorageError | None = None
                 try:
                     await self.storage.record(records)
                 except StorageUnavailable:
                     raise
                 except StorageError as exc:
+                    refused = exc
+                if refused is not None:
                     # Refused, not unavailable: retrying the same batch would fail forever and
                     # hold up every attempt in it. Find the rows the store refuses.
-                    await self._record_apart(records, exc)
+                    await self._record_apart(records, refused)
             for due_at in sorted({due for _, due in releases}):
                 await self.storage.release([d for d, due in releases if due == due_at], due_at)
         except BaseException:

@@ -44,7 +44,9 @@ def test_bare_install_has_the_client_and_the_receiver_only(tmp_path: Path) -> No
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(
-        ROOT / "postback", src / "postback", ignore=shutil.ignore_patterns("__pycache__")
+        ROOT / "postback",
+        src / "postback",
+        ignore=shutil.ignore_patterns("__pycache__", ".native*"),
     )
     # PEP 517 hook called directly: no isolated build environment to download.
     build = "from setuptools import build_meta; print(build_meta.build_wheel(%r))"

@@ -1,0 +1,111 @@
+"""Compiles the modules ``postback.native`` lists with mypyc (``make native``).
+
+A separate module so that building needs nothing at import time of ``postback`` itself, and
+so ``python -m`` does not run a second copy of ``postback.native``.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from postback import native
+
+
+def build(build_dir: Path = native.BUILD_DIR) -> bool:
+    """Compile native.NATIVE_MODULES into ``build_dir`` unless a current build is there already.
+
+    False (and a message on stderr, no traceback) where it cannot: Postback then runs its
+    sources, correct and slower."""
+    import shutil
+    import tempfile
+
+    files, why = native.plan(build_dir)
+    if files is not None:
+        print(
+            f"postback.native: up to date ({len(native.NATIVE_MODULES)} modules)", file=sys.stderr
+        )
+        return True
+    try:
+        from mypyc.build import mypycify
+        from setuptools import setup  # type: ignore[import-untyped]
+    except ImportError as exc:
+        print(f"postback.native: cannot compile ({exc}); running from source", file=sys.stderr)
+        return False
+    root = native.PACKAGE_DIR.parent
+    digests = {module: native.digest(native.source_of(module)) for module in native.NATIVE_MODULES}
+    work = Path(tempfile.mkdtemp(prefix="postback-native-"))
+    here = Path.cwd()
+    try:
+        os.chdir(root)  # mypyc names modules by their paths from here
+        extensions = mypycify(
+            [str(native.source_of(m).relative_to(root)) for m in native.NATIVE_MODULES],
+            opt_level="3",
+            target_dir=str(work / "c"),
+            group_name=native.GROUP,
+        )
+        setup(
+            name="postback-native",
+            ext_modules=extensions,
+            script_name="setup.py",
+            script_args=[
+                "--quiet",
+                "build_ext",
+                "--build-lib",
+                str(work / "lib"),
+                "--build-temp",
+                str(work / "obj"),
+            ],
+        )
+    except (Exception, SystemExit) as exc:  # a compiler error is SystemExit from setuptools
+        print(f"postback.native: compiling failed ({exc}); running from source", file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+        return False
+    finally:
+        os.chdir(here)
+    lib = work / "lib"
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    group_file = f"{native.GROUP}__mypyc{suffix}"
+    manifest = {
+        "hexversion": sys.hexversion,
+        "group": {"name": f"{native.GROUP}__mypyc", "file": group_file},
+        "modules": {
+            module: {"file": module.replace(".", "/") + suffix, "sha256": digests[module]}
+            for module in native.NATIVE_MODULES
+        },
+    }
+    # The manifest last: a build dir without it is never used, so a crash here leaves none.
+    (lib / native.MANIFEST).write_text(json.dumps(manifest, indent=1))
+    old = build_dir.with_name(build_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if build_dir.exists():
+        build_dir.rename(old)  # a running process keeps its mapped files
+    shutil.move(str(lib), str(build_dir))
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"postback.native: compiled {len(native.NATIVE_MODULES)} modules into {build_dir}"
+        f" (was: {why})",
+        file=sys.stderr,
+    )
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in ([], ["build"]):
+        build()
+        return 0  # never fails a make: the sources run wherever compiling cannot
+    if args == ["status"]:
+        print(native.status())
+        return 0
+    print("usage: python -m postback.native_build [status]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

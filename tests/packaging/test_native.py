@@ -1,0 +1,128 @@
+"""The compiled hot modules run only while they match their sources, all or none.
+
+``make test`` builds them first (``make native``), so under CI the suite itself runs on the
+compiled modules, and the check below fails if they were not used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from postback import native
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ("pkg.hot", "pkg.sub.hotter")
+
+
+def fake_build(tmp_path: Path) -> tuple[Path, Path]:
+    """A package with two modules and a build of them (empty files stand for the compiled)."""
+    package = tmp_path / "src" / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "hot.py").write_text("X = 1\n")
+    (package / "sub" / "hotter.py").write_text("Y = 2\n")
+    build = tmp_path / "build"
+    modules = {}
+    for module in MODULES:
+        file = module.replace(".", "/") + ".so"
+        (build / file).parent.mkdir(parents=True, exist_ok=True)
+        (build / file).write_bytes(b"")
+        source = native.source_of(module, package)
+        modules[module] = {"file": file, "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    (build / "group.so").write_bytes(b"")
+    manifest = {
+        "hexversion": sys.hexversion,
+        "group": {"name": "group__mypyc", "file": "group.so"},
+        "modules": modules,
+    }
+    (build / native.MANIFEST).write_text(json.dumps(manifest))
+    return build, package
+
+
+def test_a_current_build_maps_every_module_and_the_group_library(tmp_path: Path) -> None:
+    build, package = fake_build(tmp_path)
+    files, why = native.plan(build, package, MODULES)
+    assert why == "compiled"
+    assert files == {
+        "pkg.hot": build / "pkg/hot.so",
+        "pkg.sub.hotter": build / "pkg/sub/hotter.so",
+        "group__mypyc": build / "group.so",
+    }
+
+
+def test_one_edited_source_sends_every_module_back_to_source(tmp_path: Path) -> None:
+    build, package = fake_build(tmp_path)
+    (package / "sub" / "hotter.py").write_text("Y = 3\n")
+    files, why = native.plan(build, package, MODULES)
+    assert files is None
+    assert why == "pkg.sub.hotter changed since the build (make native)"
+
+
+def test_a_build_for_another_python_or_list_or_with_a_file_missing_is_not_used(
+    tmp_path: Path,
+) -> None:
+    build, package = fake_build(tmp_path)
+    assert native.plan(build, package, (*MODULES, "pkg.new"))[0] is None
+    (build / "group.so").unlink()
+    assert native.plan(build, package, MODULES) == (
+        None,
+        f"compiled file missing: {build / 'group.so'}",
+    )
+    manifest = json.loads((build / native.MANIFEST).read_text())
+    manifest["hexversion"] = sys.hexversion + 1
+    (build / native.MANIFEST).write_text(json.dumps(manifest))
+    assert native.plan(build, package, MODULES) == (None, "built for another Python")
+    (build / native.MANIFEST).write_text("{not json")
+    assert native.plan(build, package, MODULES)[1].startswith("unreadable build manifest")
+    (build / native.MANIFEST).unlink()
+    assert native.plan(build, package, MODULES) == (None, "not built (make native)")
+
+
+def test_postback_native_0_runs_the_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build, package = fake_build(tmp_path)
+    monkeypatch.setenv("POSTBACK_NATIVE", "0")
+    assert native.plan(build, package, MODULES) == (None, "POSTBACK_NATIVE=0")
+
+
+PROBE = """
+import postback, postback.native
+import postback.dispatch.loop, postback.transports.http1
+print(postback.dispatch.loop.__file__)
+print(postback.transports.http1.__file__)
+print(postback.native.status())
+"""
+
+
+def probe(**env: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_this_checkout_runs_its_hot_modules_compiled() -> None:
+    files, why = native.plan()
+    if files is None and os.environ.get("CI") != "true":
+        pytest.skip(f"not compiled here: {why}")
+    assert files is not None, f"make test compiles them first, yet: {why}"
+    loop, http1, status = probe()
+    assert loop.endswith(".so") and "/.native/" in loop
+    assert http1.endswith(".so")
+    assert status == f"{len(native.NATIVE_MODULES)} hot modules compiled with mypyc"
+    loop, http1, status = probe(POSTBACK_NATIVE="0")
+    assert loop.endswith("postback/dispatch/loop.py")
+    assert status == "running from source (POSTBACK_NATIVE=0)"
