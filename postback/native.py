@@ -31,13 +31,16 @@ from types import ModuleType
 
 # Modules on the path of every delivery, and pure enough for mypyc: none defines a msgspec
 # Struct (msgspec reads a class's annotations, which a compiled module does not keep as
-# written) nor a threading.Thread subclass (a compiled one crashed the interpreter at fork).
+# written) nor subclasses threading.Thread (a compiled one crashed the interpreter at fork:
+# the SQLite writer has a thread instead). Compiled code checks declared types at run time:
+# a value typed from JSON must be decoded to that type (``msgspec.json.decode(..., type=)``).
 NATIVE_MODULES = (
     "postback.core.breaker",
     "postback.core.ids",
     "postback.core.signing",
     "postback.core.throttle",
     "postback.dispatch.loop",
+    "postback.store.sqlite",
     "postback.transports.http1",
 )
 GROUP = "postback_native"

@@ -141,11 +141,14 @@ class _PendingWrite:
 INGESTED_PER_COMMIT = 1000
 
 
-class _WriterThread(threading.Thread):
-    """Runs queued writes in group-committed transactions."""
+class _Writer:
+    """Runs queued writes in group-committed transactions, on a thread of its own.
+
+    It has a thread, not is one: mypyc compiles this module (postback/native.py), and a
+    compiled subclass of threading.Thread crashed the interpreter at fork."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(name="postback-sqlite-writer", daemon=True)
+        self.thread = threading.Thread(target=self.run, name="postback-sqlite-writer", daemon=True)
         self.path = path
         self.jobs: queue.SimpleQueue[_PendingWrite | None] = queue.SimpleQueue()
         self.ready = threading.Event()
@@ -524,7 +527,7 @@ class SQLiteStorage:
     def __init__(self, path: str, sealer: Sealer | None = None) -> None:
         self.path = path
         self.sealer = sealer or Sealer.ephemeral()
-        self._writer: _WriterThread | None = None
+        self._writer: _Writer | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -543,8 +546,8 @@ class SQLiteStorage:
 
     async def open(self, *, migrate: bool = True) -> None:
         await asyncio.to_thread(self._migrate, migrate)
-        self._writer = _WriterThread(self.path)
-        self._writer.start()
+        self._writer = _Writer(self.path)
+        self._writer.thread.start()
         await asyncio.to_thread(self._writer.ready.wait)
         if self._writer.open_error is not None:
             raise self._writer.open_error
@@ -591,7 +594,7 @@ class SQLiteStorage:
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.jobs.put(None)
-            await asyncio.to_thread(self._writer.join)
+            await asyncio.to_thread(self._writer.thread.join)
             self._writer = None
         if self._readers is not None:
             self._readers.shutdown(wait=True)
@@ -1032,7 +1035,7 @@ class SQLiteStorage:
                 _Q["claim_ready_endpoints"],
                 {"now": now, "exclude": exclude, "endpoints": max(limit, 64), "holder": holder},
             ).fetchone()[0]
-            ready: list[tuple[str, int, int]] = msgspec.json.decode(found)
+            ready = msgspec.json.decode(found, type=list[tuple[str, int, int]])
             holders: dict[str, int] = {}
             fleet_rooms: list[tuple[str, int]] = []
             for endpoint_id, in_flight, other_holders in ready:

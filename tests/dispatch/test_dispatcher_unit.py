@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -24,6 +25,7 @@ from postback.core.fanout import LeaseOffer
 from postback.core.ids import make_id
 from postback.core.model import (
     Account,
+    AttemptRecord,
     DeliveryState,
     Endpoint,
     NewMessage,
@@ -516,13 +518,20 @@ async def test_a_writer_that_falls_behind_holds_back_new_sends(
         rig.dispatcher.settings, record_batch=2, max_in_flight=4, prefetch=0
     )
     unblocked = asyncio.Event()
-    record = rig.storage.record
 
-    async def stuck_record(records):  # type: ignore[no-untyped-def]
-        await unblocked.wait()
-        await record(records)
+    class StuckRecords:
+        """The rig's storage, its recording held until ``unblocked`` is set. A stand-in
+        rather than a patched method: compiled (postback/native.py), the storage's methods
+        are read-only."""
 
-    monkeypatch.setattr(rig.storage, "record", stuck_record)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(rig.storage, name)
+
+        async def record(self, records: list[AttemptRecord]) -> None:
+            await unblocked.wait()
+            await rig.storage.record(records)
+
+    monkeypatch.setattr(rig.dispatcher, "storage", StuckRecords())
     rig.transport.handler = lambda _request: respond(200)
     await rig.submit_texts(40)
     await asyncio.wait_for(rig.transport.wait_for_requests(8), 10)

@@ -126,3 +126,23 @@ def test_this_checkout_runs_its_hot_modules_compiled() -> None:
     loop, http1, status = probe(POSTBACK_NATIVE="0")
     assert loop.endswith("postback/dispatch/loop.py")
     assert status == "running from source (POSTBACK_NATIVE=0)"
+
+
+def test_the_compiled_modules_keep_the_rules_compiling_needs() -> None:
+    """What went wrong once compiled (docs/ARCHITECTURE.md): an ``await`` inside an ``except``
+    handler raised the handled exception again later, and a ``threading.Thread`` subclass
+    crashed the interpreter at fork. Neither may come back into a compiled module."""
+    import ast
+
+    found = []
+    for module in native.NATIVE_MODULES:
+        tree = ast.parse(native.source_of(module).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ExceptHandler):
+                awaits = [n for n in ast.walk(node) if isinstance(n, ast.Await)]
+                found += [f"{module}:{n.lineno}: await in an except handler" for n in awaits]
+            if isinstance(node, ast.ClassDef):
+                bases = [ast.unparse(base) for base in node.bases]
+                if any(base.endswith("Thread") for base in bases):
+                    found.append(f"{module}:{node.lineno}: {node.name} subclasses a Thread")
+    assert found == []
