@@ -40,6 +40,14 @@ def build(build_dir: Path = native.BUILD_DIR) -> bool:
     digests = {module: native.digest(native.source_of(module)) for module in native.NATIVE_MODULES}
     work = Path(tempfile.mkdtemp(prefix="postback-native-"))
     here = Path.cwd()
+    print("postback.native: compiling (about a minute) ...", file=sys.stderr, flush=True)
+    # The compiler's lines go to a log, shown only if compiling fails: fd level, as gcc
+    # writes to the file descriptors it inherits.
+    log_path = work / "build.log"
+    saved = [os.dup(1), os.dup(2)]
+    with log_path.open("wb") as log_file:
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
     try:
         os.chdir(root)  # mypyc names modules by their paths from here
         extensions = mypycify(
@@ -62,10 +70,13 @@ def build(build_dir: Path = native.BUILD_DIR) -> bool:
             ],
         )
     except (Exception, SystemExit) as exc:  # a compiler error is SystemExit from setuptools
+        _restore(saved)
+        print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
         print(f"postback.native: compiling failed ({exc}); running from source", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
         return False
     finally:
+        _restore(saved)
         os.chdir(here)
     lib = work / "lib"
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -93,6 +104,16 @@ def build(build_dir: Path = native.BUILD_DIR) -> bool:
         file=sys.stderr,
     )
     return True
+
+
+def _restore(saved: list[int]) -> None:
+    """Put standard output and error (1 and 2) back from their copies in ``saved``, once."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd, copy in enumerate(saved, start=1):
+        os.dup2(copy, fd)
+        os.close(copy)
+    saved.clear()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

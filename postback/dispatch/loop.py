@@ -11,7 +11,6 @@ All decisions (classification, next retry time, pacing) come from ``postback.cor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -454,12 +453,16 @@ class Dispatcher:
         # Cleared before anything is awaited: a slot freed or an ingest meanwhile must wake us.
         self._wake.clear()
         timeout = self.settings.idle_poll_s
-        with contextlib.suppress(StorageUnavailable):
+        # try/except, not contextlib.suppress, around awaits in this compiled module: see
+        # tests/packaging/test_native.py.
+        try:
             now = self.clock()
             exclude, _allowance, _reserves = self._endpoint_limits(now)
             due = await self.storage.next_due_at(exclude)
             if due is not None:
                 timeout = min(timeout, max(due / 1000 - self.clock(), 0.0))
+        except StorageUnavailable:
+            pass
         if timeout <= 0 and self._capacity() <= 0:
             timeout = 0.05
         if timeout > 0:
@@ -472,8 +475,10 @@ class Dispatcher:
         await asyncio.sleep(0.002)
 
     async def _sleep_or_stop(self, stop: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
+        try:  # not contextlib.suppress: see _idle_wait
             await asyncio.wait_for(stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return
 
     def _endpoint_limits(self, now: float) -> tuple[list[str], dict[str, int], dict[str, int]]:
         """Endpoints not to claim now; the room of the others, and their reserves.
