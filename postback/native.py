@@ -34,6 +34,8 @@ from types import ModuleType
 # written) nor subclasses threading.Thread (a compiled one crashed the interpreter at fork:
 # the SQLite writer has a thread instead). Compiled code checks declared types at run time:
 # a value typed from JSON must be decoded to that type (``msgspec.json.decode(..., type=)``).
+# Not compilable as they are: api/app.py (aiohttp's @web.middleware sets an attribute on the
+# function, which a compiled function refuses), and the modules with Structs.
 NATIVE_MODULES = (
     "postback.core.breaker",
     "postback.core.ids",
