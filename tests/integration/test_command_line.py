@@ -282,3 +282,22 @@ async def test_platform_keys_accounts_and_key_commands(
     assert mine.returncode == 0 and receiver.url("/shop") in mine.stdout
     denied = await cli("accounts", "list", POSTBACK_API_KEY=new_key)
     assert denied.returncode == 1 and "403" in denied.stderr
+
+
+def test_a_serving_process_freezes_what_it_imported_and_collects_garbage_less_often() -> None:
+    """serve and worker call settle_garbage_collector before serving: the imported modules
+    are out of the collector's sight and young collections are rarer than CPython's 700."""
+    probe = (
+        "import gc\n"
+        "from postback.cli.main import GC_THRESHOLDS, settle_garbage_collector\n"
+        "before = gc.get_freeze_count()\n"
+        "settle_garbage_collector()\n"
+        "print(before, gc.get_freeze_count(), gc.get_threshold() == GC_THRESHOLDS)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    before, frozen, thresholds_set = done.stdout.split()
+    assert before == "0"
+    assert int(frozen) > 10_000  # the service's modules, classes and functions
+    assert thresholds_set == "True"
