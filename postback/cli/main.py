@@ -393,8 +393,8 @@ GC_THRESHOLDS = (20_000, 20, 20)
 
 Why: a delivery allocates many short-lived objects and few cycles, and with the defaults the
 collector ran ~550 times per process in a 60,000-delivery run, 0.40 s of its 8 s of CPU
-(5 %, timed with ``gc.callbacks``); with the modules frozen at start and these thresholds, 5
-times and 0.03-0.06 s (session 19, docs/deployment.md). Cycles still go, just in larger,
+(5 %, timed with ``gc.callbacks``); with the modules frozen at start and these thresholds, 3
+times and 0.01 s (session 19, docs/deployment.md). Cycles still go, just in larger,
 rarer batches."""
 
 
