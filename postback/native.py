@@ -38,10 +38,18 @@ from types import ModuleType
 # function, which a compiled function refuses), and the modules with Structs.
 NATIVE_MODULES = (
     "postback.core.breaker",
+    "postback.core.fanout",
     "postback.core.ids",
+    "postback.core.payloads",
     "postback.core.signing",
     "postback.core.throttle",
+    "postback.core.validation",
+    "postback.dispatch.health",
     "postback.dispatch.loop",
+    "postback.ingest.context",
+    "postback.ingest.event_types",
+    "postback.ingest.messages",
+    "postback.observe.metrics",
     "postback.store.sqlite",
     "postback.transports.http1",
 )

@@ -9,9 +9,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
-import msgspec
-
-from postback.core.model import Delivery, DeliveryState, NewMessage
+from postback.core.model import Delivery, DeliveryState, EndpointLoad, LeaseOffer, NewMessage
 
 T = TypeVar("T")
 
@@ -47,41 +45,6 @@ def known_targets(messages: Sequence[NewMessage]) -> set[str] | None:
 def idempotency_hit(stored_at: int | None, now: int, window_ms: int) -> bool:
     """A key seen within the window returns the earlier message; an older one is reused."""
     return stored_at is not None and stored_at > now - window_ms
-
-
-class EndpointLoad(msgspec.Struct, frozen=True):
-    """What the store knows of an endpoint at ingest time, to decide the fast path."""
-
-    in_flight: int
-    """Deliveries of this endpoint in flight anywhere in the fleet."""
-    paced: bool
-    """A rate limit or a 429 pause applies: its sends need slots from the shared pacing."""
-    other_holders: int = 0
-    """Other processes holding some of its deliveries (distinct lease holders)."""
-
-
-class LeaseOffer(msgspec.Struct, frozen=True):
-    """How much just-ingested work the local dispatcher can take at once (the fast path)."""
-
-    lease_ms: int
-    total: int
-    """Free in-flight slots of the dispatcher."""
-    share: int
-    """The per-endpoint in-flight share (fleet-wide)."""
-    own: Mapping[str, int] = {}
-    """Per endpoint, deliveries the store counts as in flight that are the dispatcher's own
-    (already within ``room``): not counted twice."""
-    sending: Mapping[str, int] = {}
-    """Per endpoint, of ``own``, those still being sent or held ready (``fleet_room``);
-    absent: all of them."""
-    room: Mapping[str, int] = {}
-    """Endpoints the dispatcher has loaded: how many more it can hold for each. Others get
-    none: their configuration (a rate limit, say) is not known here yet."""
-    prefetch: Mapping[str, int] = {}
-    """Per endpoint, how far beyond its part of the share the dispatcher leases ahead (see
-    ``fleet_room`` and ``reserve_size``); absent: none."""
-    holder: str = ""
-    """Who the leases are for (the dispatcher's holder id, stored with each lease)."""
 
 
 class FleetRoom(NamedTuple):

@@ -7,6 +7,7 @@ them. Times are integer milliseconds since the Unix epoch (UTC).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Literal
 
 import msgspec
@@ -270,6 +271,57 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
     """Deliveries sharing a key go to an endpoint one after the other, in submission order."""
     fingerprint: str | None = None
     """Of the request, stored with the idempotency key: a reuse must match it (core/idempotency)."""
+
+
+class MessageSubmission(msgspec.Struct, frozen=True, kw_only=True):
+    event_type: str
+    payload: bytes
+    idempotency_key: str | None = None
+    callback_url: str | None = None
+    """Sinch's per-batch override: this message goes here instead of the account's endpoints."""
+    fanout: bool = False
+    """With ``callback_url``: deliver to the subscribed endpoints too."""
+    ordering_key: str | None = None
+    target_endpoint_id: str | None = None
+    """Deliver to this one endpoint of the account only (a test event from the portal)."""
+    refuse_reuse: bool = True
+    """A reused idempotency key must come with the same request (core/idempotency.py);
+    False for Postback's own submissions whose racing producers share one key on purpose."""
+
+
+class EndpointLoad(msgspec.Struct, frozen=True):
+    """What the store knows of an endpoint at ingest time, to decide the fast path."""
+
+    in_flight: int
+    """Deliveries of this endpoint in flight anywhere in the fleet."""
+    paced: bool
+    """A rate limit or a 429 pause applies: its sends need slots from the shared pacing."""
+    other_holders: int = 0
+    """Other processes holding some of its deliveries (distinct lease holders)."""
+
+
+class LeaseOffer(msgspec.Struct, frozen=True):
+    """How much just-ingested work the local dispatcher can take at once (the fast path)."""
+
+    lease_ms: int
+    total: int
+    """Free in-flight slots of the dispatcher."""
+    share: int
+    """The per-endpoint in-flight share (fleet-wide)."""
+    own: Mapping[str, int] = {}
+    """Per endpoint, deliveries the store counts as in flight that are the dispatcher's own
+    (already within ``room``): not counted twice."""
+    sending: Mapping[str, int] = {}
+    """Per endpoint, of ``own``, those still being sent or held ready (``fleet_room``);
+    absent: all of them."""
+    room: Mapping[str, int] = {}
+    """Endpoints the dispatcher has loaded: how many more it can hold for each. Others get
+    none: their configuration (a rate limit, say) is not known here yet."""
+    prefetch: Mapping[str, int] = {}
+    """Per endpoint, how far beyond its part of the share the dispatcher leases ahead (see
+    ``fleet_room`` and ``reserve_size``); absent: none."""
+    holder: str = ""
+    """Who the leases are for (the dispatcher's holder id, stored with each lease)."""
 
 
 class IngestResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -53,7 +53,7 @@ _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 # Text no database stores alike: NUL (PostgreSQL refuses it, SQLite keeps it) and lone
 # surrogates (not encodable as UTF-8).
-_TEXT_FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
+_TEXT_FORBIDDEN = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def storable_text(text: str | None) -> str | None:

@@ -27,7 +27,7 @@ import msgspec
 from postback import __version__
 from postback.core import signing
 from postback.core.breaker import CLOSED, BreakerRules, Streak, after_attempt
-from postback.core.fanout import LeaseOffer, part, reserve_size
+from postback.core.fanout import part, reserve_size
 from postback.core.ids import MonotonicIds, make_id
 from postback.core.lifecycle import settle
 from postback.core.model import (
@@ -36,6 +36,7 @@ from postback.core.model import (
     ClaimedDelivery,
     DeliveryState,
     Endpoint,
+    LeaseOffer,
     SigningSecret,
     static_headers,
 )

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from postback.core.model import MessageSubmission
 from postback.core.netguard import Network
 from postback.ingest.accounts import AccountService
 from postback.ingest.activity import ActivityReports
@@ -21,7 +22,7 @@ from postback.ingest.endpoints import EndpointService
 from postback.ingest.event_types import EventTypeRegistry
 from postback.ingest.health import EndpointHealthService
 from postback.ingest.keys import KeyService
-from postback.ingest.messages import MessageService, MessageSubmission
+from postback.ingest.messages import MessageService
 from postback.ingest.operations import OperationalWebhooks
 from postback.observe.metrics import Metrics
 from postback.store.base import Storage

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import msgspec
 
 from postback.core.errors import Conflict, InvalidInput
-from postback.core.model import BatchRecord, IngestResult, RecipientStatus
+from postback.core.model import BatchRecord, IngestResult, MessageSubmission, RecipientStatus
 from postback.core.reports import (
     KNOWN_STATUSES,
     BatchInfo,
@@ -23,7 +23,7 @@ from postback.core.reports import (
 )
 from postback.core.validation import check_batch_id, check_url
 from postback.ingest.context import IngestContext
-from postback.ingest.messages import MessageService, MessageSubmission
+from postback.ingest.messages import MessageService
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

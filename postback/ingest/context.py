@@ -12,9 +12,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from postback.core.errors import InvalidInput
-from postback.core.fanout import LeaseOffer
 from postback.core.ids import MonotonicIds
-from postback.core.model import ClaimedDelivery
+from postback.core.model import ClaimedDelivery, LeaseOffer
 from postback.core.netguard import Network, blocked_reason, literal_address, resolved_blocked
 from postback.observe.metrics import Metrics
 from postback.store.base import Storage

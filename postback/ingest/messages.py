@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Iterable
 from typing import TypeVar, cast
 
-import msgspec
-
 from postback.core.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
 from postback.core.fanout import known_targets
 from postback.core.idempotency import request_fingerprint
@@ -17,6 +15,7 @@ from postback.core.model import (
     Endpoint,
     IngestResult,
     Message,
+    MessageSubmission,
     NewMessage,
     SigningSecret,
 )
@@ -37,22 +36,6 @@ T = TypeVar("T")
 
 CALLBACK_ENDPOINT_TTL_S = 10.0
 """How long a callback URL's endpoint id is reused without asking the store again."""
-
-
-class MessageSubmission(msgspec.Struct, frozen=True, kw_only=True):
-    event_type: str
-    payload: bytes
-    idempotency_key: str | None = None
-    callback_url: str | None = None
-    """Sinch's per-batch override: this message goes here instead of the account's endpoints."""
-    fanout: bool = False
-    """With ``callback_url``: deliver to the subscribed endpoints too."""
-    ordering_key: str | None = None
-    target_endpoint_id: str | None = None
-    """Deliver to this one endpoint of the account only (a test event from the portal)."""
-    refuse_reuse: bool = True
-    """A reused idempotency key must come with the same request (core/idempotency.py);
-    False for Postback's own submissions whose racing producers share one key on purpose."""
 
 
 def _item_path(field_prefix: str, index: int) -> str:

@@ -25,12 +25,12 @@ import msgspec
 from postback.core.errors import NotFound, StorageError
 from postback.core.event_schemas import OPERATIONAL_SCHEMAS
 from postback.core.health import iso
-from postback.core.model import Account, Endpoint
+from postback.core.model import Account, Endpoint, MessageSubmission
 from postback.core.validation import MAX_BATCH
 from postback.core.wire import EndpointCreate
 from postback.ingest.context import IngestContext
 from postback.ingest.endpoints import EndpointService
-from postback.ingest.messages import MessageService, MessageSubmission
+from postback.ingest.messages import MessageService
 
 log = logging.getLogger("postback.ingest.operations")
 

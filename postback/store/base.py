@@ -16,7 +16,6 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Protocol, TypeVar
 
 from postback.core.errors import SchemaMismatch, StorageError, StorageFull, StorageUnavailable
-from postback.core.fanout import LeaseOffer
 from postback.core.health import Backlog, EndpointBacklog, HealthState
 from postback.core.model import (
     Account,
@@ -33,6 +32,7 @@ from postback.core.model import (
     EndpointHealth,
     EventTypeDefinition,
     IngestResult,
+    LeaseOffer,
     LiveTotals,
     Message,
     NewMessage,

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from postback.core.fanout import EndpointLoad, LeaseOffer, lease_counts, worth_counting
+from postback.core.fanout import lease_counts, worth_counting
 from postback.core.health import EMPTY_BUCKETS, Backlog, HealthState
 from postback.core.model import (
     Account,
@@ -24,7 +24,9 @@ from postback.core.model import (
     DeliveryState,
     Endpoint,
     EndpointHealth,
+    EndpointLoad,
     EventTypeDefinition,
+    LeaseOffer,
     NewMessage,
     SignatureScheme,
     SigningSecret,

@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 import msgspec
 
 from postback.core.fanout import (
-    LeaseOffer,
     claim_plan,
     delivery_targets,
     fleet_room,
@@ -53,6 +52,7 @@ from postback.core.model import (
     EndpointHealth,
     EventTypeDefinition,
     IngestResult,
+    LeaseOffer,
     LiveTotals,
     Message,
     NewMessage,

@@ -13,7 +13,6 @@ import msgspec
 import pytest
 
 from postback.core.errors import IdempotencyConflict
-from postback.core.fanout import LeaseOffer
 from postback.core.health import Backlog, HealthState
 from postback.core.idempotency import request_fingerprint
 from postback.core.ids import make_id
@@ -27,6 +26,7 @@ from postback.core.model import (
     DeliveryState,
     Endpoint,
     EventTypeDefinition,
+    LeaseOffer,
     NewMessage,
     RecipientStatus,
     SigningSecret,
