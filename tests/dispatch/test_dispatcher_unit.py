@@ -1,5 +1,6 @@
-"""Ingest and the dispatcher together, without sockets: SQLite in a temp file, the mock transport,
-and a clock the test moves by hand (a 5 s retry wait takes no time).
+"""Ingest and the dispatcher together, without sockets: the in-memory store and SQLite in a temp
+file (each test runs on both), the mock transport, and a clock the test moves by hand (a 5 s
+retry wait takes no time).
 
 Only the dispatcher's public surface is used (constructor, ``run(stop)``, ``wake()``).
 """
@@ -21,13 +22,13 @@ import pytest
 
 from postback.core.breaker import BreakerRules
 from postback.core.errors import PostbackError
-from postback.core.fanout import LeaseOffer
 from postback.core.ids import make_id
 from postback.core.model import (
     Account,
     AttemptRecord,
     DeliveryState,
     Endpoint,
+    LeaseOffer,
     NewMessage,
 )
 from postback.core.outcome import AttemptResult, FailureKind, Outcome
@@ -37,6 +38,7 @@ from postback.dispatch.loop import Dispatcher, DispatcherSettings
 from postback.ingest import MessageSubmission, Services
 from postback.receiver import verify
 from postback.store import Storage, open_storage
+from postback.store.memory import MemoryStorage
 from postback.transports.mock import MockTransport, fail, respond
 from tests.storage.contract import delivered_record
 from tests.support.payloads import mo_text
@@ -106,12 +108,23 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def new_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Storage]:
+    """The dispatcher's scheduling is proven on the in-memory store, which needs no database,
+    and again on SQLite: both must give the same answers."""
+    if request.param == "memory":
+        return MemoryStorage
+    return lambda: open_storage(f"sqlite:///{tmp_path / 'postback.db'}")
+
+
 @pytest.fixture
-async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+async def rig(
+    new_storage: Callable[[], Storage], request: pytest.FixtureRequest
+) -> AsyncIterator[Rig]:
     # Parametrised indirectly with a factory: each test gets its own script.
     transport: MockTransport = getattr(request, "param", MockTransport)()
     clock = Clock(T0)
-    storage = open_storage(f"sqlite:///{tmp_path / 'postback.db'}")
+    storage = new_storage()
     await storage.open(migrate=True)
     dispatcher = Dispatcher(storage, transport, DispatcherSettings(idle_poll_s=0.02), clock=clock)
     services = Services.build(
@@ -224,7 +237,7 @@ async def test_a_404_is_dead_at_once_under_the_default_policy(rig: Rig) -> None:
 
 
 async def test_prefetched_deliveries_wait_for_a_slot_and_are_handed_back_at_shutdown(
-    tmp_path: Path,
+    new_storage: Callable[[], Storage],
 ) -> None:
     """Share 2, prefetch 2: never more than 2 requests to the endpoint at once though 4 are
     leased; what was ready but never sent goes back to pending when the dispatcher stops."""
@@ -243,7 +256,7 @@ async def test_prefetched_deliveries_wait_for_a_slot_and_are_handed_back_at_shut
             in_flight -= 1
 
     transport = MockTransport(hold)
-    storage = open_storage(f"sqlite:///{tmp_path / 'postback.db'}")
+    storage = new_storage()
     await storage.open(migrate=True)
     settings = DispatcherSettings(
         idle_poll_s=0.02, per_endpoint=2, prefetch=2, shutdown_timeout_s=0.2
@@ -272,10 +285,13 @@ async def test_prefetched_deliveries_wait_for_a_slot_and_are_handed_back_at_shut
             return counts
 
         async def four_leased() -> bool:
-            return (await states()).get(DeliveryState.DELIVERING) == 4
+            # The store commits the lease before the dispatcher has read the claim's answer:
+            # wait for both to say so.
+            return (await states()).get(DeliveryState.DELIVERING) == 4 and (
+                sum(dispatcher.own_in_flight().values()) == 4
+            )
 
         await wait_until(four_leased)
-        assert sum(dispatcher.own_in_flight().values()) == 4
         await asyncio.sleep(0.1)
         assert most == 2 and len(transport.requests) == 2
         stop.set()
@@ -296,6 +312,7 @@ def _poisoned_transport() -> MockTransport:
     )
 
 
+@pytest.mark.parametrize("new_storage", ["sqlite"], indirect=True)  # a trigger refuses the row
 @pytest.mark.parametrize("rig", [_poisoned_transport], indirect=True)
 async def test_a_record_the_store_refuses_holds_up_no_other(rig: Rig, tmp_path: Path) -> None:
     """The database itself refuses one attempt record (a trigger here, as a constraint or an
