@@ -6,7 +6,9 @@
 Checks ``--old`` out into a temporary git worktree and runs ``bench/throughput.py`` (this
 checkout's copy, so both sides are measured alike) with the given arguments, alternating old
 and new ``--rounds`` times (old first in odd rounds, new first in even ones), each side
-importing Postback from its own tree. Prints each pair side by side (rate, CPU per delivery of
+importing Postback from its own tree. An old tree that has compiled hot modules
+(``postback/native_build.py``, session 19 on) is compiled first, as ``make bench`` compiles this
+one, so compiled code compares with compiled code; ``--old-source`` runs it from source. Prints each pair side by side (rate, CPU per delivery of
 all Postback's processes and of their event loops, p99 latency from the 202) and the new/old
 ratio of each pair and their median. The machine's speed drifts by tens of percent between
 minutes, so only pairs taken minutes apart compare; report them all. The worktree is removed
@@ -91,6 +93,11 @@ def main() -> int:
     )
     parser.add_argument("--old", required=True, help="the commit to compare against")
     parser.add_argument("--rounds", type=int, default=3, help="old/new pairs (default 3)")
+    parser.add_argument(
+        "--old-source",
+        action="store_true",
+        help="run the old tree from source even where it could be compiled",
+    )
     parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then throughput.py's")
     args = parser.parse_args()
     bench_args = args.bench_args[1:] if args.bench_args[:1] == ["--"] else args.bench_args
@@ -108,6 +115,16 @@ def main() -> int:
             capture_output=True,
         )
         try:
+            if not args.old_source and (old_tree / "postback" / "native_build.py").exists():
+                build = subprocess.run(
+                    [sys.executable, "-m", "postback.native_build"],
+                    cwd=old_tree,
+                    env={**os.environ, "PYTHONPATH": str(old_tree)},
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                print(f"old tree: {(build.stdout + build.stderr).strip()}", flush=True)
             pairs = []
             for round_ in range(1, args.rounds + 1):
                 # ABBA: old first in odd rounds, new first in even ones, so that the

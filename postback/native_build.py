@@ -53,6 +53,7 @@ def build(build_dir: Path = native.BUILD_DIR) -> bool:
         extensions = mypycify(
             [str(native.source_of(m).relative_to(root)) for m in native.NATIVE_MODULES],
             opt_level="3",
+            multi_file=True,  # one C file per module, compiled in parallel below
             target_dir=str(work / "c"),
             group_name=native.GROUP,
         )
@@ -63,6 +64,8 @@ def build(build_dir: Path = native.BUILD_DIR) -> bool:
             script_args=[
                 "--quiet",
                 "build_ext",
+                "--parallel",
+                str(os.cpu_count() or 1),
                 "--build-lib",
                 str(work / "lib"),
                 "--build-temp",

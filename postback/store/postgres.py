@@ -22,7 +22,6 @@ import asyncpg
 import msgspec
 
 from postback.core.fanout import (
-    LeaseOffer,
     delivery_targets,
     new_deliveries,
 )
@@ -44,6 +43,7 @@ from postback.core.model import (
     EndpointHealth,
     EventTypeDefinition,
     IngestResult,
+    LeaseOffer,
     LiveTotals,
     Message,
     NewMessage,
@@ -123,6 +123,14 @@ def _bind(name: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
 def _bind_sql(sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
     positional, names = to_positional(sql)
     return positional, [params[n] for n in names]
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    """Close a connection that may already be broken: its error is no news."""
+    try:
+        await conn.close()
+    except Exception:
+        log.debug("closing a LISTEN connection failed", exc_info=True)
 
 
 class PostgresStorage:
@@ -206,8 +214,9 @@ class PostgresStorage:
     async def close(self) -> None:
         if self._listen_task is not None:
             self._listen_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listen_task
+            # Its end (cancelled) is no error at close; gathered, not awaited inside an
+            # exception handler (see postback/native.py).
+            await asyncio.gather(self._listen_task, return_exceptions=True)
             self._listen_task = None
         if self._pool is not None:
             await self._pool.close()
@@ -247,10 +256,12 @@ class PostgresStorage:
         backoff = 0.2
         while True:
             closed = asyncio.Event()
+            conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self.dsn, timeout=10)
             except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
                 log.warning("LISTEN connection failed (%s); retrying in %.1f s", exc, backoff)
+            if conn is None:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -263,8 +274,7 @@ class PostgresStorage:
             except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
                 log.warning("LISTEN connection lost (%s)", exc)
             finally:
-                with contextlib.suppress(Exception):
-                    await conn.close()
+                await _close_quietly(conn)
 
     # -- accounts -----------------------------------------------------------------------------
 
