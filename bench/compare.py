@@ -33,7 +33,7 @@ ROOT = HERE.parent
 RATE = re.compile(r"^\[(?P<phase>[^\]]+)\] \d+ deliveries .* = (?P<rate>[\d,]+) deliveries/s")
 CPU = re.compile(
     r"^\[(?P<phase>[^\]]+)\] Postback CPU .* = (?P<all>[\d,]+) µs per delivery .*"
-    r"event loops (?P<loop>[\d,]+) µs"
+    r"event loops (?P<loop>[\d,]+) µs(?:.*PostgreSQL (?P<db>[\d,]+) µs)?"
 )
 P99 = re.compile(r"^\[(?P<phase>[^\]]+)\] latency from 202: .* p99 (?P<p99>[\d,]+) ms, max")
 
@@ -44,6 +44,8 @@ class Figures:
     cpu_us: float | None = None
     loop_us: float | None = None
     p99_ms: float | None = None
+    db_us: float | None = None
+    """PostgreSQL's own CPU per delivery, when it runs on this machine."""
 
 
 def _number(text: str) -> float:
@@ -59,6 +61,8 @@ def parse(output: str) -> dict[str, Figures]:
         elif m := CPU.match(line):
             figures = phases.setdefault(m["phase"], Figures())
             figures.cpu_us, figures.loop_us = _number(m["all"]), _number(m["loop"])
+            if m["db"]:
+                figures.db_us = _number(m["db"])
         elif m := P99.match(line):
             phases.setdefault(m["phase"], Figures()).p99_ms = _number(m["p99"])
     return phases
@@ -81,6 +85,12 @@ def run(tree: Path, args: list[str]) -> dict[str, Figures]:
 
 def _cell(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:,.0f}{unit}"
+
+
+def _db_cells(old: Figures, new: Figures) -> str:
+    if old.db_us is None and new.db_us is None:
+        return ""
+    return f"PostgreSQL µs {_cell(old.db_us)} -> {_cell(new.db_us)}; "
 
 
 def _ratio(new: float | None, old: float | None) -> float | None:
@@ -142,6 +152,7 @@ def main() -> int:
                         f"pair {round_} [{phase}] deliveries/s {_cell(o.rate)} -> {_cell(n.rate)}; "
                         f"µs per delivery {_cell(o.cpu_us)} -> {_cell(n.cpu_us)}, "
                         f"event loops {_cell(o.loop_us)} -> {_cell(n.loop_us)}; "
+                        f"{_db_cells(o, n)}"
                         f"p99 {_cell(o.p99_ms, ' ms')} -> {_cell(n.p99_ms, ' ms')}",
                         flush=True,
                     )
@@ -153,7 +164,12 @@ def main() -> int:
             )
     print(f"new (working tree) / old ({old_rev.stdout.strip()}), per pair, then the median:")
     for phase in pairs[0][0]:
-        for name, field in (("rate", "rate"), ("event-loop µs", "loop_us"), ("µs", "cpu_us")):
+        for name, field in (
+            ("rate", "rate"),
+            ("event-loop µs", "loop_us"),
+            ("µs", "cpu_us"),
+            ("PostgreSQL µs", "db_us"),
+        ):
             ratios = [
                 _ratio(getattr(new.get(phase, Figures()), field), getattr(old[phase], field))
                 for old, new in pairs

@@ -37,6 +37,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import math
 import os
 import platform
 import re
@@ -49,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +152,8 @@ class Phase:
     """Of which their main threads (the event loops): what bounds one process's rate."""
     receiver_cpu_s: float = float("nan")
     """CPU seconds the receiver used from its start to the phase's end (it shares the cores)."""
+    database_cpu_s: float = float("nan")
+    """CPU seconds this machine's PostgreSQL server used in the phase (nan on SQLite)."""
     attempts: dict[str, int] = field(default_factory=dict)
     """Attempts made in the phase by outcome, from serve's /metrics (not the workers')."""
 
@@ -287,6 +291,7 @@ class Bench:
                 attempts_before = await self.attempts_by_outcome()
                 cpu_before = self.postback_cpu_s()
                 loop_cpu_before = self.postback_cpu_s(main_threads=True)
+                database_before = self.database_cpu()
                 healthy = []
                 if not sc.mix:
                     healthy = [
@@ -366,6 +371,12 @@ class Bench:
                 rss_after = self.serve_rss_mb()
                 cpu_used = self.postback_cpu_s() - cpu_before
                 loop_cpu_used = self.postback_cpu_s(main_threads=True) - loop_cpu_before
+                database_after = self.database_cpu()
+                database_cpu_used = (
+                    sum(t - database_before.get(pid, 0.0) for pid, t in database_after.items())
+                    if database_after
+                    else float("nan")
+                )
                 attempts_after = await self.attempts_by_outcome()
                 # Each stuck case alone: the next one must not run beside this one's backlog
                 # too (deleting an endpoint dead-letters its deliveries: not measured).
@@ -395,6 +406,7 @@ class Bench:
             cpu_s=cpu_used,
             loop_cpu_s=loop_cpu_used,
             receiver_cpu_s=receiver_cpu,
+            database_cpu_s=database_cpu_used,
             attempts={
                 outcome: count - attempts_before.get(outcome, 0)
                 for outcome, count in attempts_after.items()
@@ -562,6 +574,25 @@ class Bench:
         process id), leaving out the SQLite writer and reader threads."""
         return sum(self.cpu_s_of(pid, main_thread=main_threads) for pid in self._postback_pids())
 
+    def database_cpu(self) -> dict[int, float]:
+        """CPU seconds so far of each process of a PostgreSQL server on this machine, when the
+        bench runs against PostgreSQL on 127.0.0.1 or localhost: it shares the cores, and on
+        one endpoint it costs about as much per delivery as Postback itself. Empty otherwise.
+        A backend that exits during a phase takes its CPU with it (the pool's do not)."""
+        host = urllib.parse.urlsplit(self.args.database).hostname
+        if not self.args.database.startswith("postgres") or host not in ("127.0.0.1", "localhost"):
+            return {}
+        used: dict[int, float] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    name = (entry / "comm").read_text().strip()
+                except OSError:
+                    continue
+                if name == "postgres" or name.startswith("postgres:"):
+                    used[int(entry.name)] = self.cpu_s_of(int(entry.name))
+        return used
+
     @staticmethod
     def cpu_s_of(pid: int, *, main_thread: bool = False) -> float:
         """user + system CPU seconds of a process (or of its main thread), 0 if it is gone."""
@@ -633,6 +664,11 @@ def report(phase: Phase) -> None:
         f"{phase.cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs per delivery (all its processes), "
         f"of which the event loops {phase.loop_cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs; "
         f"the receiver {phase.receiver_cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs"
+        + (
+            f"; PostgreSQL {phase.database_cpu_s / max(phase.delivered, 1) * 1e6:,.0f} µs"
+            if not math.isnan(phase.database_cpu_s)
+            else ""
+        )
     )
     attempts = {k: v for k, v in phase.attempts.items() if not k.startswith(("taken ", "claims "))}
     taken = {k[6:]: v for k, v in phase.attempts.items() if k.startswith("taken ")}
