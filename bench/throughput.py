@@ -128,10 +128,17 @@ else:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports, bound all at once: one at a time, the kernel once handed the API's
+    port to the receiver too, and the bench then asked Postback for the receiver's counts."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 @dataclass
@@ -207,8 +214,7 @@ class Bench:
             PROMETHEUS_MULTIPROC_DIR=str(self.tmp / "metrics"),
         )
         (self.tmp / "metrics").mkdir()
-        self.api_port = free_port()
-        self.receiver_port = free_port()
+        self.api_port, self.receiver_port = free_ports(2)
 
     def spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
