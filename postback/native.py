@@ -37,6 +37,7 @@ from types import ModuleType
 # Not compilable as they are: api/app.py (aiohttp's @web.middleware sets an attribute on the
 # function, which a compiled function refuses), and the modules with Structs.
 NATIVE_MODULES = (
+    "postback.api.app",
     "postback.core.breaker",
     "postback.core.fanout",
     "postback.core.ids",

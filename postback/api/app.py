@@ -6,6 +6,7 @@ error is JSON: ``{"error": {"code", "message", "field"?}}``, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
@@ -125,11 +126,13 @@ def decode_body(raw: bytes, type_: type[T]) -> T:
         decoder = _decoders[type_] = msgspec.json.Decoder(type_)
     try:
         value: T = decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        text = str(exc)
+    except msgspec.ValidationError as refused:
+        text = str(refused)
         raise ApiError(400, "invalid_request", text, _field_of(text)) from None
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as malformed:
+        raise ApiError(
+            400, "invalid_json", f"request body is not valid JSON: {malformed}"
+        ) from None
     if b"\\u" not in raw:
         # Valid UTF-8 holds no lone surrogate and JSON no raw control character: only a \u
         # escape can decode to text the rule refuses, so without one there is nothing to walk.
@@ -148,7 +151,6 @@ def check_parameters(request: web.Request) -> None:
         check_text(value, name)
 
 
-@web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         check_parameters(request)
@@ -156,20 +158,22 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if STORAGE_FULL.active and request.method != "GET" and response.status < 300:
             STORAGE_FULL.cleared()  # a write went through: there is room again
         return response
-    except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
-    except InvalidInput as exc:
-        return error_response(400, "invalid_request", exc.message, exc.field)
-    except NotFound as exc:
-        return error_response(404, "not_found", str(exc))
-    except IdempotencyConflict as exc:
-        return error_response(409, "idempotency_conflict", str(exc), exc.field)
-    except Conflict as exc:
-        return error_response(409, "conflict", str(exc))
-    except Forbidden as exc:
-        return error_response(403, "forbidden", str(exc))
-    except StorageFull as exc:
-        STORAGE_FULL.occurred(str(exc))
+    # One name per exception type: compiled (postback/native.py), a name shared by handlers
+    # of different types keeps the first one's type and refuses the others.
+    except ApiError as api_error:
+        return error_response(api_error.status, api_error.code, api_error.message, api_error.field)
+    except InvalidInput as invalid:
+        return error_response(400, "invalid_request", invalid.message, invalid.field)
+    except NotFound as missing:
+        return error_response(404, "not_found", str(missing))
+    except IdempotencyConflict as reused:
+        return error_response(409, "idempotency_conflict", str(reused), reused.field)
+    except Conflict as conflict:
+        return error_response(409, "conflict", str(conflict))
+    except Forbidden as forbidden:
+        return error_response(403, "forbidden", str(forbidden))
+    except StorageFull as full:
+        STORAGE_FULL.occurred(str(full))
         response = error_response(
             503, "storage_full", "the database's disk is full; nothing was stored, retry later"
         )
@@ -178,13 +182,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except StorageUnavailable:
         log.warning("storage unavailable while serving %s %s", request.method, request.path)
         return error_response(503, "unavailable", "the database is unavailable; retry shortly")
-    except web.HTTPException as exc:
-        if exc.status < 400:
+    except web.HTTPException as http:
+        if http.status < 400:
             raise
-        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-        if "Allow" in exc.headers:
+        response = error_response(http.status, http.reason.lower().replace(" ", "_"), http.reason)
+        if "Allow" in http.headers:
             # RFC 9110 section 15.5.6: a 405 "MUST generate an Allow header field".
-            response.headers["Allow"] = exc.headers["Allow"]
+            response.headers["Allow"] = http.headers["Allow"]
         return response
     except StorageError:
         log.exception("storage error while serving %s %s", request.method, request.path)
@@ -755,7 +759,10 @@ def create_app(
     readiness: Readiness | None = None,
 ) -> web.Application:
     """The API, /docs, and the UI at /ui (``ui_key`` signs its links and sessions)."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=32 * 1024 * 1024)
+    # aiohttp's @web.middleware marks the function with an attribute, which a function
+    # compiled by mypyc (postback/native.py) refuses: a partial of it takes the mark instead.
+    middleware = web.middleware(functools.partial(errors_middleware))
+    app = web.Application(middlewares=[middleware], client_max_size=32 * 1024 * 1024)
     app[SERVICES] = services
     app[ADMIN_TOKEN] = admin_token
     # /metrics, /livez, /readyz and /healthz: the same on serve and on workers.

@@ -251,12 +251,12 @@ class _Writer:
             if time.monotonic() - self._listed_at >= self.list_every_s:
                 self._list_new_deliveries(conn)
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except sqlite3.Error as failed:
             if conn.in_transaction:
                 # On a full disk the rollback may fail too; the writer thread must live on.
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            err = _translate(exc)
+            err = _translate(failed)
             outcomes = [(job, None, err) for job in batch]
         for job, value, error in outcomes:
             job.loop.call_soon_threadsafe(_settle_future, job.future, value, error)

@@ -133,7 +133,10 @@ def test_the_compiled_modules_keep_the_rules_compiling_needs() -> None:
     handler raised the handled exception again later, and a ``threading.Thread`` subclass
     crashed the interpreter at fork. Neither may come back into a compiled module; nor an
     ``await`` inside ``contextlib.suppress`` (an exception swallowed by a context manager
-    after an await is mypyc's issue #1177: fixed in the mypy we pin, avoided all the same)."""
+    after an await is mypyc's issue #1177: fixed in the mypy we pin, avoided all the same);
+    nor one name bound by ``except ... as`` clauses of different types in one function:
+    compiled, the name keeps the first clause's type, and the API's error middleware answered
+    a 400 with a 500 ("ApiError object expected; got InvalidInput")."""
     import ast
 
     found = []
@@ -146,6 +149,16 @@ def test_the_compiled_modules_keep_the_rules_compiling_needs() -> None:
             if isinstance(node, ast.With) and "suppress" in ast.unparse(node.items[0]):
                 awaits = [n for st in node.body for n in ast.walk(st) if isinstance(n, ast.Await)]
                 found += [f"{module}:{n.lineno}: await inside a suppress()" for n in awaits]
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                types: dict[str, set[str]] = {}
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.ExceptHandler) and inner.name and inner.type:
+                        types.setdefault(inner.name, set()).add(ast.unparse(inner.type))
+                found += [
+                    f"{module}:{node.lineno}: {node.name} binds {name!r} to {sorted(kinds)}"
+                    for name, kinds in types.items()
+                    if len(kinds) > 1
+                ]
             if isinstance(node, ast.ClassDef):
                 bases = [ast.unparse(base) for base in node.bases]
                 if any(base.endswith("Thread") for base in bases):
