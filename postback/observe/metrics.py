@@ -22,9 +22,10 @@ the service. The labelled children are cached in small dicts keyed by outcome an
 
 from __future__ import annotations
 
+import glob
 import os
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -120,6 +121,31 @@ class _Counts:
             pending, self.pending = self.pending, {}
             for child, count in pending.items():
                 child.inc(count)
+
+
+class _SharedFilesCollector(Collector):
+    """The library's ``MultiProcessCollector``, leaving out the files other processes have
+    created but not yet sized. Reading one raised ``struct.error`` ("unpack_from requires a
+    buffer of at least 4 bytes"): the library opens a process's file before it sizes it, and
+    registering a collector reads them all, so a ``serve`` process starting beside its sibling
+    once exited before it served anything (seen in the bench). A file that has a size keeps it,
+    so what is read after the check is whole."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for name in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(name) >= 8:  # the used-size word the library reads first
+                    files.append(name)
+            except OSError:  # a dead process's file, removed meanwhile
+                continue
+        merged: Iterable[Metric] = MultiProcessCollector.merge(  # type: ignore[no-untyped-call]
+            files, accumulate=True
+        )
+        return merged
 
 
 class _BacklogCollector(Collector):
@@ -274,7 +300,10 @@ class Metrics:
             own if own is not None else CollectorRegistry(auto_describe=True)
         )
         if self.multiprocess:
-            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+            shared = multiprocess_dir()
+            if shared is None or not os.path.isdir(shared):
+                raise ValueError("PROMETHEUS_MULTIPROC_DIR is not set or not a directory")
+            self.registry.register(_SharedFilesCollector(shared))
         self.registry.register(_BacklogCollector(self))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

@@ -4,7 +4,11 @@ have counted, bucket by bucket."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -71,3 +75,30 @@ def test_metrics_fold() -> None:
     assert metrics.attempts["delivered"] == sum(
         v for k, v in _series(theirs, "postback_attempts_total").items() if "delivered" in k
     )
+
+
+def test_a_process_starting_beside_another_that_has_not_sized_its_file_yet(
+    tmp_path: Path,
+) -> None:
+    """In multiprocess mode the library creates a process's file before it sizes it; another
+    process reading the directory meanwhile (registering the collector reads it all) failed
+    with ``struct.error`` and a ``serve`` process exited while starting. The empty file is
+    skipped; every sized one is summed as before."""
+    (tmp_path / "counter_99999.db").write_bytes(b"")
+    code = (
+        "from postback.observe.metrics import Metrics\n"
+        "metrics = Metrics()\n"
+        "metrics.attempt('delivered', 5.0)\n"
+        "print(metrics.render()[0].decode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _series(done.stdout, "postback_attempts_total") == {
+        'postback_attempts_total{outcome="delivered"}': 1.0
+    }
